@@ -1,0 +1,6 @@
+// keel/keel.hpp: every dependency-free keel module (target keel::core).
+// The optional modules (json, log, sqlite, crypto, websocket) have their own
+// headers and targets and are not included here.
+#pragma once
+
+#include <keel/result.hpp>

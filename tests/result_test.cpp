@@ -1,0 +1,369 @@
+#include <keel/result.hpp>  // first: the header stands alone
+
+#include <rapidcheck/catch.h>
+#include <catch2/catch.hpp>
+
+#include <algorithm>
+#include <memory>
+#include <string>
+#include <system_error>
+#include <vector>
+
+using keel::Errc;
+using keel::Error;
+using keel::Result;
+
+namespace {
+
+std::vector<Errc> all_kinds() {
+  std::vector<Errc> out;
+  for (int i = 1; i <= keel::kErrcCount; ++i) out.push_back(static_cast<Errc>(i));
+  return out;
+}
+
+// A random Error: any kind, maybe a message, 0-3 context frames.
+rc::Gen<Error> gen_error() {
+  return rc::gen::apply(
+      [](int kind, std::string msg, std::vector<std::string> ctx) {
+        Error e = msg.empty() ? Error(static_cast<Errc>(kind)) : Error(static_cast<Errc>(kind), msg);
+        for (auto& c : ctx) e.context(c);
+        return e;
+      },
+      rc::gen::inRange(1, keel::kErrcCount + 1), rc::gen::arbitrary<std::string>(),
+      rc::gen::container<std::vector<std::string>>(rc::gen::nonEmpty<std::string>()));
+}
+
+rc::Gen<Result<int>> gen_result() {
+  return rc::gen::oneOf(rc::gen::map(rc::gen::arbitrary<int>(), [](int v) { return Result<int>(v); }),
+                        rc::gen::map(gen_error(), [](Error e) { return Result<int>(std::move(e)); }));
+}
+
+}  // namespace
+
+TEST_CASE("Errc codes, statuses and the error_code category", "[result]") {
+  CHECK(keel::to_string(Errc::not_found) == "NOT_FOUND");
+  CHECK(keel::to_string(Errc::resource_exhausted) == "RESOURCE_EXHAUSTED");
+  CHECK(keel::to_string(Errc::auth_failed) == "AUTH_FAILED");
+  CHECK(keel::http_status(Errc::invalid_argument) == 400);
+  CHECK(keel::http_status(Errc::not_found) == 404);
+  CHECK(keel::http_status(Errc::already_exists) == 409);
+  CHECK(keel::http_status(Errc::timeout) == 504);
+  CHECK(keel::http_status(Errc::unavailable) == 503);
+  CHECK(keel::http_status(Errc::auth_failed) == 401);
+  CHECK(keel::http_status(Errc::resource_exhausted) == 429);
+  CHECK(keel::http_status(Errc::internal) == 500);
+
+  std::vector<std::string_view> seen;
+  for (Errc c : all_kinds()) {
+    const auto s = keel::to_string(c);
+    INFO(s);
+    CHECK(s != "UNKNOWN");
+    CHECK(s.find_first_not_of("ABCDEFGHIJKLMNOPQRSTUVWXYZ_") == std::string_view::npos);
+    CHECK(keel::errc_from_string(s) == c);
+    CHECK(keel::http_status(c) >= 400);
+    CHECK(keel::http_status(c) <= 599);
+    seen.push_back(s);
+  }
+  std::sort(seen.begin(), seen.end());
+  CHECK(std::adjacent_find(seen.begin(), seen.end()) == seen.end());
+  CHECK_FALSE(keel::errc_from_string("not_found").has_value());
+  CHECK_FALSE(keel::errc_from_string("").has_value());
+
+  std::error_code ec = Errc::timeout;
+  CHECK(std::string(ec.category().name()) == "keel");
+  CHECK(ec.message() == "TIMEOUT");
+  CHECK(ec == std::errc::timed_out);  // portable condition
+  CHECK(static_cast<bool>(ec));
+}
+
+TEST_CASE("is_transient: timeout, busy, unavailable only", "[result]") {
+  for (Errc c : all_kinds()) {
+    const bool expect = c == Errc::timeout || c == Errc::busy || c == Errc::unavailable;
+    CHECK(keel::is_transient(c) == expect);
+    CHECK(Error(c).is_transient() == expect);
+  }
+}
+
+TEST_CASE("Error is one word; Result<int> two", "[result]") {
+  STATIC_REQUIRE(sizeof(Error) == sizeof(void*));
+  STATIC_REQUIRE(sizeof(Result<int>) <= 16);
+  STATIC_REQUIRE(sizeof(Result<void>) <= 16);
+}
+
+TEST_CASE("Error holds code, message, location and context", "[result]") {
+  const Error bare = Errc::busy;
+  CHECK(bare.code() == Errc::busy);
+  CHECK(bare.message().empty());
+  CHECK(bare.where().line() == 0);
+  CHECK(bare.chain().empty());
+
+  const int line = __LINE__ + 1;
+  Error e(Errc::not_found, "no user 7");
+  CHECK(e.code() == Errc::not_found);
+  CHECK(e.message() == "no user 7");
+  CHECK(e.where().line() == static_cast<unsigned>(line));
+  CHECK(std::string_view(e.where().file_name()).find("result_test.cpp") != std::string_view::npos);
+
+  e.context("loading profile").context("handling GET /users/7");
+  CHECK(e.contexts() == std::vector<std::string_view>{"handling GET /users/7", "loading profile"});
+  CHECK(e.chain() == std::vector<std::string_view>{"handling GET /users/7", "loading profile", "no user 7"});
+  CHECK(fmt::format("{}", e) == "handling GET /users/7: loading profile: NOT_FOUND: no user 7");
+  CHECK(e.to_string() == fmt::format("{}", e));
+  CHECK(fmt::format("{:v}", e).find("result_test.cpp:" + std::to_string(line)) != std::string::npos);
+
+  // Context on a bare code allocates then, and keeps the code.
+  Error b = Errc::timeout;
+  b.context("waiting for lock");
+  CHECK(b.code() == Errc::timeout);
+  CHECK(fmt::format("{}", b) == "waiting for lock: TIMEOUT");
+  CHECK(b.http_status() == 504);
+  const std::error_code ec = b;
+  CHECK(ec == Errc::timeout);
+}
+
+TEST_CASE("formatting never repeats the cause's text", "[result]") {
+  Error e(Errc::io, "disk full");
+  e.context("disk full").context("saving").context("saving");
+  CHECK(fmt::format("{}", e) == "saving: IO: disk full");
+}
+
+TEST_CASE("Error copies deeply and moves cheaply", "[result]") {
+  Error a(Errc::config, "bad port");
+  a.context("reading config");
+  Error b = a;
+  CHECK(b == a);
+  b.context("starting");
+  CHECK_FALSE(b == a);
+  Error c = std::move(b);
+  CHECK(c.contexts().size() == 2);
+  CHECK(b.code() == Errc::internal);  // NOLINT(bugprone-use-after-move): moved-from is defined
+  b = c;
+  CHECK(b == c);
+  b = Error(Errc::empty);
+  CHECK(b.code() == Errc::empty);
+  CHECK(b == Errc::empty);
+}
+
+TEST_CASE("Error::from maps std::error_code", "[result]") {
+  CHECK(Error::from(Errc::lagged).code() == Errc::lagged);
+  CHECK(Error::from(std::make_error_code(std::errc::timed_out)).code() == Errc::timeout);
+  CHECK(Error::from(std::make_error_code(std::errc::no_such_file_or_directory)).code() == Errc::not_found);
+  CHECK(Error::from(std::make_error_code(std::errc::connection_refused)).code() == Errc::unavailable);
+  const Error other = Error::from(std::make_error_code(std::errc::broken_pipe));
+  CHECK(other.code() == Errc::io);
+  CHECK(other.message().find("generic") != std::string_view::npos);
+}
+
+TEST_CASE("Result basics", "[result]") {
+  Result<int> ok = 5;
+  REQUIRE(ok.has_value());
+  CHECK(*ok == 5);
+  CHECK(ok.value() == 5);
+  CHECK(ok.value_or(9) == 5);
+
+  Result<int> bad = keel::fail(Errc::not_found, "missing {}", "key");
+  REQUIRE_FALSE(bad);
+  CHECK(bad.error().code() == Errc::not_found);
+  CHECK(bad.error().message() == "missing key");
+  CHECK(bad.value_or(9) == 9);
+  CHECK_THROWS_AS(bad.value(), keel::BadResultAccess);
+  try {
+    (void)bad.value();
+  } catch (const keel::BadResultAccess& ex) {
+    CHECK(std::string(ex.what()) == "NOT_FOUND: missing key");
+    CHECK(ex.error().code() == Errc::not_found);
+  }
+
+  Result<int> from_code = Errc::timeout;
+  CHECK(from_code.error() == Errc::timeout);
+  Result<int> from_bare = keel::fail(Errc::busy);
+  CHECK(from_bare.error().message().empty());
+
+  ok = bad;
+  CHECK_FALSE(ok);
+  ok = 3;
+  CHECK(*ok == 3);
+  ok.emplace(4);
+  CHECK(*ok == 4);
+
+  Result<std::string> s = std::string("hi");
+  CHECK(s->size() == 2);
+  Result<void> v;
+  CHECK(v);
+  CHECK_NOTHROW(v.value());
+  Result<void> vbad = keel::fail(Errc::closed);
+  CHECK_FALSE(vbad);
+  CHECK_THROWS_AS(vbad.value(), keel::BadResultAccess);
+  vbad.emplace();
+  CHECK(vbad);
+}
+
+TEST_CASE("Result holds move-only values", "[result]") {
+  Result<std::unique_ptr<int>> r = std::make_unique<int>(7);
+  auto moved = std::move(r);
+  REQUIRE(moved);
+  CHECK(**moved == 7);
+  auto doubled = std::move(moved).transform([](std::unique_ptr<int> p) { return *p * 2; });
+  CHECK(*doubled == 14);
+  auto chained = Result<std::unique_ptr<int>>(std::make_unique<int>(1))
+                     .and_then([](std::unique_ptr<int>&& p) -> Result<int> { return *p + 1; });
+  CHECK(*chained == 2);
+}
+
+TEST_CASE("Result combinators", "[result]") {
+  auto half = [](int v) -> Result<int> {
+    if (v % 2 != 0) return keel::fail(Errc::invalid_argument, "{} is odd", v);
+    return v / 2;
+  };
+  CHECK(*Result<int>(8).and_then(half).and_then(half) == 2);
+  CHECK(Result<int>(6).and_then(half).and_then(half).error().message() == "3 is odd");
+  CHECK(*Result<int>(2).transform([](int v) { return std::to_string(v); }) == "2");
+  Result<void> from_void_fn = Result<int>(2).transform([](int) {});
+  CHECK(from_void_fn);
+  const Result<int> err = Errc::timeout;
+  CHECK(*err.or_else([](const Error&) -> Result<int> { return 0; }) == 0);
+  CHECK(err.transform_error([](const Error& e) { return Error(Errc::unavailable, std::string(e.message())); })
+            .error()
+            .code() == Errc::unavailable);
+  CHECK(*Result<int>(1).transform_error([](const Error&) { return Error(Errc::internal); }) == 1);
+
+  Result<void> vv;
+  CHECK(*vv.and_then([]() -> Result<int> { return 3; }) == 3);
+  CHECK(*vv.transform([] { return 4; }) == 4);
+  Result<void> verr = Errc::closed;
+  CHECK(verr.and_then([]() -> Result<int> { return 3; }).error() == Errc::closed);
+  CHECK(verr.or_else([](const Error&) -> Result<void> { return {}; }));
+
+  auto with_ctx = Result<int>(Errc::not_found).context("looking up user");
+  CHECK(fmt::format("{}", with_ctx.error()) == "looking up user: NOT_FOUND");
+  int calls = 0;
+  auto lazy_ok = Result<int>(1).with_context([&] {
+    ++calls;
+    return std::string("never built");
+  });
+  CHECK(calls == 0);
+  CHECK(*lazy_ok == 1);
+}
+
+namespace {
+Result<int> leaf(int v) {
+  if (v < 0) return keel::fail(Errc::invalid_argument, "negative {}", v);
+  return v + 1;
+}
+Result<int> middle_try(int v) {
+  const int x = KEEL_TRY(leaf(v));
+  return x * 2;
+}
+Result<int> middle_assign(int v) {
+  KEEL_TRY_ASSIGN(const int x, leaf(v));
+  return x * 2;
+}
+Result<int> middle_manual(int v) {
+  auto r = leaf(v);
+  if (!r) return std::move(r).error();
+  return *r * 2;
+}
+Result<void> void_step(bool ok) {
+  if (!ok) return keel::fail(Errc::closed, "closed");
+  return {};
+}
+Result<int> uses_void(bool ok) {
+  KEEL_TRY(void_step(ok));
+  return 1;
+}
+template <class A, class B>
+Result<int> sum(A a, B b) {
+  return a + b;
+}
+Result<int> comma_in_expr() {
+  const int s = KEEL_TRY(sum<int, int>(1, 2));
+  KEEL_TRY_ASSIGN(auto t, sum<int, int>(s, 3));
+  return t;
+}
+Result<std::unique_ptr<int>> make_ptr(bool ok) {
+  if (!ok) return Errc::resource_exhausted;
+  return std::make_unique<int>(9);
+}
+Result<int> move_only_try(bool ok) {
+  auto p = KEEL_TRY(make_ptr(ok));
+  KEEL_TRY_ASSIGN(auto q, make_ptr(ok));
+  return *p + *q;
+}
+Result<int> lvalue_try() {
+  Result<std::string> named = std::string("kept");
+  auto copy = KEEL_TRY(named);
+  return static_cast<int>(copy.size() + named->size());  // named still holds its value
+}
+}  // namespace
+
+TEST_CASE("KEEL_TRY and KEEL_TRY_ASSIGN propagate like Rust's ?", "[result]") {
+  CHECK(*middle_try(3) == 8);
+  CHECK(*middle_assign(3) == 8);
+  CHECK(middle_try(-1).error().message() == "negative -1");
+  CHECK(*uses_void(true) == 1);
+  CHECK(uses_void(false).error() == Errc::closed);
+  CHECK(*comma_in_expr() == 6);
+  CHECK(*move_only_try(true) == 18);
+  CHECK(move_only_try(false).error() == Errc::resource_exhausted);
+  CHECK(*lvalue_try() == 8);
+}
+
+TEST_CASE("properties", "[result][property]") {
+  rc::prop("TRY propagation equals manual propagation", [](int v) {
+    const auto a = middle_try(v);
+    const auto b = middle_assign(v);
+    const auto c = middle_manual(v);
+    RC_ASSERT(a == c);
+    RC_ASSERT(b == c);
+  });
+
+  rc::prop("monad law: left identity", [](int v) {
+    const auto f = [](int x) -> Result<int> {
+      if (x % 3 == 0) return keel::fail(Errc::invalid_argument, "{}", x);
+      return x / 3;
+    };
+    RC_ASSERT(Result<int>(v).and_then(f) == f(v));
+  });
+
+  rc::prop("monad law: right identity", [] {
+    const auto m = *gen_result();
+    RC_ASSERT(m.and_then([](int x) { return Result<int>(x); }) == m);
+  });
+
+  rc::prop("monad law: associativity", [] {
+    const auto m = *gen_result();
+    const auto f = [](int x) -> Result<int> {
+      if (x % 2 != 0) return Error(Errc::invalid_argument, "odd");
+      return x / 2;
+    };
+    const auto g = [](int x) -> Result<int> {
+      if (x > 1000) return Errc::full;
+      return x - 1;
+    };
+    RC_ASSERT(m.and_then(f).and_then(g) == m.and_then([&](int x) { return f(x).and_then(g); }));
+  });
+
+  rc::prop("transform is and_then of a wrapped function", [] {
+    const auto m = *gen_result();
+    const auto h = [](int x) { return static_cast<long long>(x) * 3; };
+    RC_ASSERT(m.transform(h) == m.and_then([&](int x) { return Result<long long>(h(x)); }));
+  });
+
+  rc::prop("formatting lists contexts outermost first, then code and message", [] {
+    const auto kind = static_cast<Errc>(*rc::gen::inRange(1, keel::kErrcCount + 1));
+    const auto msg = *rc::gen::nonEmpty<std::string>();
+    const auto ctx = *rc::gen::container<std::vector<std::string>>(rc::gen::nonEmpty<std::string>());
+    Error e(kind, msg);
+    for (const auto& c : ctx) e.context(c);
+    std::string expect;
+    // Frames equal to their successor are written once.
+    std::vector<std::string> outer_first(ctx.rbegin(), ctx.rend());
+    for (std::size_t i = 0; i < outer_first.size(); ++i) {
+      const std::string& next = i + 1 < outer_first.size() ? outer_first[i + 1] : msg;
+      if (outer_first[i] != next) expect += outer_first[i] + ": ";
+    }
+    expect += std::string(keel::to_string(kind)) + ": " + msg;
+    RC_ASSERT(fmt::format("{}", e) == expect);
+    RC_ASSERT(e.chain().size() == ctx.size() + 1);
+  });
+}
