@@ -3,4 +3,5 @@
 // headers and targets and are not included here.
 #pragma once
 
+#include <keel/backoff.hpp>
 #include <keel/result.hpp>

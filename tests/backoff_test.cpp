@@ -1,0 +1,94 @@
+#include <keel/backoff.hpp>  // first: the header stands alone
+
+#include <rapidcheck/catch.h>
+#include <catch2/catch.hpp>
+
+#include <chrono>
+#include <limits>
+#include <set>
+#include <vector>
+
+using namespace std::chrono_literals;
+using keel::Backoff;
+using keel::BackoffPolicy;
+
+TEST_CASE("ceilings grow by factor up to max", "[backoff]") {
+  Backoff b({.initial = 100ms, .factor = 2.0, .max = 1000ms, .jitter = false}, 1);
+  std::vector<long long> got;
+  for (int i = 0; i < 7; ++i) got.push_back(b.next().count());
+  CHECK(got == std::vector<long long>{100, 200, 400, 800, 1000, 1000, 1000});
+  CHECK(b.attempt() == 7);
+  b.reset();
+  CHECK(b.attempt() == 0);
+  CHECK(b.next() == 100ms);
+}
+
+TEST_CASE("never overflows however many attempts", "[backoff]") {
+  Backoff b({.initial = 1ms, .factor = 10.0, .max = 30'000ms, .jitter = false}, 1);
+  for (int i = 0; i < 100'000; ++i) {
+    const auto d = b.next();
+    REQUIRE(d >= 0ms);
+    REQUIRE(d <= 30'000ms);
+  }
+}
+
+TEST_CASE("invalid policies are reported, and clamped if used anyway", "[backoff]") {
+  CHECK(BackoffPolicy{}.validate());
+  CHECK(BackoffPolicy{.initial = 0ms}.validate().error().code() == keel::Errc::invalid_argument);
+  CHECK_FALSE(BackoffPolicy{.factor = 0.5}.validate());
+  CHECK_FALSE(BackoffPolicy{.factor = std::numeric_limits<double>::quiet_NaN()}.validate());
+  CHECK_FALSE(BackoffPolicy{.initial = 10ms, .max = 5ms}.validate());
+  Backoff b({.initial = 0ms, .factor = 0.5, .max = 0ms, .jitter = false}, 1);
+  CHECK(b.next() == 1ms);
+  CHECK(b.next() == 1ms);
+}
+
+TEST_CASE("full jitter stays within [0, ceiling] and varies", "[backoff][property]") {
+  rc::prop("every delay is within [0, min(max, initial*factor^n)]", [](std::uint64_t seed) {
+    const auto initial = *rc::gen::inRange(1, 1000);
+    const auto max = initial + *rc::gen::inRange(0, 100000);
+    const double factor = 1.0 + *rc::gen::inRange(0, 40) / 10.0;
+    const BackoffPolicy p{.initial = std::chrono::milliseconds(initial),
+                          .factor = factor,
+                          .max = std::chrono::milliseconds(max)};
+    Backoff b(p, seed);
+    double ceiling = initial;
+    for (int n = 0; n < 40; ++n) {
+      const auto d = b.next().count();
+      RC_ASSERT(d >= 0);
+      RC_ASSERT(d <= static_cast<long long>(std::min<double>(ceiling, max)));
+      ceiling *= factor;
+    }
+  });
+  Backoff b({.initial = 1000ms, .max = 1000ms}, 42);
+  std::set<long long> seen;
+  for (int i = 0; i < 50; ++i) seen.insert(b.next().count());
+  CHECK(seen.size() > 10);
+}
+
+TEST_CASE("retry stops at success, at a permanent error, or after max attempts", "[backoff]") {
+  const BackoffPolicy fast{.initial = 1ms, .max = 2ms};
+  int calls = 0;
+  auto ok = keel::retry(fast, 5, [&]() -> keel::Result<int> {
+    if (++calls < 3) return keel::Errc::busy;
+    return 7;
+  });
+  CHECK(*ok == 7);
+  CHECK(calls == 3);
+
+  calls = 0;
+  auto permanent = keel::retry(fast, 5, [&]() -> keel::Result<int> {
+    ++calls;
+    return keel::Errc::invalid_argument;
+  });
+  CHECK(permanent.error().code() == keel::Errc::invalid_argument);
+  CHECK(calls == 1);
+
+  calls = 0;
+  auto exhausted = keel::retry(fast, 4, [&]() -> keel::Result<void> {
+    ++calls;
+    return keel::fail(keel::Errc::unavailable, "down");
+  });
+  CHECK(calls == 4);
+  CHECK(fmt::format("{}", exhausted.error()) == "gave up after 4 attempts: UNAVAILABLE: down");
+}
