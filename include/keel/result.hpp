@@ -35,7 +35,6 @@
 #include <memory>
 #include <new>
 #include <optional>
-#include <source_location>
 #include <string>
 #include <string_view>
 #include <system_error>
@@ -54,14 +53,39 @@
 #define KEEL_ASSERT(cond) static_cast<void>(0)
 #else
 #define KEEL_ASSERT(cond) \
-  ((cond) ? static_cast<void>(0) : ::keel::detail::assert_fail(#cond, std::source_location::current()))
+  ((cond) ? static_cast<void>(0) : ::keel::detail::assert_fail(#cond, ::keel::SourceLocation::current()))
 #endif
 #endif
 
 namespace keel {
 
+/// Where an error was made. std::source_location's interface, built on the
+/// compiler builtins so it also works where <source_location> does not
+/// (clang 14 with libstdc++ 12).
+class SourceLocation {
+ public:
+  constexpr SourceLocation() noexcept = default;
+  [[nodiscard]] static constexpr SourceLocation current(const char* file = __builtin_FILE(),
+                                                        const char* function = __builtin_FUNCTION(),
+                                                        unsigned line = __builtin_LINE()) noexcept {
+    SourceLocation loc;
+    loc.file_ = file;
+    loc.function_ = function;
+    loc.line_ = line;
+    return loc;
+  }
+  [[nodiscard]] constexpr const char* file_name() const noexcept { return file_; }
+  [[nodiscard]] constexpr const char* function_name() const noexcept { return function_; }
+  [[nodiscard]] constexpr unsigned line() const noexcept { return line_; }
+
+ private:
+  const char* file_ = "";
+  const char* function_ = "";
+  unsigned line_ = 0;
+};
+
 namespace detail {
-[[noreturn]] inline void assert_fail(const char* what, std::source_location loc) noexcept {
+[[noreturn]] inline void assert_fail(const char* what, SourceLocation loc) noexcept {
   std::fprintf(stderr, "keel: assertion failed: %s at %s:%u\n", what, loc.file_name(),
                static_cast<unsigned>(loc.line()));
   std::abort();
@@ -264,7 +288,7 @@ class Error {
   Error(Errc code) noexcept : bits_((static_cast<std::uintptr_t>(code) << 1U) | 1U) {}
 
   /// A code with a message and the location it was made at.
-  Error(Errc code, std::string message, std::source_location where = std::source_location::current())
+  Error(Errc code, std::string message, SourceLocation where = ::keel::SourceLocation::current())
       : bits_(reinterpret_cast<std::uintptr_t>(new Rep{code, std::move(message), where, {}})) {}
 
   Error(const Error& other) : bits_(other.bits_) {
@@ -290,7 +314,7 @@ class Error {
   /// ENOENT -> not_found, ...), anything else becomes Errc::io. The original
   /// code's category and message are kept in the message.
   [[nodiscard]] static Error from(std::error_code ec,
-                                  std::source_location where = std::source_location::current()) {
+                                  SourceLocation where = ::keel::SourceLocation::current()) {
     if (&ec.category() == &keel_category() && ec.value() >= 1 && ec.value() <= kErrcCount) {
       return {static_cast<Errc>(ec.value())};
     }
@@ -307,7 +331,7 @@ class Error {
     return {};
   }
   /// Where the error was made; a default (empty) location for a bare code.
-  [[nodiscard]] std::source_location where() const noexcept {
+  [[nodiscard]] SourceLocation where() const noexcept {
     if (const Rep* r = rep()) return r->where;
     return {};
   }
@@ -360,7 +384,7 @@ class Error {
   struct Rep {
     Errc code;
     std::string message;
-    std::source_location where;
+    SourceLocation where;
     std::vector<std::string> context;  // innermost first
   };
   static_assert(alignof(Rep) >= 2, "the low bit tags inline codes");
@@ -526,15 +550,17 @@ struct LocatedFormat {
   template <class S>
   requires std::is_convertible_v<const S&, std::string_view>
   // NOLINTNEXTLINE(google-explicit-constructor)
-  consteval LocatedFormat(const S& s, std::source_location l = std::source_location::current())
+  consteval LocatedFormat(const S& s, SourceLocation l = ::keel::SourceLocation::current())
       : str(s), loc(l) {}
   fmt::format_string<Args...> str;
-  std::source_location loc;
+  SourceLocation loc;
 };
 }  // namespace detail
 
 template <class T>
 class Result;
+template <>
+class Result<void>;
 
 namespace detail {
 template <class T>
@@ -770,9 +796,9 @@ class [[nodiscard]] Result {
     if constexpr (std::is_void_v<U>) {
       if (self.has_) {
         std::invoke(std::forward<F>(f), std::forward<Self>(self).val_);
-        return Result<void>();
+        return Result<U>();
       }
-      return Result<void>(unexpected<Error>(std::forward<Self>(self).err_));
+      return Result<U>(unexpected<Error>(std::forward<Self>(self).err_));
     } else {
       if (self.has_)
         return Result<U>(std::in_place, std::invoke(std::forward<F>(f), std::forward<Self>(self).val_));
