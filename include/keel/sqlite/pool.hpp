@@ -1,0 +1,799 @@
+// keel/sqlite/pool.hpp: a pool of SQLite connections (the r2d2 pattern).
+//
+// Part of <keel/sqlite.hpp> (see there for the overview). PoolConfig, Pool,
+// PooledConnection and PoolStats; transactions and migrations build on them.
+//
+//     auto pool = keel::sqlite::Pool::open({.path = "app.db"});
+//     if (!pool) return pool.error();
+//     KEEL_TRY_ASSIGN(auto conn, pool->get());           // RAII checkout
+//     KEEL_TRY_ASSIGN(SQLite::Statement& st, conn.prepare_cached("SELECT name FROM users WHERE id = ?"));
+//     st.bind(1, 42);
+//
+// Thread-safety: Pool is a handle to shared state; every Pool member may be
+// called from any thread, and copies of a Pool share the same connections. A
+// PooledConnection (and the SQLite::Database and statements it gives) belongs
+// to one thread at a time; it may be moved to another thread.
+#pragma once
+
+#include <keel/log.hpp>
+#include <keel/result.hpp>
+#include <keel/sqlite/error.hpp>
+
+#include <SQLiteCpp/Database.h>
+#include <SQLiteCpp/Statement.h>
+#include <spdlog/spdlog.h>
+#include <sqlite3.h>
+
+#include <algorithm>
+#include <array>
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <list>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+namespace keel::sqlite {
+
+/// How a Pool opens and keeps its connections. Durations of zero disable the
+/// corresponding limit.
+struct PoolConfig {
+  /// A file path, ":memory:" (one in-memory database shared by every
+  /// connection of this pool, through SQLite's memdb VFS), or a "file:" URI.
+  std::string path;
+  /// Most connections open at once (checked out + idle).
+  std::size_t max_size = 8;
+  /// Idle connections kept open and ready (opened at Pool::open, topped up by
+  /// the maintenance thread; never more than max_size in all).
+  std::size_t min_idle = 2;
+  /// How long get() waits for a connection before Errc::timeout. Also bounds
+  /// how long a write transaction waits for the write lock. Keep it larger
+  /// than busy_timeout.
+  std::chrono::milliseconds connection_timeout{10'000};
+  /// An idle connection unused this long is closed (min_idle are kept).
+  std::chrono::milliseconds idle_timeout{std::chrono::minutes(10)};
+  /// A connection older than this is closed when it is next idle.
+  std::chrono::milliseconds max_lifetime{std::chrono::minutes(30)};
+  /// How often the maintenance thread retires and tops up connections.
+  std::chrono::milliseconds maintenance_interval{1'000};
+
+  // Pragmas. journal_mode is set once, when the pool opens; the others run on
+  // every new connection. An empty string leaves SQLite's default.
+  std::string journal_mode = "WAL";
+  std::string synchronous = "NORMAL";
+  bool foreign_keys = true;
+  std::chrono::milliseconds busy_timeout{5'000};
+  std::int64_t cache_size = -20'000;     ///< negative: KiB (here 20 MB); positive: pages
+  std::int64_t mmap_size = 256LL << 20;  ///< bytes of memory-mapped I/O; 0 disables
+  std::vector<std::string> pragmas;      ///< more, run on each new connection: "temp_store = MEMORY"
+  /// Prepared statements kept per connection by prepare_cached (LRU); at least 1.
+  std::size_t statement_cache_capacity = 64;
+  /// Open the database read-only (no journal_mode change; writes fail).
+  bool read_only = false;
+  /// Runs on each new connection after the pragmas (register functions,
+  /// attach databases, ...); an error fails the open.
+  std::function<Result<void>(SQLite::Database&)> on_connect;
+  /// Where the pool logs (debug: opens/closes; warn: faults). Null: keel::log::logger().
+  std::shared_ptr<spdlog::logger> logger;
+};
+
+/// A snapshot of a pool's counters.
+struct PoolStats {
+  std::size_t size = 0;                      ///< connections open or being opened
+  std::size_t idle = 0;                      ///< ready in the pool
+  std::size_t in_use = 0;                    ///< checked out
+  std::size_t max_size = 0;                  ///< the configured limit
+  std::uint64_t gets = 0;                    ///< successful get() calls
+  std::uint64_t waits = 0;                   ///< get() calls that had to wait
+  std::uint64_t timeouts = 0;                ///< get() calls that gave up (Errc::timeout)
+  std::chrono::nanoseconds longest_wait{0};  ///< the longest a get() waited
+  std::uint64_t opened = 0;                  ///< connections opened over the pool's life
+  std::uint64_t closed = 0;                  ///< connections closed (retired, discarded, at close)
+};
+
+class Pool;
+class PooledConnection;
+
+namespace detail {
+struct ConnAccess;
+
+using Clock = std::chrono::steady_clock;
+
+/// A per-connection LRU of prepared statements. The map's keys view the SQL
+/// held by the list nodes, which never move.
+class StatementCache {
+ public:
+  explicit StatementCache(std::size_t capacity) : capacity_(capacity == 0 ? 1 : capacity) {}
+  StatementCache(const StatementCache&) = delete;
+  StatementCache& operator=(const StatementCache&) = delete;
+
+  /// The statement for sql, prepared on db if it is not cached, reset and with
+  /// its bindings cleared. Throws SQLite::Exception.
+  SQLite::Statement& get(SQLite::Database& db, std::string_view sql) {
+    if (auto it = index_.find(sql); it != index_.end()) {
+      lru_.splice(lru_.begin(), lru_, it->second);  // most recent first; iterators stay valid
+      SQLite::Statement& st = it->second->stmt;
+      st.reset();
+      st.clearBindings();
+      return st;
+    }
+    ++misses_;
+    lru_.emplace_front(db, sql);  // prepares (may throw; then nothing was added)
+    try {
+      index_.emplace(std::string_view(lru_.front().sql), lru_.begin());
+    } catch (...) {
+      lru_.pop_front();
+      throw;
+    }
+    if (lru_.size() > capacity_) {
+      index_.erase(std::string_view(lru_.back().sql));
+      lru_.pop_back();
+    }
+    return lru_.front().stmt;
+  }
+  [[nodiscard]] std::size_t size() const noexcept { return lru_.size(); }
+  [[nodiscard]] std::size_t capacity() const noexcept { return capacity_; }
+  [[nodiscard]] std::uint64_t misses() const noexcept { return misses_; }
+  void clear() noexcept {
+    index_.clear();
+    lru_.clear();
+  }
+
+ private:
+  struct Entry {
+    Entry(SQLite::Database& db, std::string_view s) : sql(s), stmt(db, sql) {}
+    std::string sql;
+    SQLite::Statement stmt;
+  };
+  std::list<Entry> lru_;
+  std::unordered_map<std::string_view, std::list<Entry>::iterator> index_;
+  std::size_t capacity_;
+  std::uint64_t misses_ = 0;
+};
+
+/// The transaction-control statements, prepared once per connection.
+enum class TxStmt : std::uint8_t {
+  begin_immediate,
+  begin_deferred,
+  commit,
+  rollback,
+  query_only_on,
+  query_only_off
+};
+inline constexpr std::size_t kTxStmtCount = 6;
+
+/// One pooled connection: the database, its statement cache and bookkeeping.
+struct Conn {
+  Conn(SQLite::Database&& database, std::uint64_t conn_id, std::size_t cache_capacity)
+      : db(std::move(database)),
+        id(conn_id),
+        created(Clock::now()),
+        last_used(created),
+        cache(cache_capacity) {}
+  Conn(const Conn&) = delete;
+  Conn& operator=(const Conn&) = delete;
+  ~Conn() {
+    // Every statement must be finalized before SQLiteCpp closes the handle.
+    cache.clear();
+    for (auto*& s : tx) {
+      sqlite3_finalize(s);
+      s = nullptr;
+    }
+  }
+
+  /// Steps one of the transaction-control statements; returns the SQLite code
+  /// (SQLITE_DONE on success).
+  int run(TxStmt which) noexcept {
+    static constexpr std::array<const char*, kTxStmtCount> kSql = {
+        "BEGIN IMMEDIATE", "BEGIN DEFERRED",        "COMMIT",
+        "ROLLBACK",        "PRAGMA query_only = 1", "PRAGMA query_only = 0"};
+    const auto i = static_cast<std::size_t>(which);
+    if (tx[i] == nullptr) {
+      const int rc =
+          sqlite3_prepare_v3(db.getHandle(), kSql[i], -1, SQLITE_PREPARE_PERSISTENT, &tx[i], nullptr);
+      if (rc != SQLITE_OK) {
+        last_code = sqlite3_extended_errcode(db.getHandle());
+        last_message = sqlite3_errmsg(db.getHandle());
+        return rc;
+      }
+    }
+    int rc = sqlite3_step(tx[i]);
+    while (rc == SQLITE_ROW) rc = sqlite3_step(tx[i]);
+    if (rc != SQLITE_DONE) {
+      // Kept for the caller's Error: the reset below may replace the handle's message.
+      last_code = sqlite3_extended_errcode(db.getHandle());
+      last_message = sqlite3_errmsg(db.getHandle());
+    }
+    sqlite3_reset(tx[i]);
+    return rc;
+  }
+  /// The error of the last failed run().
+  [[nodiscard]] Error run_error(TxStmt which) const {
+    return make_error(last_code, last_message, sql_of(which));
+  }
+  static const char* sql_of(TxStmt which) noexcept {
+    switch (which) {
+      case TxStmt::begin_immediate:
+        return "BEGIN IMMEDIATE";
+      case TxStmt::begin_deferred:
+        return "BEGIN DEFERRED";
+      case TxStmt::commit:
+        return "COMMIT";
+      case TxStmt::rollback:
+        return "ROLLBACK";
+      case TxStmt::query_only_on:
+        return "PRAGMA query_only = 1";
+      case TxStmt::query_only_off:
+        return "PRAGMA query_only = 0";
+    }
+    return "";
+  }
+
+  SQLite::Database db;  // declared first: destroyed last
+  std::uint64_t id;
+  Clock::time_point created;
+  Clock::time_point last_used;
+  StatementCache cache;
+  std::array<sqlite3_stmt*, kTxStmtCount> tx{};
+  int savepoint_depth = 0;
+  bool broken = false;
+  int last_code = SQLITE_OK;
+  std::string last_message;
+};
+
+inline bool valid_identifier(std::string_view s) noexcept {
+  return !s.empty() && std::all_of(s.begin(), s.end(), [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_';
+  });
+}
+
+/// The state a Pool's handles, its connections and its maintenance thread share.
+class PoolState {
+ public:
+  explicit PoolState(PoolConfig config) : cfg_(std::move(config)) {
+    log_ = cfg_.logger ? cfg_.logger : keel::log::logger();
+  }
+  PoolState(const PoolState&) = delete;
+  PoolState& operator=(const PoolState&) = delete;
+  ~PoolState() { anchor_.reset(); }
+
+  [[nodiscard]] const PoolConfig& config() const noexcept { return cfg_; }
+  [[nodiscard]] spdlog::logger& log() const noexcept { return *log_; }
+  std::timed_mutex& writer() noexcept { return writer_; }
+
+  /// Validates the configuration, works out the name and flags, opens the
+  /// first connection (setting journal_mode) and the rest of min_idle.
+  Result<void> start() {
+    if (cfg_.path.empty()) return fail(Errc::invalid_argument, "PoolConfig::path is empty");
+    if (cfg_.max_size == 0) return fail(Errc::invalid_argument, "PoolConfig::max_size must be at least 1");
+    if (cfg_.min_idle > cfg_.max_size) {
+      return fail(Errc::invalid_argument, "PoolConfig::min_idle ({}) exceeds max_size ({})", cfg_.min_idle,
+                  cfg_.max_size);
+    }
+    if (cfg_.connection_timeout.count() < 0 || cfg_.busy_timeout.count() < 0 ||
+        cfg_.idle_timeout.count() < 0 || cfg_.max_lifetime.count() < 0 ||
+        cfg_.maintenance_interval.count() <= 0) {
+      return fail(Errc::invalid_argument,
+                  "PoolConfig durations must not be negative (maintenance_interval > 0)");
+    }
+    if (cfg_.busy_timeout.count() > 0x7fffffff) {
+      return fail(Errc::invalid_argument, "PoolConfig::busy_timeout is too large");
+    }
+    for (const auto* p : {&cfg_.journal_mode, &cfg_.synchronous}) {
+      if (!p->empty() && !valid_identifier(*p)) {
+        return fail(Errc::invalid_argument, "pragma value \"{}\" is not a plain word", *p);
+      }
+    }
+    if (cfg_.connection_timeout <= cfg_.busy_timeout) {
+      log_->warn("keel::sqlite: connection_timeout ({} ms) should exceed busy_timeout ({} ms)",
+                 cfg_.connection_timeout.count(), cfg_.busy_timeout.count());
+    }
+    flags_ = (cfg_.read_only ? SQLITE_OPEN_READONLY : (SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE)) |
+             SQLITE_OPEN_URI | SQLITE_OPEN_NOMUTEX;
+    if (cfg_.path == ":memory:") {
+      // One database per pool that every connection sees: the memdb VFS
+      // shares a database between the connections of a process when its name
+      // starts with '/'. (Shared-cache ":memory:" would also share it, but
+      // shared cache reports table locks as SQLITE_LOCKED, which the busy
+      // handler never waits out.) An anchor connection keeps it alive.
+      static std::atomic<std::uint64_t> counter{0};
+      // relaxed: only uniqueness matters.
+      const auto n = counter.fetch_add(1, std::memory_order_relaxed);
+      name_ = fmt::format("file:/keel-memdb-{}-{}?vfs=memdb", static_cast<const void*>(this), n);
+      memory_ = true;
+    } else {
+      name_ = cfg_.path;
+    }
+
+    KEEL_TRY_ASSIGN(auto first, open_connection(true));
+    if (memory_) {
+      KEEL_TRY_ASSIGN(auto anchor, open_connection(false));
+      anchor_ = std::move(anchor);
+    }
+    const std::size_t warm = std::max<std::size_t>(cfg_.min_idle, 1);
+    idle_.reserve(cfg_.max_size + 1);  // release() never allocates
+    std::vector<std::unique_ptr<Conn>> conns;
+    conns.push_back(std::move(first));
+    while (conns.size() < warm) {
+      KEEL_TRY_ASSIGN(auto c, open_connection(false));
+      conns.push_back(std::move(c));
+    }
+    {
+      const std::lock_guard lock(mu_);
+      size_ = conns.size();
+      for (auto& c : conns) idle_.push_back(std::move(c));
+    }
+    log_->debug("keel::sqlite: pool opened on {} ({} connections, max {})", cfg_.path, warm, cfg_.max_size);
+    return {};
+  }
+
+  /// Checks a connection out, waiting up to `timeout`.
+  Result<std::unique_ptr<Conn>> acquire(std::chrono::milliseconds timeout) {
+    const auto start = Clock::now();
+    const auto deadline = start + timeout;
+    std::vector<std::unique_ptr<Conn>> expired;  // closed after the lock is released
+    std::unique_lock lock(mu_);
+    bool waited = false;
+    for (;;) {
+      if (closed_) return fail(Errc::closed, "the pool on {} is closed", cfg_.path);
+      while (!idle_.empty()) {
+        std::unique_ptr<Conn> c = std::move(idle_.back());
+        idle_.pop_back();
+        if (cfg_.max_lifetime.count() > 0 && Clock::now() - c->created >= cfg_.max_lifetime) {
+          --size_;
+          ++closed_count_;
+          expired.push_back(std::move(c));
+          continue;
+        }
+        checked_out(start, waited);
+        lock.unlock();
+        expired.clear();
+        return c;
+      }
+      if (size_ < cfg_.max_size) {
+        ++size_;
+        lock.unlock();
+        expired.clear();
+        auto c = open_connection(false);
+        lock.lock();
+        if (!c) {
+          --size_;
+          lock.unlock();
+          cv_.notify_one();  // someone else may open one, or take a returned one
+          return std::move(c).error().context(fmt::format("checking out a connection to {}", cfg_.path));
+        }
+        if (closed_) {
+          --size_;
+          ++closed_count_;
+          lock.unlock();
+          return fail(Errc::closed, "the pool on {} is closed", cfg_.path);
+        }
+        checked_out(start, waited);
+        return c;
+      }
+      const auto now = Clock::now();
+      if (now >= deadline) {
+        ++timeouts_;
+        record_wait(now - start);
+        lock.unlock();
+        log_->warn("keel::sqlite: no connection to {} free after {} ms ({} in use)", cfg_.path,
+                   timeout.count(), cfg_.max_size);
+        return fail(Errc::timeout, "no connection to {} became free within {} ms (max_size {})", cfg_.path,
+                    timeout.count(), cfg_.max_size);
+      }
+      if (!waited) {
+        waited = true;
+        ++waits_;
+      }
+      cv_.wait_until(lock, deadline);
+    }
+  }
+
+  /// Takes a connection back: rolls back an open transaction, resets
+  /// statements left mid-step, then makes it idle (or closes it).
+  void release(std::unique_ptr<Conn> c) noexcept {
+    if (!c) return;
+    sqlite3* h = c->db.getHandle();
+    if (sqlite3_get_autocommit(h) == 0) {
+      log_->warn("keel::sqlite: connection {} returned with an open transaction; rolling it back", c->id);
+      for (sqlite3_stmt* s = sqlite3_next_stmt(h, nullptr); s != nullptr; s = sqlite3_next_stmt(h, s)) {
+        if (sqlite3_stmt_busy(s) != 0) sqlite3_reset(s);
+      }
+      if (c->run(TxStmt::rollback) != SQLITE_DONE && sqlite3_get_autocommit(h) == 0) c->broken = true;
+      sqlite3_exec(h, "PRAGMA query_only = 0", nullptr, nullptr, nullptr);
+    } else {
+      for (sqlite3_stmt* s = sqlite3_next_stmt(h, nullptr); s != nullptr; s = sqlite3_next_stmt(h, s)) {
+        if (sqlite3_stmt_busy(s) != 0) sqlite3_reset(s);
+      }
+    }
+    c->savepoint_depth = 0;
+    const auto now = Clock::now();
+    std::unique_lock lock(mu_);
+    --in_use_;
+    if (closed_ || c->broken || (cfg_.max_lifetime.count() > 0 && now - c->created >= cfg_.max_lifetime)) {
+      --size_;
+      ++closed_count_;
+      const bool closed = closed_;
+      lock.unlock();
+      cv_.notify_one();
+      if (!closed) wake_maintenance();
+      log_->debug("keel::sqlite: closing connection {}", c->id);
+      c.reset();
+      return;
+    }
+    c->last_used = now;
+    idle_.push_back(std::move(c));
+    lock.unlock();
+    cv_.notify_one();
+  }
+
+  /// Closes idle connections, fails waiters with Errc::closed; connections
+  /// checked out are closed when they come back.
+  void close() noexcept {
+    std::vector<std::unique_ptr<Conn>> idle;
+    {
+      const std::lock_guard lock(mu_);
+      if (closed_) return;
+      closed_ = true;
+      idle.swap(idle_);
+      size_ -= idle.size();
+      closed_count_ += idle.size();
+    }
+    cv_.notify_all();
+    wake_maintenance();
+    idle.clear();
+    log_->debug("keel::sqlite: pool on {} closed", cfg_.path);
+  }
+
+  [[nodiscard]] PoolStats stats() const {
+    const std::lock_guard lock(mu_);
+    PoolStats s;
+    s.size = size_;
+    s.idle = idle_.size();
+    s.in_use = in_use_;
+    s.max_size = cfg_.max_size;
+    s.gets = gets_;
+    s.waits = waits_;
+    s.timeouts = timeouts_;
+    s.longest_wait = longest_wait_;
+    s.opened = opened_;
+    s.closed = closed_count_;
+    return s;
+  }
+
+  /// The maintenance loop (run by the pool's thread until close()).
+  void maintain() noexcept {
+    std::unique_lock lock(mu_);
+    while (!closed_) {
+      maint_cv_.wait_for(lock, cfg_.maintenance_interval, [&] { return closed_ || maint_wake_; });
+      maint_wake_ = false;
+      if (closed_) break;
+      lock.unlock();
+      maintain_once();
+      lock.lock();
+    }
+  }
+
+  /// One maintenance pass: retire idle connections past idle_timeout (keeping
+  /// min_idle) or max_lifetime, then open connections up to min_idle idle.
+  void maintain_once() noexcept {
+    std::vector<std::unique_ptr<Conn>> retired;
+    std::size_t need = 0;
+    {
+      const std::lock_guard lock(mu_);
+      if (closed_) return;
+      const auto now = Clock::now();
+      // idle_ front holds the least recently used.
+      for (auto it = idle_.begin(); it != idle_.end();) {
+        Conn& c = **it;
+        const bool too_old = cfg_.max_lifetime.count() > 0 && now - c.created >= cfg_.max_lifetime;
+        const bool unused = cfg_.idle_timeout.count() > 0 && now - c.last_used >= cfg_.idle_timeout &&
+                            idle_.size() > cfg_.min_idle;
+        if (too_old || unused) {
+          retired.push_back(std::move(*it));
+          it = idle_.erase(it);
+          --size_;
+          ++closed_count_;
+        } else {
+          ++it;
+        }
+      }
+      if (idle_.size() < cfg_.min_idle) {
+        need = std::min(cfg_.min_idle - idle_.size(), cfg_.max_size - size_);
+        size_ += need;
+      }
+    }
+    if (!retired.empty())
+      log_->debug("keel::sqlite: retiring {} idle connections to {}", retired.size(), cfg_.path);
+    retired.clear();
+    for (std::size_t i = 0; i < need; ++i) {
+      auto c = open_connection(false);
+      std::unique_lock lock(mu_);
+      if (!c || closed_) {
+        size_ -= need - i;
+        if (c) ++closed_count_;
+        lock.unlock();
+        if (!c) log_->warn("keel::sqlite: could not top up the pool: {}", c.error());
+        cv_.notify_all();
+        return;  // c (if any) closes here, outside the lock
+      }
+      c.value()->last_used = Clock::now();
+      idle_.push_back(std::move(*c));
+      lock.unlock();
+      cv_.notify_one();
+    }
+  }
+
+  void wake_maintenance() noexcept {
+    {
+      const std::lock_guard lock(mu_);
+      maint_wake_ = true;
+    }
+    maint_cv_.notify_one();
+  }
+
+ private:
+  void checked_out(Clock::time_point start, bool waited) {
+    ++in_use_;
+    ++gets_;
+    if (waited) record_wait(Clock::now() - start);
+  }
+  void record_wait(Clock::duration d) {
+    const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(d);
+    if (ns > longest_wait_) longest_wait_ = ns;
+  }
+
+  /// Opens and configures one connection (no lock held).
+  Result<std::unique_ptr<Conn>> open_connection(bool first) {
+    std::uint64_t id = 0;
+    {
+      const std::lock_guard lock(mu_);
+      id = next_id_++;
+    }
+    std::string step = "opening";
+    try {
+      SQLite::Database db(name_, flags_, static_cast<int>(cfg_.busy_timeout.count()));
+      auto c = std::make_unique<Conn>(std::move(db), id, cfg_.statement_cache_capacity);
+      auto& d = c->db;
+      if (first) {
+        // Reading the schema makes a file that is not a database fail here, at open.
+        step = "reading the schema of";
+        (void)d.execAndGet("SELECT count(*) FROM sqlite_master").getInt64();
+        if (!cfg_.read_only && !cfg_.journal_mode.empty()) {
+          step = "setting journal_mode on";
+          const std::string mode = d.execAndGet("PRAGMA journal_mode = " + cfg_.journal_mode).getString();
+          log_->debug("keel::sqlite: journal_mode is {} on {}", mode, cfg_.path);
+        }
+      }
+      step = "setting pragmas on";
+      std::string p;
+      if (!cfg_.synchronous.empty()) p += "PRAGMA synchronous = " + cfg_.synchronous + ";";
+      p += cfg_.foreign_keys ? "PRAGMA foreign_keys = ON;" : "PRAGMA foreign_keys = OFF;";
+      p += fmt::format("PRAGMA cache_size = {};", cfg_.cache_size);
+      if (!memory_) p += fmt::format("PRAGMA mmap_size = {};", cfg_.mmap_size);
+      for (const auto& extra : cfg_.pragmas) p += "PRAGMA " + extra + ";";
+      d.exec(p);
+      if (cfg_.on_connect) {
+        step = "running on_connect for";
+        auto r = cfg_.on_connect(d);
+        if (!r) return std::move(r).error().context(fmt::format("{} {}", step, cfg_.path));
+      }
+      {
+        const std::lock_guard lock(mu_);
+        ++opened_;
+      }
+      log_->debug("keel::sqlite: opened connection {} to {}", id, cfg_.path);
+      return c;
+    } catch (const SQLite::Exception& ex) {
+      log_->warn("keel::sqlite: {} {} failed: {}", step, cfg_.path, ex.what());
+      return from_exception(ex).context(fmt::format("{} SQLite database {}", step, cfg_.path));
+    } catch (const std::bad_alloc&) {
+      return fail(Errc::resource_exhausted, "out of memory {} {}", step, cfg_.path);
+    }
+  }
+
+  const PoolConfig cfg_;
+  std::shared_ptr<spdlog::logger> log_;
+  std::string name_;
+  int flags_ = 0;
+  bool memory_ = false;
+  std::unique_ptr<Conn> anchor_;  // keeps a :memory: database alive
+
+  mutable std::mutex mu_;
+  std::condition_variable cv_;               // a connection came back (or the pool closed)
+  std::vector<std::unique_ptr<Conn>> idle_;  // back = most recently returned (LIFO keeps them warm)
+  std::size_t size_ = 0;                     // open + being opened
+  std::size_t in_use_ = 0;
+  bool closed_ = false;
+  std::uint64_t next_id_ = 1;
+  std::uint64_t gets_ = 0;
+  std::uint64_t waits_ = 0;
+  std::uint64_t timeouts_ = 0;
+  std::uint64_t opened_ = 0;
+  std::uint64_t closed_count_ = 0;
+  std::chrono::nanoseconds longest_wait_{0};
+  std::condition_variable maint_cv_;
+  bool maint_wake_ = false;
+
+  std::timed_mutex writer_;  // the single in-process writer path (see transaction())
+};
+
+/// What Pool handles share: closes the pool and stops its thread when the last
+/// handle goes. Checked-out connections keep PoolState alive, not this.
+class PoolOwner {
+ public:
+  explicit PoolOwner(std::shared_ptr<PoolState> state) : state_(std::move(state)) {
+    thread_ = std::thread([s = state_.get()] { s->maintain(); });
+  }
+  PoolOwner(const PoolOwner&) = delete;
+  PoolOwner& operator=(const PoolOwner&) = delete;
+  ~PoolOwner() {
+    state_->close();
+    if (thread_.joinable()) thread_.join();
+  }
+  [[nodiscard]] const std::shared_ptr<PoolState>& state() const noexcept { return state_; }
+
+ private:
+  std::shared_ptr<PoolState> state_;
+  std::thread thread_;
+};
+
+}  // namespace detail
+
+/// A connection checked out of a Pool; goes back when destroyed (after any
+/// open transaction is rolled back). `*` and `->` give the SQLite::Database.
+/// Move-only. Use from one thread at a time.
+class PooledConnection {
+ public:
+  PooledConnection() noexcept = default;
+  PooledConnection(PooledConnection&&) noexcept = default;
+  PooledConnection& operator=(PooledConnection&& other) noexcept {
+    if (this != &other) {
+      give_back();
+      pool_ = std::move(other.pool_);
+      conn_ = std::move(other.conn_);
+    }
+    return *this;
+  }
+  PooledConnection(const PooledConnection&) = delete;
+  PooledConnection& operator=(const PooledConnection&) = delete;
+  ~PooledConnection() { give_back(); }
+
+  /// The connection. Precondition: holds one (operator bool).
+  [[nodiscard]] SQLite::Database& operator*() const noexcept {
+    KEEL_ASSERT(conn_ != nullptr);
+    return conn_->db;
+  }
+  [[nodiscard]] SQLite::Database* operator->() const noexcept {
+    KEEL_ASSERT(conn_ != nullptr);
+    return &conn_->db;
+  }
+  [[nodiscard]] SQLite::Database& db() const noexcept { return **this; }
+  /// The raw sqlite3 handle (for the C API).
+  [[nodiscard]] sqlite3* handle() const noexcept { return conn_ ? conn_->db.getHandle() : nullptr; }
+  /// False once moved from, released or discarded.
+  explicit operator bool() const noexcept { return conn_ != nullptr; }
+  /// The connection's number within its pool (for logs).
+  [[nodiscard]] std::uint64_t id() const noexcept { return conn_ ? conn_->id : 0; }
+  /// True while a transaction (or savepoint) is open on this connection.
+  [[nodiscard]] bool in_transaction() const noexcept {
+    return conn_ != nullptr && sqlite3_get_autocommit(conn_->db.getHandle()) == 0;
+  }
+
+  /// A statement from this connection's LRU cache (prepared on a miss), reset
+  /// and with its bindings cleared. The reference stays valid until the
+  /// connection goes back to the pool or statement_cache_capacity other
+  /// statements have been prepared since; do not keep it longer.
+  [[nodiscard]] Result<std::reference_wrapper<SQLite::Statement>> prepare_cached(std::string_view sql) {
+    if (!conn_) return fail(Errc::invalid_argument, "prepare_cached on an empty PooledConnection");
+    try {
+      return std::ref(conn_->cache.get(conn_->db, sql));
+    } catch (const SQLite::Exception& ex) {
+      return from_exception(ex, sql).context("preparing a statement");
+    }
+  }
+  /// Statements currently in this connection's cache.
+  [[nodiscard]] std::size_t cached_statements() const noexcept { return conn_ ? conn_->cache.size() : 0; }
+
+  /// Runs one or more SQL statements (no results); returns the rows changed by the last.
+  [[nodiscard]] Result<int> exec(std::string_view sql) {
+    if (!conn_) return fail(Errc::invalid_argument, "exec on an empty PooledConnection");
+    try {
+      return conn_->db.exec(std::string(sql));
+    } catch (const SQLite::Exception& ex) {
+      return from_exception(ex, sql);
+    }
+  }
+
+  /// Returns the connection to the pool now (as the destructor would).
+  void release() noexcept { give_back(); }
+  /// Closes the connection instead of returning it (after an error that may
+  /// have left it unusable); the pool opens a fresh one when needed.
+  void discard() noexcept {
+    if (conn_) conn_->broken = true;
+    give_back();
+  }
+
+ private:
+  friend class Pool;
+  friend struct detail::ConnAccess;
+
+  PooledConnection(std::shared_ptr<detail::PoolState> pool, std::unique_ptr<detail::Conn> conn) noexcept
+      : pool_(std::move(pool)), conn_(std::move(conn)) {}
+
+  void give_back() noexcept {
+    if (conn_) pool_->release(std::move(conn_));
+    pool_.reset();
+  }
+
+  std::shared_ptr<detail::PoolState> pool_;
+  std::unique_ptr<detail::Conn> conn_;
+};
+
+/// A pool of SQLite connections to one database. Copies share the pool; it
+/// closes when the last copy goes (connections still checked out close when
+/// they come back).
+class Pool {
+ public:
+  /// Opens the pool: validates config, opens min_idle connections (at least
+  /// one, so a bad path or a file that is not a database fails here), sets
+  /// journal_mode, and starts the maintenance thread.
+  [[nodiscard]] static Result<Pool> open(PoolConfig config) {
+    auto state = std::make_shared<detail::PoolState>(std::move(config));
+    auto started = state->start();
+    if (!started) return std::move(started).error().context("opening a keel::sqlite pool");
+    return Pool(std::make_shared<detail::PoolOwner>(std::move(state)));
+  }
+
+  /// A connection, waiting up to connection_timeout for one to come back when
+  /// max_size are checked out (then Errc::timeout). Errc::closed after close().
+  [[nodiscard]] Result<PooledConnection> get() const {
+    if (!owner_) return fail(Errc::closed, "the pool was moved from");
+    return get_for(state().config().connection_timeout);
+  }
+
+  /// get() with its own timeout (zero: only what is available right now).
+  [[nodiscard]] Result<PooledConnection> get_for(std::chrono::milliseconds timeout) const {
+    if (!owner_) return fail(Errc::closed, "the pool was moved from");
+    auto c = state().acquire(timeout);
+    if (!c) return std::move(c).error();
+    return PooledConnection(owner_->state(), std::move(*c));
+  }
+
+  /// Size, idle, in use, waits, timeouts, longest wait.
+  [[nodiscard]] PoolStats stats() const { return owner_ ? state().stats() : PoolStats{}; }
+  /// The configuration. Precondition: not moved from.
+  [[nodiscard]] const PoolConfig& config() const noexcept { return state().config(); }
+
+  /// Closes the pool for every copy: idle connections close now, waiters and
+  /// later get() calls fail with Errc::closed, checked-out connections close
+  /// when they come back.
+  void close() noexcept {
+    if (owner_) state().close();
+  }
+
+ private:
+  explicit Pool(std::shared_ptr<detail::PoolOwner> owner) noexcept : owner_(std::move(owner)) {}
+  [[nodiscard]] detail::PoolState& state() const noexcept { return *owner_->state(); }
+
+  std::shared_ptr<detail::PoolOwner> owner_;
+};
+
+namespace detail {
+/// How transaction() and migrate() reach a PooledConnection's internals.
+struct ConnAccess {
+  static Conn* conn(const PooledConnection& c) noexcept { return c.conn_.get(); }
+  static PoolState* pool(const PooledConnection& c) noexcept { return c.pool_.get(); }
+};
+}  // namespace detail
+
+}  // namespace keel::sqlite

@@ -1,0 +1,964 @@
+#include <keel/sqlite.hpp>
+
+#include <rapidcheck/catch.h>
+#include <catch2/catch.hpp>
+
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <array>
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <set>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <vector>
+
+extern char** environ;
+
+namespace fs = std::filesystem;
+using keel::Errc;
+using keel::Result;
+using keel::sqlite::Pool;
+using keel::sqlite::PoolConfig;
+using keel::sqlite::PooledConnection;
+using namespace std::chrono_literals;
+
+#if defined(__SANITIZE_THREAD__) || defined(__SANITIZE_ADDRESS__)
+#define KEEL_TEST_SANITIZED 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer) || __has_feature(address_sanitizer)
+#define KEEL_TEST_SANITIZED 1
+#endif
+#endif
+#ifndef KEEL_TEST_SANITIZED
+#define KEEL_TEST_SANITIZED 0
+#endif
+
+namespace {
+
+/// A fresh directory under the system temp dir, removed with everything in it.
+class TempDir {
+ public:
+  TempDir() {
+    static std::atomic<int> counter{0};
+    path_ = fs::temp_directory_path() /
+            ("keel-sqlite-test-" + std::to_string(::getpid()) + "-" + std::to_string(counter.fetch_add(1)));
+    fs::remove_all(path_);
+    fs::create_directories(path_);
+  }
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  ~TempDir() {
+    std::error_code ec;
+    fs::remove_all(path_, ec);
+  }
+  [[nodiscard]] std::string file(const std::string& name) const { return (path_ / name).string(); }
+
+ private:
+  fs::path path_;
+};
+
+PoolConfig config_for(const std::string& path) {
+  PoolConfig cfg;
+  cfg.path = path;
+  return cfg;
+}
+
+Pool open_pool(PoolConfig cfg) {
+  auto pool = Pool::open(std::move(cfg));
+  if (!pool) FAIL("Pool::open: " << pool.error().to_string());
+  return std::move(*pool);
+}
+
+PooledConnection get(const Pool& pool) {
+  auto c = pool.get();
+  if (!c) FAIL("get: " << c.error().to_string());
+  return std::move(*c);
+}
+
+/// Runs the sqlite3 shell on a database file; returns its stdout.
+std::string sqlite3_shell(const std::string& db, const std::string& sql) {
+  const std::string cmd = "sqlite3 '" + db + "' \"" + sql + "\" 2>&1";
+  std::FILE* p = ::popen(cmd.c_str(), "r");
+  REQUIRE(p != nullptr);
+  std::string out;
+  std::array<char, 256> buf{};
+  while (std::fgets(buf.data(), static_cast<int>(buf.size()), p) != nullptr) out += buf.data();
+  ::pclose(p);
+  while (!out.empty() && (out.back() == '\n' || out.back() == '\r')) out.pop_back();
+  return out;
+}
+
+std::int64_t count_rows(PooledConnection& c, const std::string& table) {
+  return c->execAndGet("SELECT count(*) FROM " + table).getInt64();
+}
+
+Result<void> insert_value(PooledConnection& c, std::int64_t v) {
+  KEEL_TRY_ASSIGN(SQLite::Statement & st, c.prepare_cached("INSERT INTO t(v) VALUES (?)"));
+  return keel::sqlite::try_sql([&] {
+    st.bind(1, v);
+    st.exec();
+  });
+}
+
+}  // namespace
+
+TEST_CASE("open creates the file read-write with the configured pragmas", "[sqlite]") {
+  TempDir dir;
+  const auto path = dir.file("app.db");
+  auto pool = open_pool(config_for(path));
+  CHECK(fs::exists(path));
+  auto stats = pool.stats();
+  CHECK(stats.size == 2);  // min_idle
+  CHECK(stats.idle == 2);
+  CHECK(stats.in_use == 0);
+  CHECK(stats.max_size == 8);
+
+  auto c = get(pool);
+  CHECK(c);
+  CHECK(c->execAndGet("PRAGMA journal_mode").getString() == "wal");
+  CHECK(c->execAndGet("PRAGMA foreign_keys").getInt() == 1);
+  CHECK(c->execAndGet("PRAGMA synchronous").getInt() == 1);  // NORMAL
+  CHECK(c->execAndGet("PRAGMA busy_timeout").getInt() == 5000);
+  CHECK(c->execAndGet("PRAGMA cache_size").getInt() == -20000);
+  REQUIRE(c.exec("CREATE TABLE t(id INTEGER PRIMARY KEY, v INTEGER)"));
+  REQUIRE(c.exec("INSERT INTO t(v) VALUES (7)"));
+  CHECK(pool.stats().in_use == 1);
+  CHECK(pool.stats().idle == 1);
+  c.release();
+  CHECK_FALSE(c);
+  CHECK(pool.stats().in_use == 0);
+  pool.close();
+  CHECK(sqlite3_shell(path, "SELECT v FROM t") == "7");
+}
+
+TEST_CASE("extra pragmas and on_connect run on every new connection", "[sqlite]") {
+  TempDir dir;
+  auto cfg = config_for(dir.file("p.db"));
+  cfg.pragmas = {"temp_store = MEMORY"};
+  std::atomic<int> hooks{0};
+  cfg.on_connect = [&](SQLite::Database& db) -> Result<void> {
+    ++hooks;
+    db.exec("PRAGMA recursive_triggers = ON");
+    return {};
+  };
+  cfg.min_idle = 1;
+  auto pool = open_pool(cfg);
+  CHECK(hooks == 1);
+  auto a = get(pool);
+  auto b = get(pool);  // a second connection is opened
+  CHECK(hooks == 2);
+  CHECK(b->execAndGet("PRAGMA temp_store").getInt() == 2);
+  CHECK(b->execAndGet("PRAGMA recursive_triggers").getInt() == 1);
+
+  cfg.path = dir.file("q.db");
+  cfg.on_connect = [](SQLite::Database&) -> Result<void> { return keel::fail(Errc::config, "hook says no"); };
+  auto bad = Pool::open(cfg);
+  REQUIRE_FALSE(bad);
+  CHECK(bad.error().code() == Errc::config);
+}
+
+TEST_CASE("invalid configurations are rejected", "[sqlite]") {
+  TempDir dir;
+  auto check = [](PoolConfig cfg) {
+    auto p = Pool::open(std::move(cfg));
+    REQUIRE_FALSE(p);
+    CHECK(p.error().code() == Errc::invalid_argument);
+  };
+  check(PoolConfig{});  // empty path
+  auto cfg = config_for(dir.file("x.db"));
+  cfg.max_size = 0;
+  check(cfg);
+  cfg = config_for(dir.file("x.db"));
+  cfg.min_idle = 9;
+  check(cfg);
+  cfg = config_for(dir.file("x.db"));
+  cfg.journal_mode = "WAL; DROP TABLE users";
+  check(cfg);
+  cfg = config_for(dir.file("x.db"));
+  cfg.connection_timeout = -1ms;
+  check(cfg);
+}
+
+TEST_CASE("bad paths and files that are not databases give clear errors", "[sqlite]") {
+  TempDir dir;
+  SECTION("a path in a missing directory") {
+    auto p = Pool::open(config_for(dir.file("missing/dir/app.db")));
+    REQUIRE_FALSE(p);
+    CHECK(p.error().code() == Errc::io);
+    CHECK_THAT(p.error().to_string(), Catch::Contains("SQLITE_CANTOPEN"));
+    CHECK_THAT(p.error().to_string(), Catch::Contains("missing/dir/app.db"));
+  }
+  SECTION("a file that is not a database") {
+    const auto path = dir.file("text.db");
+    {
+      std::ofstream f(path);
+      for (int i = 0; i < 200; ++i) f << "this is not an SQLite database, just some text\n";
+    }
+    auto p = Pool::open(config_for(path));
+    REQUIRE_FALSE(p);
+    CHECK(p.error().code() == Errc::database);
+    CHECK_THAT(p.error().to_string(), Catch::Contains("SQLITE_NOTADB"));
+  }
+  SECTION("a truncated database") {
+    const auto path = dir.file("trunc.db");
+    {
+      auto cfg = config_for(path);
+      cfg.journal_mode = "DELETE";  // everything in the main file
+      auto pool = open_pool(cfg);
+      auto c = get(pool);
+      REQUIRE(c.exec("CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)"));
+      REQUIRE(keel::sqlite::transaction(c, [](PooledConnection& cc) -> Result<void> {
+        for (int i = 0; i < 2000; ++i) {
+          KEEL_TRY(cc.exec("INSERT INTO t(v) VALUES (hex(randomblob(100)))"));
+        }
+        return {};
+      }));
+    }
+    const auto full = fs::file_size(path);
+    REQUIRE(full > 100'000);
+    fs::resize_file(path, full / 3);
+    auto cfg = config_for(path);
+    cfg.journal_mode = "DELETE";
+    auto p = Pool::open(cfg);
+    if (p) {  // the header and schema may survive; reading the rows must not
+      auto c = get(*p);
+      auto r = keel::sqlite::try_sql([&] { return count_rows(c, "t"); });
+      auto check = c.exec("SELECT sum(length(v)) FROM t");
+      const bool any_failed = !r || !check || sqlite3_shell(path, "PRAGMA integrity_check") != "ok";
+      CHECK(any_failed);
+      if (!r) CHECK(r.error().code() == Errc::database);
+    } else {
+      CHECK(p.error().code() == Errc::database);
+    }
+  }
+}
+
+TEST_CASE("prepare_cached returns the same reset statement, bindings cleared, LRU bounded", "[sqlite]") {
+  TempDir dir;
+  auto cfg = config_for(dir.file("c.db"));
+  cfg.statement_cache_capacity = 3;
+  auto pool = open_pool(cfg);
+  auto c = get(pool);
+  REQUIRE(c.exec("CREATE TABLE t(id INTEGER PRIMARY KEY, v INTEGER)"));
+  REQUIRE(c.exec("INSERT INTO t(v) VALUES (10), (20), (30)"));
+
+  auto s1 = c.prepare_cached("SELECT v FROM t WHERE id >= ? ORDER BY id");
+  REQUIRE(s1);
+  SQLite::Statement& st = *s1;
+  st.bind(1, 1);
+  REQUIRE(st.executeStep());  // left mid-step on purpose
+  CHECK(st.getColumn(0).getInt() == 10);
+
+  auto s2 = c.prepare_cached("SELECT v FROM t WHERE id >= ? ORDER BY id");
+  REQUIRE(s2);
+  CHECK(&s2->get() == &st);  // same object
+  // reset and bindings cleared: NULL >= ... matches nothing
+  CHECK_FALSE(st.executeStep());
+  CHECK(c.cached_statements() == 1);
+
+  REQUIRE(c.prepare_cached("SELECT 1"));
+  REQUIRE(c.prepare_cached("SELECT 2"));
+  REQUIRE(c.prepare_cached("SELECT 3"));  // evicts the first
+  CHECK(c.cached_statements() == 3);
+  auto again = c.prepare_cached("SELECT v FROM t WHERE id >= ? ORDER BY id");
+  REQUIRE(again);
+  CHECK(c.cached_statements() == 3);
+
+  auto bad = c.prepare_cached("SELEC nonsense");
+  REQUIRE_FALSE(bad);
+  CHECK(bad.error().code() == Errc::database);
+  CHECK_THAT(bad.error().to_string(), Catch::Contains("SELEC nonsense"));
+  CHECK(c.cached_statements() == 3);
+}
+
+TEST_CASE("a connection comes back without its transaction or a statement mid-step", "[sqlite]") {
+  TempDir dir;
+  auto cfg = config_for(dir.file("r.db"));
+  cfg.min_idle = 1;
+  cfg.max_size = 1;
+  auto pool = open_pool(cfg);
+  {
+    auto c = get(pool);
+    REQUIRE(c.exec("CREATE TABLE t(id INTEGER PRIMARY KEY, v INTEGER)"));
+    REQUIRE(c.exec("INSERT INTO t(v) VALUES (1), (2), (3)"));
+    REQUIRE(c.exec("BEGIN IMMEDIATE"));
+    REQUIRE(c.exec("INSERT INTO t(v) VALUES (4)"));
+    auto s = c.prepare_cached("SELECT v FROM t");
+    REQUIRE(s);
+    REQUIRE(s->get().executeStep());
+    CHECK(c.in_transaction());
+  }  // returned mid-transaction, mid-step
+  auto c = get(pool);
+  CHECK_FALSE(c.in_transaction());
+  CHECK(count_rows(c, "t") == 3);
+  sqlite3* h = c.handle();
+  for (sqlite3_stmt* s = sqlite3_next_stmt(h, nullptr); s != nullptr; s = sqlite3_next_stmt(h, s)) {
+    CHECK(sqlite3_stmt_busy(s) == 0);
+  }
+}
+
+TEST_CASE("transaction commits on success and rolls back on error or exception", "[sqlite]") {
+  TempDir dir;
+  auto pool = open_pool(config_for(dir.file("tx.db")));
+  auto c = get(pool);
+  REQUIRE(c.exec("CREATE TABLE t(id INTEGER PRIMARY KEY, v INTEGER UNIQUE)"));
+
+  SECTION("success commits and returns fn's value") {
+    auto r = keel::sqlite::transaction(c, [](PooledConnection& cc) -> Result<std::int64_t> {
+      KEEL_TRY(insert_value(cc, 1));
+      return cc->getLastInsertRowid();
+    });
+    REQUIRE(r);
+    CHECK(*r == 1);
+    CHECK_FALSE(c.in_transaction());
+    CHECK(sqlite3_shell(dir.file("tx.db"), "SELECT count(*) FROM t") == "1");
+  }
+  SECTION("an error rolls back and is returned") {
+    auto r = keel::sqlite::transaction(c, [](PooledConnection& cc) -> Result<int> {
+      KEEL_TRY(insert_value(cc, 1));
+      return keel::fail(Errc::invalid_argument, "changed my mind");
+    });
+    REQUIRE_FALSE(r);
+    CHECK(r.error().code() == Errc::invalid_argument);
+    CHECK(r.error().message() == "changed my mind");
+    CHECK(count_rows(c, "t") == 0);
+  }
+  SECTION("an SQL error inside rolls back, a UNIQUE violation is already_exists") {
+    auto r = keel::sqlite::transaction(c, [](PooledConnection& cc) -> Result<void> {
+      KEEL_TRY(insert_value(cc, 1));
+      return insert_value(cc, 1);
+    });
+    REQUIRE_FALSE(r);
+    CHECK(r.error().code() == Errc::already_exists);
+    CHECK_THAT(r.error().to_string(), Catch::Contains("UNIQUE"));
+    CHECK_THAT(r.error().to_string(), Catch::Contains("2067"));  // SQLITE_CONSTRAINT_UNIQUE
+    CHECK(count_rows(c, "t") == 0);
+  }
+  SECTION("a SQLite::Exception thrown inside becomes an Error") {
+    auto r = keel::sqlite::transaction(c, [](PooledConnection& cc) -> Result<void> {
+      cc->exec("INSERT INTO t(v) VALUES (5)");
+      cc->exec("INSERT INTO no_such_table VALUES (1)");
+      return {};
+    });
+    REQUIRE_FALSE(r);
+    CHECK(r.error().code() == Errc::database);
+    CHECK_THAT(r.error().to_string(), Catch::Contains("no_such_table"));
+    CHECK(count_rows(c, "t") == 0);
+  }
+  SECTION("another exception rolls back and goes on") {
+    CHECK_THROWS_AS(keel::sqlite::transaction(c,
+                                              [](PooledConnection& cc) -> Result<void> {
+                                                cc->exec("INSERT INTO t(v) VALUES (5)");
+                                                throw std::runtime_error("boom");
+                                              }),
+                    std::runtime_error);
+    CHECK_FALSE(c.in_transaction());
+    CHECK(count_rows(c, "t") == 0);
+  }
+  SECTION("nested transactions are savepoints") {
+    auto r = keel::sqlite::transaction(c, [](PooledConnection& cc) -> Result<void> {
+      KEEL_TRY(insert_value(cc, 1));
+      auto inner_fail = keel::sqlite::transaction(cc, [](PooledConnection& c2) -> Result<void> {
+        KEEL_TRY(insert_value(c2, 2));
+        return keel::fail(Errc::cancelled, "inner");
+      });
+      CHECK_FALSE(inner_fail);
+      auto inner_ok = keel::sqlite::transaction(cc, [](PooledConnection& c2) { return insert_value(c2, 3); });
+      CHECK(inner_ok);
+      return {};
+    });
+    REQUIRE(r);
+    CHECK(c->execAndGet("SELECT group_concat(v) FROM (SELECT v FROM t ORDER BY v)").getString() == "1,3");
+  }
+  SECTION("fn that ends the transaction itself is reported") {
+    auto r = keel::sqlite::transaction(
+        c, [](PooledConnection& cc) -> Result<void> { return cc.exec("COMMIT").transform([](int) {}); });
+    REQUIRE_FALSE(r);
+    CHECK(r.error().code() == Errc::database);
+    CHECK_FALSE(c.in_transaction());
+  }
+  SECTION("a transaction on an empty connection is invalid") {
+    PooledConnection empty;
+    auto r = keel::sqlite::transaction(empty, [](PooledConnection&) -> Result<void> { return {}; });
+    REQUIRE_FALSE(r);
+    CHECK(r.error().code() == Errc::invalid_argument);
+  }
+  SECTION("the Pool overload checks a connection out") {
+    auto r = keel::sqlite::transaction(pool, [](PooledConnection& cc) { return insert_value(cc, 9); });
+    REQUIRE(r);
+    CHECK(count_rows(c, "t") == 1);
+  }
+}
+
+TEST_CASE("read-only transactions read a snapshot and refuse writes", "[sqlite]") {
+  TempDir dir;
+  auto pool = open_pool(config_for(dir.file("ro.db")));
+  auto c = get(pool);
+  REQUIRE(c.exec("CREATE TABLE t(id INTEGER PRIMARY KEY, v INTEGER)"));
+  REQUIRE(c.exec("INSERT INTO t(v) VALUES (1)"));
+  auto writer = get(pool);
+
+  auto r = keel::sqlite::transaction(
+      c,
+      [&](PooledConnection& cc) -> Result<std::int64_t> {
+        const auto before = count_rows(cc, "t");
+        // a writer on another connection commits meanwhile (no lock is held by us)
+        auto w = keel::sqlite::transaction(writer, [](PooledConnection& wc) { return insert_value(wc, 2); });
+        CHECK(w);
+        const auto after = count_rows(cc, "t");
+        CHECK(before == after);  // one snapshot
+        auto bad = cc.exec("INSERT INTO t(v) VALUES (3)");
+        CHECK_FALSE(bad);
+        return after;
+      },
+      keel::sqlite::read_only);
+  REQUIRE(r);
+  CHECK(*r == 1);
+  CHECK(count_rows(c, "t") == 2);
+  // query_only was switched off again
+  CHECK(c.exec("INSERT INTO t(v) VALUES (4)"));
+}
+
+TEST_CASE("migrate applies each version once, in its own transaction", "[sqlite]") {
+  TempDir dir;
+  const auto path = dir.file("m.db");
+  auto pool = open_pool(config_for(path));
+  auto c = get(pool);
+  constexpr std::string_view kMigrations[] = {
+      "CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT NOT NULL)",
+      "ALTER TABLE users ADD COLUMN email TEXT; CREATE INDEX users_email ON users(email)",
+      "INSERT INTO users(name, email) VALUES ('ada', 'ada@example.com')",
+  };
+  CHECK(keel::sqlite::schema_version(c).value() == 0);
+  auto v = keel::sqlite::migrate(c, std::span(kMigrations).first(2));
+  REQUIRE(v);
+  CHECK(*v == 2);
+  auto v3 = keel::sqlite::migrate(c, kMigrations);
+  REQUIRE(v3);
+  CHECK(*v3 == 3);
+  auto again = keel::sqlite::migrate(c, kMigrations);
+  REQUIRE(again);
+  CHECK(*again == 3);
+  CHECK(count_rows(c, "users") == 1);  // not inserted twice
+  CHECK(sqlite3_shell(path, "SELECT group_concat(version) FROM schema_version") == "1,2,3");
+
+  SECTION("a database newer than the code is a config error") {
+    auto r = keel::sqlite::migrate(c, std::span(kMigrations).first(1));
+    REQUIRE_FALSE(r);
+    CHECK(r.error().code() == Errc::config);
+  }
+  SECTION("a failing migration names its version, earlier ones stay, nothing of it is applied") {
+    constexpr std::string_view kMore[] = {
+        kMigrations[0],
+        kMigrations[1],
+        kMigrations[2],
+        "CREATE TABLE posts (id INTEGER PRIMARY KEY)",
+        "CREATE TABLE tags (id INTEGER PRIMARY KEY); INSERT INTO nowhere VALUES (1)",
+        "CREATE TABLE never (id INTEGER PRIMARY KEY)",
+    };
+    auto r = keel::sqlite::migrate(c, kMore);
+    REQUIRE_FALSE(r);
+    CHECK(r.error().code() == Errc::database);
+    CHECK_THAT(r.error().to_string(), Catch::Contains("applying migration 5 of 6"));
+    CHECK_THAT(r.error().to_string(), Catch::Contains("nowhere"));
+    CHECK(keel::sqlite::schema_version(c).value() == 4);
+    CHECK(c->tableExists("posts"));
+    CHECK_FALSE(c->tableExists("tags"));
+    CHECK_FALSE(c->tableExists("never"));
+    CHECK(sqlite3_shell(path, "PRAGMA integrity_check") == "ok");
+  }
+}
+
+TEST_CASE("exhaustion: a third get on a pool of two times out on time", "[sqlite]") {
+  TempDir dir;
+  auto cfg = config_for(dir.file("x.db"));
+  cfg.max_size = 2;
+  cfg.connection_timeout = 300ms;
+  cfg.busy_timeout = 100ms;
+  auto pool = open_pool(cfg);
+  auto a = get(pool);
+  auto b = get(pool);
+  const auto start = std::chrono::steady_clock::now();
+  auto third = pool.get();
+  const auto took = std::chrono::steady_clock::now() - start;
+  REQUIRE_FALSE(third);
+  CHECK(third.error().code() == Errc::timeout);
+  CHECK(took >= 300ms);
+  CHECK(took <= 300ms * 1.2 + 50ms);
+  auto st = pool.stats();
+  CHECK(st.timeouts == 1);
+  CHECK(st.waits == 1);
+  CHECK(st.in_use == 2);
+  CHECK(st.longest_wait >= 300ms);
+
+  // a connection given back wakes a waiter
+  std::thread t([&] {
+    std::this_thread::sleep_for(50ms);
+    a.release();
+  });
+  auto fourth = pool.get_for(5s);
+  t.join();
+  REQUIRE(fourth);
+  CHECK(pool.stats().waits == 2);
+
+  auto now = pool.get_for(0ms);
+  REQUIRE_FALSE(now);
+  CHECK(now.error().code() == Errc::timeout);
+}
+
+TEST_CASE("close fails waiters and later gets, checked-out connections close on return", "[sqlite]") {
+  TempDir dir;
+  auto cfg = config_for(dir.file("close.db"));
+  cfg.max_size = 1;
+  cfg.min_idle = 1;
+  auto pool = open_pool(cfg);
+  auto c = get(pool);
+  std::thread t([&] {
+    std::this_thread::sleep_for(50ms);
+    pool.close();
+  });
+  auto waiter = pool.get_for(10s);
+  t.join();
+  REQUIRE_FALSE(waiter);
+  CHECK(waiter.error().code() == Errc::closed);
+  CHECK(c.exec("SELECT 1"));  // still usable
+  c.release();
+  CHECK(pool.stats().size == 0);
+  auto later = pool.get();
+  REQUIRE_FALSE(later);
+  CHECK(later.error().code() == Errc::closed);
+
+  Pool moved = std::move(pool);
+  auto from_moved = pool.get();  // NOLINT(bugprone-use-after-move): documented behaviour
+  REQUIRE_FALSE(from_moved);
+  CHECK(from_moved.error().code() == Errc::closed);
+}
+
+TEST_CASE("a connection outlives its pool handle", "[sqlite]") {
+  TempDir dir;
+  PooledConnection c;
+  {
+    auto pool = open_pool(config_for(dir.file("o.db")));
+    c = get(pool);
+  }
+  REQUIRE(c);
+  CHECK(c.exec("CREATE TABLE t(x)"));
+  c.release();
+}
+
+TEST_CASE(":memory: pools share one database between their connections", "[sqlite]") {
+  auto cfg = config_for(":memory:");
+  cfg.max_size = 4;
+  auto pool = open_pool(cfg);
+  auto other = open_pool(cfg);  // a different database
+  {
+    auto a = get(pool);
+    REQUIRE(a.exec("CREATE TABLE t(id INTEGER PRIMARY KEY, v INTEGER)"));
+    REQUIRE(keel::sqlite::transaction(a, [](PooledConnection& cc) { return insert_value(cc, 1); }));
+  }
+  std::vector<PooledConnection> held;
+  for (int i = 0; i < 4; ++i) held.push_back(get(pool));
+  for (auto& h : held) CHECK(count_rows(h, "t") == 1);
+  held.clear();
+  auto o = get(other);
+  CHECK_FALSE(o->tableExists("t"));
+
+  // writers from threads on the shared in-memory database
+  constexpr int kThreads = 4;
+  constexpr int kEach = 100;
+  std::atomic<int> errors{0};
+  std::vector<std::thread> ts;
+  for (int t = 0; t < kThreads; ++t) {
+    ts.emplace_back([&, t] {
+      for (int i = 0; i < kEach; ++i) {
+        auto c = pool.get();
+        if (!c) {
+          ++errors;
+          continue;
+        }
+        auto r = keel::sqlite::transaction(
+            *c, [&](PooledConnection& cc) { return insert_value(cc, 1000 + t * kEach + i); });
+        if (!r) ++errors;
+      }
+    });
+  }
+  for (auto& th : ts) th.join();
+  CHECK(errors == 0);
+  auto c = get(pool);
+  CHECK(count_rows(c, "t") == 1 + kThreads * kEach);
+}
+
+namespace {
+void concurrent_writers(int threads, int per_thread) {
+  TempDir dir;
+  const auto path = dir.file("conc.db");
+  auto cfg = config_for(path);
+  cfg.max_size = static_cast<std::size_t>(threads);
+  auto pool = open_pool(cfg);
+  {
+    auto c = get(pool);
+    REQUIRE(c.exec("CREATE TABLE t(id INTEGER PRIMARY KEY, v INTEGER NOT NULL, thread INTEGER)"));
+  }
+  std::atomic<int> errors{0};
+  std::vector<std::string> messages(static_cast<std::size_t>(threads));
+  std::vector<std::thread> ts;
+  for (int t = 0; t < threads; ++t) {
+    ts.emplace_back([&, t] {
+      for (int i = 0; i < per_thread; ++i) {
+        auto c = pool.get();
+        Result<void> r =
+            c ? keel::sqlite::transaction(*c,
+                                          [&](PooledConnection& cc) -> Result<void> {
+                                            KEEL_TRY_ASSIGN(
+                                                SQLite::Statement & st,
+                                                cc.prepare_cached("INSERT INTO t(v, thread) VALUES (?, ?)"));
+                                            return keel::sqlite::try_sql([&] {
+                                              st.bind(1, i);
+                                              st.bind(2, t);
+                                              st.exec();
+                                            });
+                                          })
+              : Result<void>(c.error());
+        if (!r) {
+          if (errors.fetch_add(1) == 0) messages[static_cast<std::size_t>(t)] = r.error().to_string();
+        }
+        if (c) c->release();  // (holding one while asking for another can exhaust the pool)
+        // readers in between, without the write lock
+        if (i % 50 == 0) {
+          auto n = keel::sqlite::transaction(
+              pool,
+              [](PooledConnection& cc) { return keel::sqlite::try_sql([&] { return count_rows(cc, "t"); }); },
+              keel::sqlite::read_only);
+          if (!n) ++errors;
+        }
+      }
+    });
+  }
+  for (auto& th : ts) th.join();
+  for (const auto& m : messages) {
+    if (!m.empty()) UNSCOPED_INFO(m);
+  }
+  CHECK(errors == 0);
+  auto c = get(pool);
+  CHECK(count_rows(c, "t") == threads * per_thread);
+  CHECK(c->execAndGet("SELECT count(DISTINCT thread || '-' || v) FROM t").getInt() == threads * per_thread);
+  pool.close();
+  CHECK(sqlite3_shell(path, "PRAGMA integrity_check") == "ok");
+  CHECK(sqlite3_shell(path, "SELECT count(*) FROM t") == std::to_string(threads * per_thread));
+}
+}  // namespace
+
+TEST_CASE("4 writer threads x 2500 single-row transactions: every row, no error", "[sqlite][stress]") {
+  concurrent_writers(4, KEEL_TEST_SANITIZED ? 500 : 2500);
+}
+
+TEST_CASE("8 writer threads: no SQLITE_BUSY reaches the caller", "[sqlite][stress]") {
+  concurrent_writers(8, KEEL_TEST_SANITIZED ? 150 : 500);
+}
+
+TEST_CASE("two pools on one file (like two processes) never surface SQLITE_BUSY", "[sqlite][stress]") {
+  TempDir dir;
+  const auto path = dir.file("two.db");
+  auto p1 = open_pool(config_for(path));
+  auto p2 = open_pool(config_for(path));
+  {
+    auto c = get(p1);
+    REQUIRE(c.exec("CREATE TABLE t(id INTEGER PRIMARY KEY, v INTEGER)"));
+  }
+  constexpr int kEach = KEEL_TEST_SANITIZED ? 100 : 300;
+  std::atomic<int> errors{0};
+  std::vector<std::thread> ts;
+  for (int t = 0; t < 4; ++t) {
+    ts.emplace_back([&, t] {
+      const Pool& p = (t % 2 == 0) ? p1 : p2;
+      for (int i = 0; i < kEach; ++i) {
+        auto r = keel::sqlite::transaction(p, [&](PooledConnection& cc) { return insert_value(cc, i); });
+        if (!r) ++errors;
+      }
+    });
+  }
+  for (auto& th : ts) th.join();
+  CHECK(errors == 0);
+  auto c = get(p1);
+  CHECK(count_rows(c, "t") == 4 * kEach);
+}
+
+TEST_CASE("idle_timeout and max_lifetime retire connections, min_idle is kept", "[sqlite]") {
+  TempDir dir;
+  auto cfg = config_for(dir.file("life.db"));
+  cfg.max_size = 4;
+  cfg.min_idle = 1;
+  cfg.idle_timeout = 100ms;
+  cfg.max_lifetime = 0ms;
+  cfg.maintenance_interval = 20ms;
+  auto pool = open_pool(cfg);
+  {
+    std::vector<PooledConnection> held;
+    for (int i = 0; i < 4; ++i) held.push_back(get(pool));
+    CHECK(pool.stats().size == 4);
+  }
+  CHECK(pool.stats().idle == 4);
+  const auto deadline = std::chrono::steady_clock::now() + 5s;
+  while (pool.stats().size > 1 && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(10ms);
+  auto st = pool.stats();
+  CHECK(st.size == 1);
+  CHECK(st.idle == 1);
+  CHECK(st.closed >= 3);
+
+  SECTION("max_lifetime retires old connections; min_idle is refilled") {
+    auto cfg2 = config_for(dir.file("life2.db"));
+    cfg2.max_size = 2;
+    cfg2.min_idle = 2;
+    cfg2.idle_timeout = 0ms;
+    cfg2.max_lifetime = 100ms;
+    cfg2.maintenance_interval = 20ms;
+    auto p2 = open_pool(cfg2);
+    std::uint64_t first_id = 0;
+    {
+      auto c = get(p2);
+      first_id = c.id();
+    }
+    const auto until = std::chrono::steady_clock::now() + 5s;
+    while (p2.stats().opened < 4 && std::chrono::steady_clock::now() < until)
+      std::this_thread::sleep_for(10ms);
+    auto s2 = p2.stats();
+    CHECK(s2.opened >= 4);
+    CHECK(s2.idle == 2);
+    auto c = get(p2);
+    CHECK(c.id() != first_id);
+  }
+}
+
+TEST_CASE("discard closes the connection instead of returning it", "[sqlite]") {
+  TempDir dir;
+  auto cfg = config_for(dir.file("d.db"));
+  cfg.min_idle = 0;
+  cfg.max_size = 2;
+  auto pool = open_pool(cfg);
+  auto c = get(pool);
+  const auto id = c.id();
+  c.discard();
+  CHECK_FALSE(c);
+  CHECK(pool.stats().closed == 1);
+  auto d = get(pool);
+  CHECK(d.id() != id);
+}
+
+// --- properties -----------------------------------------------------------
+
+TEST_CASE("property: random get/return/transaction sequences match a model of the counts",
+          "[sqlite][property]") {
+  TempDir dir;
+  int run = 0;
+  rc::prop("pool counts follow the model", [&] {
+    const auto max_size = *rc::gen::inRange<std::size_t>(1, 5);
+    const auto min_idle = *rc::gen::inRange<std::size_t>(0, max_size + 1);
+    auto cfg = config_for(dir.file("prop" + std::to_string(run++) + ".db"));
+    cfg.max_size = max_size;
+    cfg.min_idle = min_idle;
+    cfg.connection_timeout = 0ms;
+    cfg.busy_timeout = 0ms;
+    cfg.maintenance_interval = 1h;  // no background changes during the run
+    auto pool = Pool::open(cfg);
+    RC_ASSERT(pool.has_value());
+    {
+      auto c = pool->get();
+      RC_ASSERT(c.has_value());
+      RC_ASSERT(c->exec("CREATE TABLE t(id INTEGER PRIMARY KEY, v INTEGER)").has_value());
+    }
+    // model
+    std::size_t size = std::max<std::size_t>(min_idle, 1);
+    std::size_t in_use = 0;
+    std::int64_t rows = 0;
+    std::uint64_t timeouts = 0;
+    std::vector<PooledConnection> held;
+    const auto ops = *rc::gen::container<std::vector<int>>(rc::gen::inRange(0, 4));
+    for (int op : ops) {
+      if (op == 0) {  // get
+        auto c = pool->get();
+        if (in_use == max_size) {
+          RC_ASSERT(!c.has_value());
+          RC_ASSERT(c.error().code() == Errc::timeout);
+          ++timeouts;
+        } else {
+          RC_ASSERT(c.has_value());
+          if (in_use == size) ++size;
+          ++in_use;
+          held.push_back(std::move(*c));
+        }
+      } else if (op == 1 && !held.empty()) {  // return
+        held.pop_back();
+        --in_use;
+      } else if (op == 2 && !held.empty()) {  // committed transaction
+        auto r =
+            keel::sqlite::transaction(held.front(), [](PooledConnection& c) { return insert_value(c, 1); });
+        RC_ASSERT(r.has_value());
+        ++rows;
+      } else if (op == 3 && !held.empty()) {  // rolled back transaction
+        auto r = keel::sqlite::transaction(held.back(), [](PooledConnection& c) -> Result<void> {
+          KEEL_TRY(insert_value(c, 2));
+          return keel::fail(Errc::cancelled);
+        });
+        RC_ASSERT(!r.has_value());
+      }
+      const auto st = pool->stats();
+      RC_ASSERT(st.size == size);
+      RC_ASSERT(st.in_use == in_use);
+      RC_ASSERT(st.idle == size - in_use);
+      RC_ASSERT(st.timeouts == timeouts);
+    }
+    held.clear();
+    auto c = pool->get();
+    RC_ASSERT(c.has_value());
+    RC_ASSERT(count_rows(*c, "t") == rows);
+  });
+}
+
+TEST_CASE("property: migrations applied in random prefixes end at the same schema", "[sqlite][property]") {
+  static constexpr std::string_view kMigrations[] = {
+      "CREATE TABLE a (id INTEGER PRIMARY KEY, x TEXT)",
+      "CREATE TABLE b (id INTEGER PRIMARY KEY, a_id INTEGER REFERENCES a(id))",
+      "ALTER TABLE a ADD COLUMN y INTEGER DEFAULT 0",
+      "CREATE INDEX b_a ON b(a_id)",
+      "INSERT INTO a(x) VALUES ('seed')",
+      "CREATE VIEW ab AS SELECT a.x, b.id FROM a JOIN b ON b.a_id = a.id",
+      "DROP INDEX b_a; CREATE INDEX b_a2 ON b(a_id, id)",
+  };
+  auto schema_of = [](PooledConnection& c) {
+    std::string s;
+    SQLite::Statement q(*c, "SELECT type, name, sql FROM sqlite_master ORDER BY type, name");
+    while (q.executeStep())
+      s += q.getColumn(0).getString() + q.getColumn(1).getString() + q.getColumn(2).getString() + ";";
+    s += c->execAndGet("SELECT group_concat(x) FROM a").getString();
+    return s;
+  };
+  std::string reference;
+  {
+    auto pool = open_pool(config_for(":memory:"));
+    auto c = get(pool);
+    REQUIRE(keel::sqlite::migrate(c, kMigrations).value() == 7);
+    reference = schema_of(c);
+  }
+  rc::prop("any sequence of prefixes reaches the same schema", [&] {
+    auto steps = *rc::gen::container<std::vector<std::size_t>>(rc::gen::inRange<std::size_t>(0, 8));
+    auto cfg = config_for(":memory:");
+    cfg.min_idle = 1;
+    auto pool = Pool::open(cfg);
+    RC_ASSERT(pool.has_value());
+    auto c = pool->get();
+    RC_ASSERT(c.has_value());
+    std::size_t reached = 0;
+    for (std::size_t n : steps) {
+      auto r = keel::sqlite::migrate(*c, std::span(kMigrations).first(n));
+      if (n < reached) {
+        RC_ASSERT(!r.has_value());  // older code against a newer database
+        RC_ASSERT(r.error().code() == Errc::config);
+      } else {
+        RC_ASSERT(r.has_value());
+        RC_ASSERT(*r == static_cast<int>(n));
+        reached = n;
+      }
+    }
+    auto done = keel::sqlite::migrate(*c, kMigrations);
+    RC_ASSERT(done.has_value());
+    RC_ASSERT(schema_of(*c) == reference);
+  });
+}
+
+// --- crash safety -----------------------------------------------------------
+
+// Run by the test below in a child process (hidden from ordinary runs): commits
+// rows one transaction at a time, reporting each on a pipe, then starts a big
+// write transaction and waits to be killed in the middle of it.
+TEST_CASE("crash child", "[.sqlite-crash-child]") {
+  const char* db = std::getenv("KEEL_SQLITE_CRASH_DB");
+  const char* fd_text = std::getenv("KEEL_SQLITE_CRASH_FD");
+  if (db == nullptr || fd_text == nullptr) return;
+  const int fd = std::atoi(fd_text);
+  auto pool = open_pool(config_for(db));
+  auto c = get(pool);
+  REQUIRE(c.exec("CREATE TABLE IF NOT EXISTS t(id INTEGER PRIMARY KEY, v INTEGER)"));
+  for (int i = 0; i < 200; ++i) {
+    REQUIRE(keel::sqlite::transaction(c, [&](PooledConnection& cc) { return insert_value(cc, i); }));
+    const std::string line = std::to_string(i + 1) + "\n";
+    REQUIRE(::write(fd, line.data(), line.size()) == static_cast<ssize_t>(line.size()));
+  }
+  auto r = keel::sqlite::transaction(c, [&](PooledConnection& cc) -> Result<void> {
+    for (int i = 0; i < 20'000; ++i) KEEL_TRY(insert_value(cc, -1));
+    const std::string line = "mid\n";
+    (void)::write(fd, line.data(), line.size());
+    for (;;) std::this_thread::sleep_for(1s);  // killed here
+  });
+  (void)r;
+}
+
+TEST_CASE("a writer killed mid-transaction loses no committed row", "[sqlite][crash]") {
+  TempDir dir;
+  const auto path = dir.file("crash.db");
+  std::array<int, 2> fds{};
+  REQUIRE(::pipe(fds.data()) == 0);
+  const std::string env_db = "KEEL_SQLITE_CRASH_DB=" + path;
+  const std::string env_fd = "KEEL_SQLITE_CRASH_FD=" + std::to_string(fds[1]);
+  std::vector<std::string> env_store;
+  for (char** e = environ; *e != nullptr; ++e) env_store.emplace_back(*e);
+  env_store.push_back(env_db);
+  env_store.push_back(env_fd);
+  std::vector<char*> envp;
+  for (auto& e : env_store) envp.push_back(e.data());
+  envp.push_back(nullptr);
+  std::string self = fs::read_symlink("/proc/self/exe").string();
+  std::string spec = "crash child";
+  std::string quiet = "--out=/dev/null";
+  std::vector<char*> argv = {self.data(), spec.data(), quiet.data(), nullptr};
+  pid_t pid = 0;
+  REQUIRE(::posix_spawn(&pid, self.c_str(), nullptr, nullptr, argv.data(), envp.data()) == 0);
+  ::close(fds[1]);
+
+  int committed = 0;
+  bool mid = false;
+  std::string buf;
+  std::array<char, 256> chunk{};
+  while (!mid) {
+    const auto n = ::read(fds[0], chunk.data(), chunk.size());
+    if (n <= 0) break;
+    buf.append(chunk.data(), static_cast<std::size_t>(n));
+    std::size_t nl = 0;
+    while ((nl = buf.find('\n')) != std::string::npos) {
+      const std::string line = buf.substr(0, nl);
+      buf.erase(0, nl + 1);
+      if (line == "mid") {
+        mid = true;
+      } else {
+        committed = std::stoi(line);
+      }
+    }
+  }
+  ::kill(pid, SIGKILL);
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  ::close(fds[0]);
+  REQUIRE(mid);
+  CHECK(WIFSIGNALED(status));
+  CHECK(committed == 200);
+
+  CHECK(sqlite3_shell(path, "PRAGMA integrity_check") == "ok");
+  CHECK(sqlite3_shell(path, "SELECT count(*) FROM t") == std::to_string(committed));
+  CHECK(sqlite3_shell(path, "SELECT count(*) FROM t WHERE v = -1") == "0");
+  auto pool = open_pool(config_for(path));
+  auto c = get(pool);
+  CHECK(count_rows(c, "t") == committed);
+}
