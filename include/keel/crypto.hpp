@@ -18,3 +18,4 @@
 
 #include <keel/crypto/aead.hpp>
 #include <keel/crypto/key.hpp>
+#include <keel/crypto/store.hpp>
