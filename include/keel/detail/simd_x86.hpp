@@ -1,0 +1,237 @@
+// keel/detail/simd_x86.hpp: SSE2, AVX2 and AVX-512BW kernels and CPU detection.
+//
+// Not part of the API. Each level's operations are defined in its own
+// namespace with a function target attribute (so no -mavx2 is needed and one
+// binary carries all levels), then the shared kernels in simd_kernels.inc are
+// compiled there. SSE2 is part of x86-64, so its kernels need no attribute and
+// inline into any caller (the short-input path uses them).
+#pragma once
+
+#include <keel/detail/simd_core.hpp>
+
+#if (defined(__x86_64__) || defined(_M_X64)) && (defined(__GNUC__) || defined(__clang__)) && \
+    !defined(KEEL_SIMD_NO_X86)
+#define KEEL_SIMD_X86 1
+
+#include <cpuid.h>
+#include <immintrin.h>
+
+namespace keel::simd::detail {
+
+// 1 << (nibble & 7) for the second shuffle of the set lookup.
+alignas(16) inline constexpr uchar kBitOfNibble[16] = {1, 2, 4, 8, 16, 32, 64, 128,
+                                                       1, 2, 4, 8, 16, 32, 64, 128};
+
+// ------------------------------------------------------------------ SSE2 ---
+namespace sse2 {
+#define KEEL_SIMD_FN inline
+inline constexpr std::size_t W = 16;
+using V = __m128i;
+using M = __m128i;
+KEEL_SIMD_FN V load(const uchar* p) {
+  return _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+}
+KEEL_SIMD_FN V splat(uchar c) {
+  return _mm_set1_epi8(static_cast<char>(c));
+}
+KEEL_SIMD_FN V zero() {
+  return _mm_setzero_si128();
+}
+KEEL_SIMD_FN M eq(V a, V b) {
+  return _mm_cmpeq_epi8(a, b);
+}
+KEEL_SIMD_FN M mor(M a, M b) {
+  return _mm_or_si128(a, b);
+}
+KEEL_SIMD_FN M mand(M a, M b) {
+  return _mm_and_si128(a, b);
+}
+KEEL_SIMD_FN std::uint64_t bits(M m) {
+  return static_cast<std::uint32_t>(_mm_movemask_epi8(m));
+}
+KEEL_SIMD_FN bool any(M m) {
+  return _mm_movemask_epi8(m) != 0;
+}
+KEEL_SIMD_FN V sub8(V a, V b) {
+  return _mm_sub_epi8(a, b);
+}
+KEEL_SIMD_FN std::size_t hsum8(V a) {
+  const V s = _mm_sad_epu8(a, _mm_setzero_si128());
+  return static_cast<std::size_t>(_mm_cvtsi128_si64(s)) +
+         static_cast<std::size_t>(_mm_cvtsi128_si64(_mm_unpackhi_epi64(s, s)));
+}
+#include <keel/detail/simd_kernels.inc>
+#undef KEEL_SIMD_FN
+}  // namespace sse2
+
+// ------------------------------------------------------------------ AVX2 ---
+namespace avx2 {
+#define KEEL_SIMD_FN __attribute__((target("avx2,bmi,popcnt"))) inline
+#define KEEL_SIMD_SHUFFLE 1
+inline constexpr std::size_t W = 32;
+using V = __m256i;
+using M = __m256i;
+KEEL_SIMD_FN V load(const uchar* p) {
+  return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
+}
+KEEL_SIMD_FN V splat(uchar c) {
+  return _mm256_set1_epi8(static_cast<char>(c));
+}
+KEEL_SIMD_FN V splat16(const uchar* t) {
+  return _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(t)));
+}
+KEEL_SIMD_FN V zero() {
+  return _mm256_setzero_si256();
+}
+KEEL_SIMD_FN M eq(V a, V b) {
+  return _mm256_cmpeq_epi8(a, b);
+}
+KEEL_SIMD_FN M mor(M a, M b) {
+  return _mm256_or_si256(a, b);
+}
+KEEL_SIMD_FN M mand(M a, M b) {
+  return _mm256_and_si256(a, b);
+}
+KEEL_SIMD_FN V vor(V a, V b) {
+  return _mm256_or_si256(a, b);
+}
+KEEL_SIMD_FN V vand(V a, V b) {
+  return _mm256_and_si256(a, b);
+}
+KEEL_SIMD_FN V vxor(V a, V b) {
+  return _mm256_xor_si256(a, b);
+}
+KEEL_SIMD_FN V srl4(V a) {
+  return _mm256_srli_epi16(a, 4);
+}
+KEEL_SIMD_FN V shuffle(V table, V idx) {
+  return _mm256_shuffle_epi8(table, idx);
+}
+KEEL_SIMD_FN M test_nz(V a, V b) {
+  const V both = _mm256_and_si256(a, b);
+  return _mm256_xor_si256(_mm256_cmpeq_epi8(both, _mm256_setzero_si256()), _mm256_set1_epi8(-1));
+}
+KEEL_SIMD_FN std::uint64_t bits(M m) {
+  return static_cast<std::uint32_t>(_mm256_movemask_epi8(m));
+}
+KEEL_SIMD_FN bool any(M m) {
+  return _mm256_movemask_epi8(m) != 0;
+}
+KEEL_SIMD_FN V sub8(V a, V b) {
+  return _mm256_sub_epi8(a, b);
+}
+KEEL_SIMD_FN std::size_t hsum8(V a) {
+  const V s = _mm256_sad_epu8(a, _mm256_setzero_si256());
+  return static_cast<std::size_t>(_mm256_extract_epi64(s, 0)) +
+         static_cast<std::size_t>(_mm256_extract_epi64(s, 1)) +
+         static_cast<std::size_t>(_mm256_extract_epi64(s, 2)) +
+         static_cast<std::size_t>(_mm256_extract_epi64(s, 3));
+}
+#include <keel/detail/simd_kernels.inc>
+#undef KEEL_SIMD_SHUFFLE
+#undef KEEL_SIMD_FN
+}  // namespace avx2
+
+// --------------------------------------------------------------- AVX-512 ---
+namespace avx512 {
+#define KEEL_SIMD_FN __attribute__((target("avx512f,avx512bw,avx2,bmi,popcnt"))) inline
+#define KEEL_SIMD_SHUFFLE 1
+#define KEEL_SIMD_MASKED 1
+inline constexpr std::size_t W = 64;
+using V = __m512i;
+using M = std::uint64_t;  // a __mmask64
+KEEL_SIMD_FN V load(const uchar* p) {
+  return _mm512_loadu_si512(static_cast<const void*>(p));
+}
+/// Loads p[0, n) for n < 64, zero above; masked lanes never fault.
+KEEL_SIMD_FN V load_n(const uchar* p, std::size_t n) {
+  const std::uint64_t keep = (std::uint64_t{1} << n) - 1;
+  return _mm512_maskz_loadu_epi8(static_cast<__mmask64>(keep), static_cast<const void*>(p));
+}
+KEEL_SIMD_FN V splat(uchar c) {
+  return _mm512_set1_epi8(static_cast<char>(c));
+}
+KEEL_SIMD_FN V splat16(const uchar* t) {
+  return _mm512_maskz_broadcast_i32x4(static_cast<__mmask16>(0xffff),
+                                      _mm_loadu_si128(reinterpret_cast<const __m128i*>(t)));
+}
+KEEL_SIMD_FN M eq(V a, V b) {
+  return _mm512_cmpeq_epi8_mask(a, b);
+}
+KEEL_SIMD_FN M mor(M a, M b) {
+  return a | b;
+}
+KEEL_SIMD_FN M mand(M a, M b) {
+  return a & b;
+}
+KEEL_SIMD_FN V vor(V a, V b) {
+  return _mm512_or_si512(a, b);
+}
+KEEL_SIMD_FN V vand(V a, V b) {
+  return _mm512_and_si512(a, b);
+}
+KEEL_SIMD_FN V vxor(V a, V b) {
+  return _mm512_xor_si512(a, b);
+}
+KEEL_SIMD_FN V srl4(V a) {
+  return _mm512_srli_epi16(a, 4);
+}
+KEEL_SIMD_FN V shuffle(V table, V idx) {
+  return _mm512_shuffle_epi8(table, idx);
+}
+KEEL_SIMD_FN M test_nz(V a, V b) {
+  return _mm512_test_epi8_mask(a, b);
+}
+KEEL_SIMD_FN std::uint64_t bits(M m) {
+  return m;
+}
+KEEL_SIMD_FN bool any(M m) {
+  return m != 0;
+}
+#include <keel/detail/simd_kernels.inc>
+#undef KEEL_SIMD_MASKED
+#undef KEEL_SIMD_SHUFFLE
+#undef KEEL_SIMD_FN
+}  // namespace avx512
+
+inline constexpr Kernels kSse2Kernels = {
+    Isa::sse2,      sse2::find,  sse2::rfind,    sse2::find_any2,  sse2::find_any3,
+    sse2::find_set, sse2::count, sse2::find_sub, sse2::next_block,
+};
+inline constexpr Kernels kAvx2Kernels = {
+    Isa::avx2,      avx2::find,  avx2::rfind,    avx2::find_any2,  avx2::find_any3,
+    avx2::find_set, avx2::count, avx2::find_sub, avx2::next_block,
+};
+inline constexpr Kernels kAvx512Kernels = {
+    Isa::avx512,      avx512::find,  avx512::rfind,    avx512::find_any2,  avx512::find_any3,
+    avx512::find_set, avx512::count, avx512::find_sub, avx512::next_block,
+};
+
+/// The best level this CPU and OS support: CPUID for the instructions and
+/// XGETBV for the OS saving the wider registers (AVX state for AVX2, opmask
+/// and ZMM state for AVX-512).
+inline Isa detect_isa() noexcept {
+  unsigned a = 0, b = 0, c = 0, d = 0;
+  if (__get_cpuid(1, &a, &b, &c, &d) == 0) return Isa::sse2;
+  const bool popcnt = (c & (1u << 23)) != 0;
+  const bool osxsave = (c & (1u << 27)) != 0;
+  const bool avx = (c & (1u << 28)) != 0;
+  if (!popcnt || !osxsave || !avx) return Isa::sse2;
+  unsigned xcr0_lo = 0, xcr0_hi = 0;
+  __asm__ volatile("xgetbv" : "=a"(xcr0_lo), "=d"(xcr0_hi) : "c"(0u));
+  const std::uint64_t xcr0 = (std::uint64_t{xcr0_hi} << 32) | xcr0_lo;
+  if ((xcr0 & 0x6) != 0x6) return Isa::sse2;  // XMM and YMM state
+  unsigned a7 = 0, b7 = 0, c7 = 0, d7 = 0;
+  if (__get_cpuid_count(7, 0, &a7, &b7, &c7, &d7) == 0) return Isa::sse2;
+  const bool bmi1 = (b7 & (1u << 3)) != 0;
+  const bool has_avx2 = (b7 & (1u << 5)) != 0;
+  const bool avx512f = (b7 & (1u << 16)) != 0;
+  const bool avx512bw = (b7 & (1u << 30)) != 0;
+  if (!has_avx2 || !bmi1) return Isa::sse2;
+  if (avx512f && avx512bw && (xcr0 & 0xe6) == 0xe6) return Isa::avx512;  // + opmask, ZMM0-31
+  return Isa::avx2;
+}
+
+}  // namespace keel::simd::detail
+
+#endif

@@ -1,0 +1,371 @@
+// keel/simd.hpp: SIMD byte search over string_view and byte spans.
+//
+// memchr and friends for protocol and log parsers: the first/last position of
+// a byte, of any of two or three bytes, of any byte of a set; how many times a
+// byte occurs; where a substring starts; and a range over every match.
+//
+//     std::string_view text = read_all();
+//     std::size_t lines = keel::simd::count(text, '\n');
+//     std::size_t eol = keel::simd::find_any(text, '\r', '\n');
+//     std::size_t key = keel::simd::find(text, "Content-Length:");
+//     for (std::size_t pos : keel::simd::matches(text, '\n')) on_line_end(pos);
+//
+// Every function returns a position or keel::simd::npos (equal to
+// std::string_view::npos), and has an overload taking std::span<const std::byte>.
+//
+// Dispatch: the best of AVX-512BW, AVX2, SSE2 and portable scalar code (eight
+// bytes at a time) is chosen once, on first use, from CPUID and XGETBV (the OS
+// must save the wide registers). On this library's measurements AVX-512 is
+// only chosen by default where it is faster (see kPreferAvx512 below and
+// docs/simd.md); `active_isa()` names the choice. The environment variable
+// KEEL_SIMD=scalar|sse2|avx2|avx512, read once at that first use, forces a
+// level the CPU supports (a level it lacks falls back to the best it has), so
+// one machine can test every path. Haystacks under 32 bytes take an inlined
+// path (SSE2, part of x86-64, and eight-byte words) before any dispatch.
+//
+// Thread-safety: all functions are pure and may be called from any thread;
+// the one-time choice of kernels is a thread-safe static initialisation.
+//
+// Guarantees: no read ever leaves [data, data + size): tails are handled with
+// overlapping loads or AVX-512 masked loads, so ASan sees no over-read and a
+// haystack flush against an unmapped page is safe. Substring search is linear
+// in the haystack for every input (a rare-byte SIMD prefilter whose
+// verification work is bounded, then Crochemore-Perrin Two-Way). Nothing here
+// allocates or throws. Bytes compare as unsigned (0x80-0xff work with a
+// signed char).
+#pragma once
+
+#include <keel/detail/simd_core.hpp>
+#include <keel/detail/simd_x86.hpp>
+
+#include <cstddef>
+#include <cstdint>
+#include <cstdlib>
+#include <iterator>
+#include <ranges>
+#include <span>
+#include <string_view>
+
+namespace keel::simd {
+
+namespace detail {
+
+/// Whether AVX-512 is chosen by default on a CPU that has it. Measured on an
+/// Intel Xeon (see docs/simd.md): the 512-bit kernels are faster there.
+/// KEEL_SIMD=avx2 selects the 256-bit ones.
+inline constexpr bool kPreferAvx512 = true;
+
+/// Haystacks shorter than this skip the dispatch.
+inline constexpr std::size_t kShort = 32;
+
+/// The best level the CPU supports (scalar on non-x86 builds).
+inline Isa supported_isa() noexcept {
+#ifdef KEEL_SIMD_X86
+  static const Isa isa = detect_isa();
+  return isa;
+#else
+  return Isa::scalar;
+#endif
+}
+
+/// "scalar", "sse2", "avx2" or "avx512" to a level; anything else to nothing.
+constexpr bool parse_isa(std::string_view s, Isa& out) noexcept {
+  for (Isa i : {Isa::scalar, Isa::sse2, Isa::avx2, Isa::avx512}) {
+    if (s == to_string(i)) {
+      out = i;
+      return true;
+    }
+  }
+  return false;
+}
+
+/// The kernels of `want`, or of the best supported level below it.
+inline const Kernels& kernels_for(Isa want) noexcept {
+  Isa isa = want;
+  if (static_cast<int>(isa) > static_cast<int>(supported_isa())) isa = supported_isa();
+#ifdef KEEL_SIMD_X86
+  switch (isa) {
+    case Isa::avx512:
+      return kAvx512Kernels;
+    case Isa::avx2:
+      return kAvx2Kernels;
+    case Isa::sse2:
+      return kSse2Kernels;
+    case Isa::scalar:
+      break;
+  }
+#endif
+  return kScalarKernels;
+}
+
+inline Isa choose_isa() noexcept {
+  Isa isa = supported_isa();
+  if (isa == Isa::avx512 && !kPreferAvx512) isa = Isa::avx2;
+  if (const char* env = std::getenv("KEEL_SIMD"); env != nullptr) {  // NOLINT(concurrency-mt-unsafe)
+    Isa forced{};
+    if (parse_isa(env, forced)) isa = forced;
+  }
+  return kernels_for(isa).isa;
+}
+
+/// The kernels in use, chosen on first call.
+inline const Kernels& active() noexcept {
+  static const Kernels& k = kernels_for(choose_isa());
+  return k;
+}
+
+inline const uchar* bytes(std::string_view s) noexcept {
+  return reinterpret_cast<const uchar*>(s.data());
+}
+inline const uchar* bytes(std::span<const std::byte> s) noexcept {
+  return reinterpret_cast<const uchar*>(s.data());
+}
+constexpr uchar u8(char c) noexcept {
+  return static_cast<uchar>(c);
+}
+constexpr uchar u8(std::byte c) noexcept {
+  return static_cast<uchar>(c);
+}
+
+// The short path: SSE2 for 16-31 bytes, eight-byte words below.
+inline std::size_t short_find(const uchar* p, std::size_t n, uchar c) noexcept {
+#ifdef KEEL_SIMD_X86
+  if (n >= 16) return sse2::find(p, n, c);
+#endif
+  return scalar_find(p, n, c);
+}
+inline std::size_t short_rfind(const uchar* p, std::size_t n, uchar c) noexcept {
+#ifdef KEEL_SIMD_X86
+  if (n >= 16) return sse2::rfind(p, n, c);
+#endif
+  return scalar_rfind(p, n, c);
+}
+inline std::size_t short_any2(const uchar* p, std::size_t n, uchar a, uchar b) noexcept {
+#ifdef KEEL_SIMD_X86
+  if (n >= 16) return sse2::find_any2(p, n, a, b);
+#endif
+  return scalar_find_any2(p, n, a, b);
+}
+inline std::size_t short_any3(const uchar* p, std::size_t n, uchar a, uchar b, uchar c) noexcept {
+#ifdef KEEL_SIMD_X86
+  if (n >= 16) return sse2::find_any3(p, n, a, b, c);
+#endif
+  return scalar_find_any3(p, n, a, b, c);
+}
+inline std::size_t short_count(const uchar* p, std::size_t n, uchar c) noexcept {
+#ifdef KEEL_SIMD_X86
+  if (n >= 16) return sse2::count(p, n, c);
+#endif
+  return scalar_count(p, n, c);
+}
+
+inline std::size_t find_byte(const uchar* p, std::size_t n, uchar c) noexcept {
+  return n < kShort ? short_find(p, n, c) : active().find(p, n, c);
+}
+inline std::size_t rfind_byte(const uchar* p, std::size_t n, uchar c) noexcept {
+  return n < kShort ? short_rfind(p, n, c) : active().rfind(p, n, c);
+}
+inline std::size_t any2(const uchar* p, std::size_t n, uchar a, uchar b) noexcept {
+  return n < kShort ? short_any2(p, n, a, b) : active().find_any2(p, n, a, b);
+}
+inline std::size_t any3(const uchar* p, std::size_t n, uchar a, uchar b, uchar c) noexcept {
+  return n < kShort ? short_any3(p, n, a, b, c) : active().find_any3(p, n, a, b, c);
+}
+inline std::size_t count_byte(const uchar* p, std::size_t n, uchar c) noexcept {
+  return n < kShort ? short_count(p, n, c) : active().count(p, n, c);
+}
+inline std::size_t find_in_set(const uchar* p, std::size_t n, const ByteSet& set) noexcept {
+  const uchar* list = ByteSetAccess::list(set);
+  switch (set.size()) {
+    case 0:
+      return npos;
+    case 1:
+      return find_byte(p, n, list[0]);
+    case 2:
+      return any2(p, n, list[0], list[1]);
+    case 3:
+      return any3(p, n, list[0], list[1], list[2]);
+    default:
+      break;
+  }
+#ifdef KEEL_SIMD_X86
+  if (n < kShort) {
+    if (n >= 16 && set.size() <= ByteSetAccess::list_max()) return sse2::find_set(p, n, set);
+    return scalar_find_set(p, n, set);
+  }
+#endif
+  return active().find_set(p, n, set);
+}
+inline std::size_t find_substring(const uchar* p, std::size_t n, const uchar* s, std::size_t m) noexcept {
+  if (m == 0) return 0;
+  if (m > n) return npos;
+  if (m == 1) return find_byte(p, n, s[0]);
+  return n < kShort ? scalar_find_sub(p, n, s, m) : active().find_sub(p, n, s, m);
+}
+inline MatchBlock next_match_block(const uchar* p, std::size_t n, uchar c, std::size_t from) noexcept {
+#ifdef KEEL_SIMD_X86
+  if (n - from <= 64) return sse2::next_block(p, n, c, from);
+#endif
+  return active().next_block(p, n, c, from);
+}
+
+}  // namespace detail
+
+/// Name of the kernels in use: "avx512", "avx2", "sse2" or "scalar".
+[[nodiscard]] inline std::string_view active_isa() noexcept {
+  return to_string(detail::active().isa);
+}
+/// The best level this CPU and OS support, whatever KEEL_SIMD says.
+[[nodiscard]] inline Isa supported_isa() noexcept {
+  return detail::supported_isa();
+}
+
+// ------------------------------------------------------------ one byte ---
+
+/// Position of the first `c` in `hay`, or npos (memchr).
+[[nodiscard]] inline std::size_t find(std::string_view hay, char c) noexcept {
+  return detail::find_byte(detail::bytes(hay), hay.size(), detail::u8(c));
+}
+[[nodiscard]] inline std::size_t find(std::span<const std::byte> hay, std::byte c) noexcept {
+  return detail::find_byte(detail::bytes(hay), hay.size(), detail::u8(c));
+}
+
+/// Position of the last `c` in `hay`, or npos (memrchr).
+[[nodiscard]] inline std::size_t rfind(std::string_view hay, char c) noexcept {
+  return detail::rfind_byte(detail::bytes(hay), hay.size(), detail::u8(c));
+}
+[[nodiscard]] inline std::size_t rfind(std::span<const std::byte> hay, std::byte c) noexcept {
+  return detail::rfind_byte(detail::bytes(hay), hay.size(), detail::u8(c));
+}
+
+/// Position of the first byte equal to `a` or `b` (or `c`), or npos.
+[[nodiscard]] inline std::size_t find_any(std::string_view hay, char a, char b) noexcept {
+  return detail::any2(detail::bytes(hay), hay.size(), detail::u8(a), detail::u8(b));
+}
+[[nodiscard]] inline std::size_t find_any(std::string_view hay, char a, char b, char c) noexcept {
+  return detail::any3(detail::bytes(hay), hay.size(), detail::u8(a), detail::u8(b), detail::u8(c));
+}
+[[nodiscard]] inline std::size_t find_any(std::span<const std::byte> hay, std::byte a, std::byte b) noexcept {
+  return detail::any2(detail::bytes(hay), hay.size(), detail::u8(a), detail::u8(b));
+}
+[[nodiscard]] inline std::size_t find_any(std::span<const std::byte> hay, std::byte a, std::byte b,
+                                          std::byte c) noexcept {
+  return detail::any3(detail::bytes(hay), hay.size(), detail::u8(a), detail::u8(b), detail::u8(c));
+}
+
+/// Position of the first byte of `hay` that is in `set`, or npos (strcspn).
+[[nodiscard]] inline std::size_t find_first_of(std::string_view hay, const ByteSet& set) noexcept {
+  return detail::find_in_set(detail::bytes(hay), hay.size(), set);
+}
+[[nodiscard]] inline std::size_t find_first_of(std::string_view hay, std::string_view set) noexcept {
+  return find_first_of(hay, ByteSet(set));
+}
+[[nodiscard]] inline std::size_t find_first_of(std::span<const std::byte> hay, const ByteSet& set) noexcept {
+  return detail::find_in_set(detail::bytes(hay), hay.size(), set);
+}
+[[nodiscard]] inline std::size_t find_first_of(std::span<const std::byte> hay,
+                                               std::span<const std::byte> set) noexcept {
+  ByteSet s;
+  for (std::byte b : set) s.insert(detail::u8(b));
+  return find_first_of(hay, s);
+}
+
+/// Number of bytes of `hay` equal to `c`.
+[[nodiscard]] inline std::size_t count(std::string_view hay, char c) noexcept {
+  return detail::count_byte(detail::bytes(hay), hay.size(), detail::u8(c));
+}
+[[nodiscard]] inline std::size_t count(std::span<const std::byte> hay, std::byte c) noexcept {
+  return detail::count_byte(detail::bytes(hay), hay.size(), detail::u8(c));
+}
+
+// ----------------------------------------------------------- substring ---
+
+/// Position of the first occurrence of `needle` in `hay`, or npos; 0 for an
+/// empty needle (as std::string_view::find). Linear time for every input.
+[[nodiscard]] inline std::size_t find(std::string_view hay, std::string_view needle) noexcept {
+  return detail::find_substring(detail::bytes(hay), hay.size(), detail::bytes(needle), needle.size());
+}
+[[nodiscard]] inline std::size_t find(std::span<const std::byte> hay,
+                                      std::span<const std::byte> needle) noexcept {
+  return detail::find_substring(detail::bytes(hay), hay.size(), detail::bytes(needle), needle.size());
+}
+
+// ------------------------------------------------------------- matches ---
+
+/// Every position of one byte, in increasing order, as a forward range.
+/// Each step consumes the current 64-position comparison mask before loading
+/// more, so iterating costs about one compare per 64 bytes plus one step per
+/// match. The range refers to the haystack; it must outlive the iteration.
+class MatchRange {
+ public:
+  class iterator {
+   public:
+    using iterator_concept = std::forward_iterator_tag;
+    using iterator_category = std::forward_iterator_tag;
+    using value_type = std::size_t;
+    using difference_type = std::ptrdiff_t;
+    using pointer = void;
+    using reference = std::size_t;
+
+    iterator() noexcept = default;
+    [[nodiscard]] std::size_t operator*() const noexcept {
+      return base_ + static_cast<std::size_t>(std::countr_zero(mask_));
+    }
+    iterator& operator++() noexcept {
+      mask_ &= mask_ - 1;
+      if (mask_ == 0 && base_ != npos) load(base_ + 64);
+      return *this;
+    }
+    iterator operator++(int) noexcept {
+      iterator old = *this;
+      ++*this;
+      return old;
+    }
+    friend bool operator==(const iterator& a, const iterator& b) noexcept {
+      return a.base_ == b.base_ && a.mask_ == b.mask_;
+    }
+    friend bool operator==(const iterator& a, std::default_sentinel_t) noexcept { return a.mask_ == 0; }
+
+   private:
+    friend class MatchRange;
+    iterator(const detail::uchar* p, std::size_t n, detail::uchar c) noexcept : p_(p), n_(n), c_(c) {
+      load(0);
+    }
+    void load(std::size_t from) noexcept {
+      const detail::MatchBlock b =
+          from < n_ ? detail::next_match_block(p_, n_, c_, from) : detail::MatchBlock{npos, 0};
+      base_ = b.base;
+      mask_ = b.mask;
+    }
+    const detail::uchar* p_ = nullptr;
+    std::size_t n_ = 0;
+    std::size_t base_ = npos;  // position of bit 0 of mask_; npos at the end
+    std::uint64_t mask_ = 0;
+    detail::uchar c_ = 0;
+  };
+
+  MatchRange() noexcept = default;
+  MatchRange(const detail::uchar* p, std::size_t n, detail::uchar c) noexcept : p_(p), n_(n), c_(c) {}
+
+  [[nodiscard]] iterator begin() const noexcept { return iterator(p_, n_, c_); }
+  [[nodiscard]] iterator end() const noexcept { return iterator(); }
+
+ private:
+  const detail::uchar* p_ = nullptr;
+  std::size_t n_ = 0;
+  detail::uchar c_ = 0;
+};
+
+/// A range over every position of `c` in `hay`:
+/// `for (std::size_t pos : keel::simd::matches(hay, '\n'))`.
+[[nodiscard]] inline MatchRange matches(std::string_view hay, char c) noexcept {
+  return MatchRange(detail::bytes(hay), hay.size(), detail::u8(c));
+}
+[[nodiscard]] inline MatchRange matches(std::span<const std::byte> hay, std::byte c) noexcept {
+  return MatchRange(detail::bytes(hay), hay.size(), detail::u8(c));
+}
+
+}  // namespace keel::simd
+
+template <>
+inline constexpr bool std::ranges::enable_borrowed_range<keel::simd::MatchRange> = true;

@@ -1,0 +1,495 @@
+#include <keel/simd.hpp>  // first: the header stands alone
+
+#include <rapidcheck/catch.h>
+#include <catch2/catch.hpp>
+
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <random>
+#include <string>
+#include <string_view>
+#include <type_traits>
+#include <vector>
+
+namespace ks = keel::simd;
+using ks::Isa;
+using ks::npos;
+using Kernels = ks::detail::Kernels;
+using uchar = unsigned char;
+
+namespace {
+
+// Sanitizers and TSan in particular are slow: walk fewer offsets there.
+#if defined(__SANITIZE_THREAD__) || defined(__SANITIZE_ADDRESS__)
+constexpr std::size_t kOffsetStep = 5;
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer) || __has_feature(address_sanitizer)
+constexpr std::size_t kOffsetStep = 5;
+#else
+constexpr std::size_t kOffsetStep = 1;
+#endif
+#else
+constexpr std::size_t kOffsetStep = 1;
+#endif
+
+// ----------------------------------------------------------- naive twins ---
+std::size_t naive_find(std::string_view h, char c) {
+  for (std::size_t i = 0; i < h.size(); ++i) {
+    if (h[i] == c) return i;
+  }
+  return npos;
+}
+std::size_t naive_rfind(std::string_view h, char c) {
+  for (std::size_t i = h.size(); i > 0; --i) {
+    if (h[i - 1] == c) return i - 1;
+  }
+  return npos;
+}
+std::size_t naive_set(std::string_view h, std::string_view set) {
+  for (std::size_t i = 0; i < h.size(); ++i) {
+    for (char s : set) {
+      if (h[i] == s) return i;
+    }
+  }
+  return npos;
+}
+std::size_t naive_count(std::string_view h, char c) {
+  std::size_t n = 0;
+  for (char x : h) n += x == c ? 1u : 0u;
+  return n;
+}
+std::size_t naive_sub(std::string_view h, std::string_view s) {
+  if (s.size() > h.size()) return npos;
+  for (std::size_t i = 0; i + s.size() <= h.size(); ++i) {
+    if (h.substr(i, s.size()) == s) return i;
+  }
+  return npos;
+}
+std::vector<std::size_t> naive_matches(std::string_view h, char c) {
+  std::vector<std::size_t> out;
+  for (std::size_t i = 0; i < h.size(); ++i) {
+    if (h[i] == c) out.push_back(i);
+  }
+  return out;
+}
+
+const uchar* u(std::string_view s) {
+  return reinterpret_cast<const uchar*>(s.data());
+}
+
+// Collects mismatches instead of asserting each of the millions of checks.
+struct Failures {
+  std::size_t count = 0;
+  std::string first;
+  // `what` builds the message, only on failure (the checks run millions of times).
+  template <class What>
+  void check(bool ok, What&& what) {
+    if (ok) return;
+    if (count++ == 0) {
+      if constexpr (std::is_invocable_v<What>) {
+        first = what();
+      } else {
+        first = std::string(what);
+      }
+    }
+  }
+};
+#define KEEL_EXPECT_ALL(f)    \
+  do {                        \
+    INFO((f).first);          \
+    REQUIRE((f).count == 0u); \
+  } while (false)
+
+std::string describe(const char* fn, std::string_view h, std::size_t got, std::size_t want) {
+  std::string s = std::string(fn) + " len=" + std::to_string(h.size()) + " got=" + std::to_string(got) +
+                  " want=" + std::to_string(want) + " isa=" + std::string(ks::active_isa()) + " hay=";
+  for (char ch : h.substr(0, 80)) {
+    const auto c = static_cast<uchar>(ch);
+    s += c >= 32 && c < 127 ? std::string(1, static_cast<char>(c)) : "\\x" + std::to_string(c);
+  }
+  return s;
+}
+
+// Checks every function on one haystack through one kernel table (or the
+// public API when k is null).
+void check_all(Failures& f, std::string_view h, const Kernels* k, std::mt19937& rng,
+               std::string_view alphabet) {
+  const auto pick = [&] { return alphabet[rng() % alphabet.size()]; };
+  const char c = h.empty() || rng() % 4 == 0 ? pick() : h[rng() % h.size()];
+  const char c2 = pick();
+  const char c3 = pick();
+  const auto n = h.size();
+  const uchar uc = static_cast<uchar>(c);
+  if (k == nullptr) {
+    f.check(ks::find(h, c) == naive_find(h, c),
+            [&] { return describe("find", h, ks::find(h, c), naive_find(h, c)); });
+    f.check(ks::rfind(h, c) == naive_rfind(h, c),
+            [&] { return describe("rfind", h, ks::rfind(h, c), naive_rfind(h, c)); });
+    f.check(ks::count(h, c) == naive_count(h, c),
+            [&] { return describe("count", h, ks::count(h, c), naive_count(h, c)); });
+    const char two[] = {c, c2};
+    const char three[] = {c, c2, c3};
+    f.check(ks::find_any(h, c, c2) == naive_set(h, {two, 2}),
+            [&] { return describe("find_any2", h, ks::find_any(h, c, c2), 0); });
+    f.check(ks::find_any(h, c2, c3, c) == naive_set(h, {three, 3}),
+            [&] { return describe("find_any3", h, ks::find_any(h, c2, c3, c), 0); });
+    std::string set;
+    const std::size_t set_size = rng() % 20;
+    for (std::size_t i = 0; i < set_size; ++i) set += pick();
+    f.check(ks::find_first_of(h, set) == naive_set(h, set),
+            [&] { return describe("find_first_of", h, 0, 0) + " set=" + set; });
+    // A needle cut from the haystack (found) or made up (maybe not).
+    std::string needle;
+    if (n > 0 && rng() % 2 == 0) {
+      const std::size_t at = rng() % n;
+      needle = std::string(h.substr(at, 1 + rng() % 12));
+    } else {
+      const std::size_t len = rng() % 10;
+      for (std::size_t i = 0; i < len; ++i) needle += pick();
+    }
+    f.check(ks::find(h, needle) == naive_sub(h, needle), [&] {
+      return describe("find(substring)", h, ks::find(h, needle), naive_sub(h, needle)) + " needle=" + needle;
+    });
+    std::vector<std::size_t> got;
+    for (std::size_t pos : ks::matches(h, c)) got.push_back(pos);
+    f.check(got == naive_matches(h, c),
+            [&] { return describe("matches", h, got.size(), naive_matches(h, c).size()); });
+    return;
+  }
+  const uchar* p = u(h);
+  f.check(k->find(p, n, uc) == naive_find(h, c),
+          [&] { return describe("k.find", h, k->find(p, n, uc), naive_find(h, c)); });
+  f.check(k->rfind(p, n, uc) == naive_rfind(h, c),
+          [&] { return describe("k.rfind", h, k->rfind(p, n, uc), naive_rfind(h, c)); });
+  f.check(k->count(p, n, uc) == naive_count(h, c),
+          [&] { return describe("k.count", h, k->count(p, n, uc), naive_count(h, c)); });
+  const char two[] = {c, c2};
+  const char three[] = {c, c2, c3};
+  f.check(k->find_any2(p, n, uc, static_cast<uchar>(c2)) == naive_set(h, {two, 2}),
+          [&] { return describe("k.any2", h, 0, 0); });
+  f.check(k->find_any3(p, n, static_cast<uchar>(c3), static_cast<uchar>(c2), uc) == naive_set(h, {three, 3}),
+          [&] { return describe("k.any3", h, 0, 0); });
+  std::string set;
+  const std::size_t set_size = rng() % 40;
+  for (std::size_t i = 0; i < set_size; ++i) set += pick();
+  f.check(k->find_set(p, n, ks::ByteSet(set)) == naive_set(h, set),
+          [&] { return describe("k.find_set", h, 0, 0); });
+  std::string needle;
+  if (n > 0 && rng() % 2 == 0) {
+    const std::size_t at = rng() % n;
+    needle = std::string(h.substr(at, 1 + rng() % 40));
+  } else {
+    const std::size_t len = rng() % 10;
+    for (std::size_t i = 0; i < len; ++i) needle += pick();
+  }
+  const std::size_t sub = k->find_sub(p, n, u(needle), needle.size());
+  f.check(sub == naive_sub(h, needle),
+          [&] { return describe("k.find_sub", h, sub, naive_sub(h, needle)) + " needle=" + needle; });
+  std::vector<std::size_t> got;
+  for (std::size_t from = 0;;) {
+    const auto b = k->next_block(p, n, uc, from);
+    if (b.base == npos) break;
+    for (std::uint64_t m = b.mask; m != 0; m &= m - 1) {
+      got.push_back(b.base + static_cast<std::size_t>(__builtin_ctzll(m)));
+    }
+    from = b.base + 64;
+  }
+  f.check(got == naive_matches(h, c),
+          [&] { return describe("k.next_block", h, got.size(), naive_matches(h, c).size()); });
+}
+
+std::string all_bytes() {
+  std::string s;
+  for (int i = 0; i < 256; ++i) s += static_cast<char>(i);
+  return s;
+}
+
+// The alphabets of the differential runs: two letters (dense matches and
+// many substring candidates), every byte value (signedness), and text.
+const std::array<std::string, 3>& alphabets() {
+  static const std::array<std::string, 3> a = {std::string("ab"), all_bytes(),
+                                               std::string("the quick brown fox\n\r\t,;:\"\xc3\xa9")};
+  return a;
+}
+
+std::vector<Isa> supported_levels() {
+  std::vector<Isa> out;
+  for (Isa i : {Isa::scalar, Isa::sse2, Isa::avx2, Isa::avx512}) {
+    if (static_cast<int>(i) <= static_cast<int>(ks::supported_isa())) out.push_back(i);
+  }
+  return out;
+}
+
+// Every length 0-300 at every offset 0-63 from a 64-byte boundary.
+void differential(const Kernels* k, std::uint32_t seed) {
+  std::mt19937 rng(seed);
+  Failures f;
+  alignas(64) static char buf[64 + 320];
+  for (const std::string& alphabet : alphabets()) {
+    for (std::size_t len = 0; len <= 300; ++len) {
+      for (std::size_t off = (len % kOffsetStep); off < 64; off += kOffsetStep) {
+        for (std::size_t i = 0; i < len; ++i) buf[off + i] = alphabet[rng() % alphabet.size()];
+        check_all(f, std::string_view(buf + off, len), k, rng, alphabet);
+      }
+    }
+  }
+  KEEL_EXPECT_ALL(f);
+}
+
+}  // namespace
+
+TEST_CASE("active isa names the level in use and honours KEEL_SIMD", "[simd][isa]") {
+  const std::string_view active = ks::active_isa();
+  const Isa supported = ks::supported_isa();
+  WARN("simd: active kernels " << active << ", CPU supports up to " << ks::to_string(supported));
+  for (Isa i : {Isa::scalar, Isa::sse2, Isa::avx2, Isa::avx512}) {
+    if (static_cast<int>(i) > static_cast<int>(supported)) {
+      WARN("simd: skipping the " << ks::to_string(i) << " kernels: this CPU/OS does not support them");
+    }
+  }
+  CHECK((active == "scalar" || active == "sse2" || active == "avx2" || active == "avx512"));
+  if (const char* env = std::getenv("KEEL_SIMD"); env != nullptr) {
+    Isa forced{};
+    REQUIRE(ks::detail::parse_isa(env, forced));
+    const Isa expect = static_cast<int>(forced) <= static_cast<int>(supported) ? forced : supported;
+    if (expect != forced)
+      WARN("simd: KEEL_SIMD=" << env << " not supported here; testing " << ks::to_string(expect));
+    CHECK(active == ks::to_string(expect));
+  }
+  Isa parsed{};
+  CHECK_FALSE(ks::detail::parse_isa("avx1024", parsed));
+  CHECK(ks::to_string(Isa::avx2) == "avx2");
+}
+
+TEST_CASE("public API matches naive loops at every length 0-300 and offset 0-63", "[simd][isa]") {
+  differential(nullptr, 1234);
+}
+
+TEST_CASE("every supported ISA's kernels match naive loops", "[simd]") {
+  for (Isa isa : supported_levels()) {
+    const Kernels& k = ks::detail::kernels_for(isa);
+    INFO("isa " << ks::to_string(isa));
+    REQUIRE(k.isa == isa);
+    differential(&k, 99 + static_cast<std::uint32_t>(isa));
+  }
+}
+
+TEST_CASE("long haystacks: matches near the end, dense, and absent", "[simd][isa]") {
+  std::mt19937 rng(7);
+  Failures f;
+  for (std::size_t n : {1000u, 4096u, 65537u, 300000u}) {
+    std::string h(n, 'x');
+    h[n - 1] = 'y';
+    h[n / 2 + 3] = '\n';
+    for (Isa isa : supported_levels()) {
+      const Kernels& k = ks::detail::kernels_for(isa);
+      f.check(k.find(u(h), n, 'y') == n - 1, "find end");
+      f.check(k.rfind(u(h), n, '\n') == n / 2 + 3, "rfind mid");
+      f.check(k.find(u(h), n, 'z') == npos, "find absent");
+      f.check(k.count(u(h), n, 'x') == n - 2, "count dense");
+      f.check(k.find_any3(u(h), n, 'q', 'y', 'w') == n - 1, "any3 end");
+      f.check(k.find_set(u(h), n, ks::ByteSet("abcdefgy")) == n - 1, "set end");
+    }
+    for (int rep = 0; rep < 3; ++rep) check_all(f, h, nullptr, rng, "xy\n");
+  }
+  KEEL_EXPECT_ALL(f);
+}
+
+TEST_CASE("bytes 0x80-0xff work through a signed char", "[simd]") {
+  std::string h(100, '\x7f');
+  h[70] = '\xff';
+  h[80] = '\x80';
+  CHECK(ks::find(h, '\xff') == 70);
+  CHECK(ks::rfind(h, '\x80') == 80);
+  CHECK(ks::find_any(h, '\x80', '\xff') == 70);
+  CHECK(ks::find_first_of(h, "\x90\x80") == 80);
+  CHECK(ks::count(h, '\x7f') == 98);
+  CHECK(ks::find(h, "\x7f\x80\x7f") == 79);
+}
+
+TEST_CASE("find_first_of with sets of every size up to 256", "[simd]") {
+  std::mt19937 rng(3);
+  Failures f;
+  std::string h(500, '\0');
+  for (auto& c : h) c = static_cast<char>(rng());
+  for (std::size_t size = 0; size <= 256; ++size) {
+    std::string set;
+    for (std::size_t i = 0; i < size; ++i) set += static_cast<char>(rng());
+    ks::ByteSet bs(set);
+    for (Isa isa : supported_levels()) {
+      const Kernels& k = ks::detail::kernels_for(isa);
+      for (std::size_t start : {0u, 200u, 470u}) {
+        const std::string_view sub = std::string_view(h).substr(start);
+        f.check(k.find_set(u(sub), sub.size(), bs) == naive_set(sub, set),
+                [&] { return "set size " + std::to_string(size); });
+      }
+    }
+    f.check(ks::find_first_of(h, set) == naive_set(h, set),
+            [&] { return "api set size " + std::to_string(size); });
+  }
+  KEEL_EXPECT_ALL(f);
+}
+
+TEST_CASE("ByteSet counts distinct bytes", "[simd]") {
+  constexpr ks::ByteSet set(std::string_view("aab\0c\xff", 6));
+  static_assert(set.size() == 5);
+  static_assert(set.contains('\0') && set.contains(0xff) && !set.contains('d'));
+  CHECK(ks::ByteSet().empty());
+  CHECK(ks::find_first_of("hello", ks::ByteSet()) == npos);
+}
+
+TEST_CASE("no read crosses into a guard page at either end", "[simd][isa]") {
+  const auto page = static_cast<std::size_t>(sysconf(_SC_PAGESIZE));
+  void* mem = mmap(nullptr, 3 * page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  REQUIRE(mem != MAP_FAILED);
+  auto* base = static_cast<char*>(mem);
+  REQUIRE(mprotect(base, page, PROT_NONE) == 0);
+  REQUIRE(mprotect(base + 2 * page, page, PROT_NONE) == 0);
+  char* mid = base + page;
+  std::memset(mid, 'a', page);
+  std::mt19937 rng(11);
+  Failures f;
+  std::vector<std::size_t> lengths;
+  for (std::size_t n = 0; n <= 300; ++n) lengths.push_back(n);
+  lengths.push_back(page);
+  for (std::size_t n : lengths) {
+    for (const char* start : {mid, mid + page - n}) {  // flush with the page before, then the page after
+      const std::string_view h(start, n);
+      for (Isa isa : supported_levels()) {
+        const Kernels& k = ks::detail::kernels_for(isa);
+        f.check(k.find(u(h), n, 'z') == npos, "find");
+        f.check(k.rfind(u(h), n, 'z') == npos, "rfind");
+        f.check(k.count(u(h), n, 'a') == n, "count");
+        f.check(k.find_any3(u(h), n, 'x', 'y', 'z') == npos, "any3");
+        f.check(k.find_set(u(h), n, ks::ByteSet("wxyz0123")) == npos, "set");
+        f.check(k.find_sub(u(h), n, u("aab"), 3) == npos, "sub");
+        f.check(k.next_block(u(h), n, 'b', 0).base == npos, "next_block");
+      }
+      check_all(f, h, nullptr, rng, "ab");
+    }
+  }
+  munmap(mem, 3 * page);
+  KEEL_EXPECT_ALL(f);
+}
+
+TEST_CASE("substring search is correct on adversarial and periodic inputs", "[simd][isa]") {
+  Failures f;
+  // "aaa...ab" needles in runs of 'a' (the quadratic case of naive search).
+  const std::string hay(200000, 'a');
+  for (std::size_t m : {2u, 3u, 16u, 33u, 100u, 1000u}) {
+    const std::string needle = std::string(m - 1, 'a') + "b";
+    f.check(ks::find(hay, needle) == npos, [&] { return "aaab absent m=" + std::to_string(m); });
+    const std::string with = hay + "b";
+    f.check(ks::find(with, needle) == with.size() - m, [&] { return "aaab at end m=" + std::to_string(m); });
+    const std::string needle2 = "b" + std::string(m - 1, 'a');
+    f.check(ks::find(with, needle2) == npos, [&] { return "baaa absent m=" + std::to_string(m); });
+  }
+  // Periodic needles and haystacks built from the same period, with a
+  // mismatch late in the needle so every candidate verifies far.
+  for (std::string unit : {"ab", "aab", "abcabd", "abababac"}) {
+    std::string h;
+    while (h.size() < 50000) h += unit;
+    std::string needle;
+    while (needle.size() < 300) needle += unit;
+    const std::string miss = needle + "Z";
+    f.check(ks::find(h, needle) == naive_sub(h, needle), [&] { return "periodic " + unit; });
+    f.check(ks::find(h, miss) == npos, [&] { return "periodic miss " + unit; });
+    const std::string h2 = h + miss;
+    f.check(ks::find(h2, miss) == h.size(), [&] { return "periodic found at end " + unit; });
+    for (Isa isa : supported_levels()) {
+      const Kernels& k = ks::detail::kernels_for(isa);
+      f.check(k.find_sub(u(h2), h2.size(), u(miss), miss.size()) == h.size(),
+              [&] { return "kernel periodic " + unit; });
+    }
+  }
+  f.check(ks::find("abc", "") == 0, "empty needle");
+  f.check(ks::find("", "") == 0, "empty both");
+  f.check(ks::find("", "a") == npos, "empty hay");
+  f.check(ks::find("ab", "abc") == npos, "needle longer");
+  KEEL_EXPECT_ALL(f);
+}
+
+TEST_CASE("Two-Way matches naive search", "[simd]") {
+  rc::prop("two_way == naive", [] {
+    const auto alphabet = *rc::gen::element(std::string("ab"), std::string("abc"), std::string("abcdefgh"));
+    const auto hlen = *rc::gen::inRange<std::size_t>(0, 200);
+    const auto nlen = *rc::gen::inRange<std::size_t>(1, 20);
+    std::string h, s;
+    for (std::size_t i = 0; i < hlen; ++i) h += *rc::gen::elementOf(alphabet);
+    for (std::size_t i = 0; i < nlen; ++i) s += *rc::gen::elementOf(alphabet);
+    RC_ASSERT(ks::detail::two_way(u(h), h.size(), u(s), s.size()) == naive_sub(h, s));
+  });
+}
+
+TEST_CASE("properties: every function agrees with its naive twin", "[simd][isa]") {
+  rc::prop("random haystacks over small alphabets", [] {
+    const auto alphabet = *rc::gen::element(std::string("ab"), std::string("\n\r ab\xff"), all_bytes());
+    const auto hlen = *rc::gen::inRange<std::size_t>(0, 400);
+    std::string h;
+    for (std::size_t i = 0; i < hlen; ++i) h += *rc::gen::elementOf(alphabet);
+    const char c = *rc::gen::elementOf(alphabet);
+    const char d = *rc::gen::elementOf(alphabet);
+    const char e = *rc::gen::elementOf(alphabet);
+    const auto set = *rc::gen::container<std::string>(rc::gen::elementOf(alphabet));
+    const auto needle = *rc::gen::container<std::string>(rc::gen::elementOf(alphabet));
+    const char two[] = {c, d};
+    const char three[] = {c, d, e};
+    RC_ASSERT(ks::find(h, c) == naive_find(h, c));
+    RC_ASSERT(ks::rfind(h, c) == naive_rfind(h, c));
+    RC_ASSERT(ks::count(h, c) == naive_count(h, c));
+    RC_ASSERT(ks::find_any(h, c, d) == naive_set(h, {two, 2}));
+    RC_ASSERT(ks::find_any(h, c, d, e) == naive_set(h, {three, 3}));
+    RC_ASSERT(ks::find_first_of(h, set) == naive_set(h, set));
+    RC_ASSERT(ks::find(h, needle) == naive_sub(h, needle));
+    std::vector<std::size_t> got;
+    for (std::size_t pos : ks::matches(h, c)) got.push_back(pos);
+    RC_ASSERT(got == naive_matches(h, c));
+  });
+}
+
+TEST_CASE("span<const std::byte> overloads agree with string_view ones", "[simd]") {
+  const std::string text = "GET /index.html HTTP/1.1\r\nHost: example.com\r\nAccept: */*\r\n\r\n";
+  const auto bytes = std::as_bytes(std::span(text.data(), text.size()));
+  const auto b = [](char c) { return static_cast<std::byte>(c); };
+  CHECK(ks::find(bytes, b('\r')) == ks::find(text, '\r'));
+  CHECK(ks::rfind(bytes, b('\n')) == text.size() - 1);
+  CHECK(ks::find_any(bytes, b(':'), b('\r')) == ks::find_any(text, ':', '\r'));
+  CHECK(ks::find_any(bytes, b(':'), b('/'), b('x')) == ks::find_any(text, ':', '/', 'x'));
+  CHECK(ks::count(bytes, b('\n')) == 4);
+  const std::string set = "*:";
+  CHECK(ks::find_first_of(bytes, std::as_bytes(std::span(set.data(), set.size()))) ==
+        ks::find_first_of(text, set));
+  const std::string needle = "Host:";
+  CHECK(ks::find(bytes, std::as_bytes(std::span(needle.data(), needle.size()))) == text.find(needle));
+  std::size_t lines = 0;
+  for (std::size_t pos : ks::matches(bytes, b('\n'))) {
+    CHECK(text[pos] == '\n');
+    ++lines;
+  }
+  CHECK(lines == 4);
+}
+
+TEST_CASE("matches is a forward range", "[simd]") {
+  const std::string h = std::string(130, '.') + "x" + std::string(70, '.') + "x";
+  auto r = ks::matches(h, 'x');
+  auto it = r.begin();
+  auto copy = it;
+  REQUIRE(it != r.end());
+  CHECK(*it == 130);
+  CHECK(*it++ == 130);
+  CHECK(*copy == 130);  // copies are independent
+  CHECK(*it == 201);
+  ++it;
+  CHECK(it == r.end());
+  CHECK(it == std::default_sentinel);
+  static_assert(std::forward_iterator<ks::MatchRange::iterator>);
+  CHECK(ks::matches("", 'x').begin() == ks::matches("", 'x').end());
+  CHECK(static_cast<std::size_t>(std::distance(r.begin(), r.end())) == 2);
+}
