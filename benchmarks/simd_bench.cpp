@@ -1,0 +1,294 @@
+// keel::simd beside the functions a user would otherwise call: glibc's
+// memchr, memrchr, memmem and strcspn, std::find, std::count,
+// std::string_view::find / find_first_of and std::boyer_moore_horspool_searcher.
+//
+// Sizes 16 B, 64 B, 1 KiB, 64 KiB and 16 MiB; the byte searches look for a
+// match at the far end (the whole haystack is scanned), count runs on dense
+// and absent bytes, substring search on English-like text (needle absent) and
+// on "aaa...a" with an "aa...ab" needle. KEEL_SIMD=avx2 (etc.) benchmarks
+// another kernel level; the name of the one in use is printed in the context.
+#include <keel/simd.hpp>
+
+#include <benchmark/benchmark.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <cstring>
+#include <functional>
+#include <map>
+#include <random>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace {
+
+namespace ks = keel::simd;
+
+const std::vector<std::int64_t> kSizes = {16, 64, 1 << 10, 64 << 10, 16 << 20};
+
+void sizes(benchmark::internal::Benchmark* b) {
+  for (auto s : kSizes) b->Arg(s);
+}
+
+// English-like text: words from a small vocabulary, spaces, punctuation and
+// a newline every few words. No '|' or '@' or 'Z' anywhere.
+std::string make_text_uncached(std::size_t n, std::uint32_t seed) {
+  static const char* const words[] = {
+      "the",     "of",     "and",   "to",      "in",     "a",     "is",    "that",    "for",     "it",
+      "as",      "was",    "with",  "be",      "by",     "on",    "not",   "he",      "this",    "are",
+      "or",      "his",    "from",  "at",      "which",  "but",   "have",  "an",      "had",     "they",
+      "you",     "were",   "their", "one",     "all",    "we",    "can",   "her",     "has",     "there",
+      "been",    "if",     "more",  "when",    "will",   "would", "who",   "so",      "no",      "server",
+      "request", "client", "error", "timeout", "buffer", "queue", "index", "message", "control", "system"};
+  std::mt19937 rng(seed);
+  std::string s;
+  s.reserve(n + 16);
+  while (s.size() < n) {
+    s += words[rng() % std::size(words)];
+    const auto r = rng() % 16;
+    s += r == 0 ? ".\n" : r == 1 ? ", " : " ";
+  }
+  s.resize(n);
+  return s;
+}
+
+// Google Benchmark calls each function several times: build each text once.
+const std::string& make_text(std::size_t n, std::uint32_t seed = 42) {
+  static std::map<std::pair<std::size_t, std::uint32_t>, std::string> cache;
+  auto& s = cache[{n, seed}];
+  if (s.size() != n) s = make_text_uncached(n, seed);
+  return s;
+}
+
+// Text without `c`, then `c` as the very last byte.
+std::string at_end(std::size_t n, char c) {
+  std::string s = make_text(n);
+  std::replace(s.begin(), s.end(), c, '_');
+  s.back() = c;
+  return s;
+}
+
+template <class F>
+void run(benchmark::State& state, const std::string& hay, F f) {
+  for (auto _ : state) {
+    std::string_view h(hay);
+    benchmark::DoNotOptimize(h);
+    benchmark::DoNotOptimize(f(h));
+  }
+  state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations()) *
+                          static_cast<std::int64_t>(hay.size()));
+}
+
+std::size_t n_of(const benchmark::State& s) {
+  return static_cast<std::size_t>(s.range(0));
+}
+
+// ---------------------------------------------------------- find (memchr) ---
+void BM_find_keel(benchmark::State& st) {
+  const std::string h = at_end(n_of(st), '|');
+  run(st, h, [](std::string_view s) { return ks::find(s, '|'); });
+}
+void BM_find_memchr(benchmark::State& st) {
+  const std::string h = at_end(n_of(st), '|');
+  run(st, h, [](std::string_view s) { return std::memchr(s.data(), '|', s.size()); });
+}
+void BM_find_std_find(benchmark::State& st) {
+  const std::string h = at_end(n_of(st), '|');
+  run(st, h, [](std::string_view s) { return std::find(s.begin(), s.end(), '|'); });
+}
+void BM_find_string_view(benchmark::State& st) {
+  const std::string h = at_end(n_of(st), '|');
+  run(st, h, [](std::string_view s) { return s.find('|'); });
+}
+BENCHMARK(BM_find_keel)->Apply(sizes);
+BENCHMARK(BM_find_memchr)->Apply(sizes);
+BENCHMARK(BM_find_std_find)->Apply(sizes);
+BENCHMARK(BM_find_string_view)->Apply(sizes);
+
+// -------------------------------------------------------- rfind (memrchr) ---
+std::string at_start(std::size_t n, char c) {
+  std::string s = make_text(n);
+  std::replace(s.begin(), s.end(), c, '_');
+  s.front() = c;
+  return s;
+}
+void BM_rfind_keel(benchmark::State& st) {
+  const std::string h = at_start(n_of(st), '|');
+  run(st, h, [](std::string_view s) { return ks::rfind(s, '|'); });
+}
+void BM_rfind_memrchr(benchmark::State& st) {
+  const std::string h = at_start(n_of(st), '|');
+  run(st, h, [](std::string_view s) { return memrchr(s.data(), '|', s.size()); });
+}
+void BM_rfind_string_view(benchmark::State& st) {
+  const std::string h = at_start(n_of(st), '|');
+  run(st, h, [](std::string_view s) { return s.rfind('|'); });
+}
+BENCHMARK(BM_rfind_keel)->Apply(sizes);
+BENCHMARK(BM_rfind_memrchr)->Apply(sizes);
+BENCHMARK(BM_rfind_string_view)->Apply(sizes);
+
+// --------------------------------------------- find_any of three (strcspn) ---
+void BM_find_any3_keel(benchmark::State& st) {
+  const std::string h = at_end(n_of(st), '|');
+  run(st, h, [](std::string_view s) { return ks::find_any(s, '|', '@', 'Z'); });
+}
+void BM_find_any3_strcspn(benchmark::State& st) {
+  const std::string h = at_end(n_of(st), '|');  // std::string is NUL-terminated
+  run(st, h, [](std::string_view s) { return std::strcspn(s.data(), "|@Z"); });
+}
+void BM_find_any3_string_view(benchmark::State& st) {
+  const std::string h = at_end(n_of(st), '|');
+  run(st, h, [](std::string_view s) { return s.find_first_of("|@Z"); });
+}
+BENCHMARK(BM_find_any3_keel)->Apply(sizes);
+BENCHMARK(BM_find_any3_strcspn)->Apply(sizes);
+BENCHMARK(BM_find_any3_string_view)->Apply(sizes);
+
+// ---------------------------------------- find_first_of, 8 bytes (strcspn) ---
+constexpr const char* kSet8 = "|@Z#$%^&";
+void BM_first_of8_keel(benchmark::State& st) {
+  const std::string h = at_end(n_of(st), '|');
+  run(st, h, [](std::string_view s) { return ks::find_first_of(s, kSet8); });
+}
+void BM_first_of8_keel_byteset(benchmark::State& st) {
+  const std::string h = at_end(n_of(st), '|');
+  const ks::ByteSet set(kSet8);
+  run(st, h, [&set](std::string_view s) { return ks::find_first_of(s, set); });
+}
+void BM_first_of8_strcspn(benchmark::State& st) {
+  const std::string h = at_end(n_of(st), '|');
+  run(st, h, [](std::string_view s) { return std::strcspn(s.data(), kSet8); });
+}
+void BM_first_of8_string_view(benchmark::State& st) {
+  const std::string h = at_end(n_of(st), '|');
+  run(st, h, [](std::string_view s) { return s.find_first_of(kSet8); });
+}
+BENCHMARK(BM_first_of8_keel)->Apply(sizes);
+BENCHMARK(BM_first_of8_keel_byteset)->Apply(sizes);
+BENCHMARK(BM_first_of8_strcspn)->Apply(sizes);
+BENCHMARK(BM_first_of8_string_view)->Apply(sizes);
+
+// ------------------------------------------------------ count (std::count) ---
+void BM_count_dense_keel(benchmark::State& st) {
+  const std::string h = make_text(n_of(st));
+  run(st, h, [](std::string_view s) { return ks::count(s, ' '); });
+}
+void BM_count_dense_std_count(benchmark::State& st) {
+  const std::string h = make_text(n_of(st));
+  run(st, h, [](std::string_view s) { return std::count(s.begin(), s.end(), ' '); });
+}
+void BM_count_absent_keel(benchmark::State& st) {
+  const std::string h = make_text(n_of(st));
+  run(st, h, [](std::string_view s) { return ks::count(s, '|'); });
+}
+void BM_count_absent_std_count(benchmark::State& st) {
+  const std::string h = make_text(n_of(st));
+  run(st, h, [](std::string_view s) { return std::count(s.begin(), s.end(), '|'); });
+}
+BENCHMARK(BM_count_dense_keel)->Apply(sizes);
+BENCHMARK(BM_count_dense_std_count)->Apply(sizes);
+BENCHMARK(BM_count_absent_keel)->Apply(sizes);
+BENCHMARK(BM_count_absent_std_count)->Apply(sizes);
+
+// ------------------------------------ matches: every newline (memchr loop) ---
+void BM_lines_keel_matches(benchmark::State& st) {
+  const std::string h = make_text(n_of(st));
+  run(st, h, [](std::string_view s) {
+    std::size_t sum = 0;
+    for (std::size_t pos : ks::matches(s, '\n')) sum += pos;
+    return sum;
+  });
+}
+void BM_lines_memchr_loop(benchmark::State& st) {
+  const std::string h = make_text(n_of(st));
+  run(st, h, [](std::string_view s) {
+    std::size_t sum = 0;
+    const char* p = s.data();
+    const char* end = p + s.size();
+    while (const void* hit = std::memchr(p, '\n', static_cast<std::size_t>(end - p))) {
+      const char* q = static_cast<const char*>(hit);
+      sum += static_cast<std::size_t>(q - s.data());
+      p = q + 1;
+    }
+    return sum;
+  });
+}
+BENCHMARK(BM_lines_keel_matches)->Apply(sizes);
+BENCHMARK(BM_lines_memchr_loop)->Apply(sizes);
+
+// ------------------------------------------------ substring (memmem etc.) ---
+constexpr std::string_view kTextNeedle = "request for the message queue";  // absent
+std::string text_hay(std::size_t n) {
+  std::string h = make_text(n);
+  // Make sure the needle is absent (it could appear by chance).
+  for (std::size_t at; (at = h.find(kTextNeedle)) != std::string::npos;) h[at] = 'R';
+  return h;
+}
+std::string aaa_hay(std::size_t n) {
+  return std::string(n, 'a');
+}
+std::string aaa_needle(std::size_t n) {
+  return std::string(std::min<std::size_t>(32, n / 2) - 1, 'a') + "b";
+}
+
+template <class Search>
+void substring(benchmark::State& st, bool adversarial, Search search) {
+  const std::string h = adversarial ? aaa_hay(n_of(st)) : text_hay(n_of(st));
+  const std::string needle = adversarial ? aaa_needle(n_of(st)) : std::string(kTextNeedle);
+  run(st, h, [&](std::string_view s) { return search(s, std::string_view(needle)); });
+}
+const auto keel_sub = [](std::string_view h, std::string_view n) { return ks::find(h, n); };
+const auto memmem_sub = [](std::string_view h, std::string_view n) {
+  return memmem(h.data(), h.size(), n.data(), n.size());
+};
+const auto sv_sub = [](std::string_view h, std::string_view n) { return h.find(n); };
+const auto bmh_sub = [](std::string_view h, std::string_view n) {
+  // The searcher is built per call, as it would be for a needle known late.
+  return std::search(h.begin(), h.end(), std::boyer_moore_horspool_searcher(n.begin(), n.end()));
+};
+void BM_sub_text_keel(benchmark::State& st) {
+  substring(st, false, keel_sub);
+}
+void BM_sub_text_memmem(benchmark::State& st) {
+  substring(st, false, memmem_sub);
+}
+void BM_sub_text_string_view(benchmark::State& st) {
+  substring(st, false, sv_sub);
+}
+void BM_sub_text_bmh(benchmark::State& st) {
+  substring(st, false, bmh_sub);
+}
+void BM_sub_aaab_keel(benchmark::State& st) {
+  substring(st, true, keel_sub);
+}
+void BM_sub_aaab_memmem(benchmark::State& st) {
+  substring(st, true, memmem_sub);
+}
+void BM_sub_aaab_string_view(benchmark::State& st) {
+  substring(st, true, sv_sub);
+}
+void BM_sub_aaab_bmh(benchmark::State& st) {
+  substring(st, true, bmh_sub);
+}
+BENCHMARK(BM_sub_text_keel)->Apply(sizes);
+BENCHMARK(BM_sub_text_memmem)->Apply(sizes);
+BENCHMARK(BM_sub_text_string_view)->Apply(sizes);
+BENCHMARK(BM_sub_text_bmh)->Apply(sizes);
+BENCHMARK(BM_sub_aaab_keel)->Apply(sizes);
+BENCHMARK(BM_sub_aaab_memmem)->Apply(sizes);
+BENCHMARK(BM_sub_aaab_string_view)->Apply(sizes);
+BENCHMARK(BM_sub_aaab_bmh)->Apply(sizes);
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  benchmark::AddCustomContext("keel_simd_isa", std::string(ks::active_isa()));
+  benchmark::Initialize(&argc, argv);
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}
