@@ -37,4 +37,5 @@
 #include <keel/sqlite/error.hpp>
 #include <keel/sqlite/migrate.hpp>
 #include <keel/sqlite/pool.hpp>
+#include <keel/sqlite/query.hpp>
 #include <keel/sqlite/transaction.hpp>

@@ -164,7 +164,14 @@ namespace detail {
 /// Converts a SQLiteCpp exception (see make_error).
 [[nodiscard]] inline Error from_exception(const SQLite::Exception& ex, std::string_view sql = {},
                                           keel::SourceLocation where = keel::SourceLocation::current()) {
-  return make_error(ex.getExtendedErrorCode(), ex.what(), sql, where);
+  const int code = ex.getErrorCode();
+  const int extended = ex.getExtendedErrorCode();
+  if (code > 0 && (extended & 0xff) != code) {
+    // Errors that do not touch the connection's error state (sqlite3_bind_*
+    // out of range, ...) leave a stale extended code and message on the handle.
+    return make_error(code, sqlite3_errstr(code), sql, where);
+  }
+  return make_error(extended, ex.what(), sql, where);
 }
 
 namespace detail {

@@ -122,7 +122,9 @@ class StatementCache {
     if (auto it = index_.find(sql); it != index_.end()) {
       lru_.splice(lru_.begin(), lru_, it->second);  // most recent first; iterators stay valid
       SQLite::Statement& st = it->second->stmt;
-      st.reset();
+      // tryReset: reset() would rethrow the error of the statement's last
+      // failed step, which is history here.
+      (void)st.tryReset();
       st.clearBindings();
       return st;
     }
