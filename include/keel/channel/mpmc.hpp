@@ -1,0 +1,560 @@
+// keel/channel/mpmc.hpp: keel::channel<T>(capacity), the bounded MPMC channel.
+//
+//     auto [tx, rx] = keel::channel<std::string>(64);
+//     std::thread producer([tx = std::move(tx)]() mutable {
+//       for (int i = 0; i < 3; ++i) (void)tx.send(fmt::format("job {}", i));
+//     });                                   // last Sender gone: the channel closes
+//     while (auto job = rx.recv()) fmt::print("{}\n", *job);  // drains, then Errc::closed
+//     producer.join();
+//
+// Thread-safety: Sender and Receiver are handles; copy them to share the
+// channel between threads (each copy may be used by one thread at a time,
+// any number of copies concurrently).
+//
+// Guarantees:
+// - Values are delivered exactly once, to one receiver. Values sent by one
+//   sender are received in the order sent (FIFO by slot claim order overall).
+// - When the last Sender goes (or close() is called from either side), no
+//   send succeeds afterwards; receivers still get every value already
+//   buffered, then Errc::closed. When the last Receiver goes, the buffered
+//   values are destroyed and every send fails with Errc::closed.
+// - A failed send hands the value back in its SendError; nothing is lost
+//   silently.
+// - Progress: the buffer is a lock-free ring (one CAS per operation, no
+//   allocation after construction). A full send or empty recv spins briefly,
+//   then parks on a condition variable; an idle waiter uses no CPU.
+// - T needs a noexcept move constructor (checked at compile time); a
+//   move-only T works.
+// - Capacity 0 is rejected (std::invalid_argument from channel<T>(0), or
+//   Errc::invalid_argument from make_channel<T>(0)): keel has no rendezvous
+//   channel.
+#pragma once
+
+#include <keel/channel/send_result.hpp>
+#include <keel/detail/channel_wait.hpp>
+#include <keel/result.hpp>
+
+#include <atomic>
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <limits>
+#include <memory>
+#include <new>
+#include <optional>
+#include <stdexcept>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+namespace keel {
+
+/// Cheap counters of a channel (each is one relaxed load).
+struct ChannelStats {
+  std::size_t capacity = 0;
+  std::size_t depth = 0;         ///< values buffered now
+  std::size_t high_water = 0;    ///< the most values ever buffered at once
+  std::uint64_t sends = 0;       ///< values accepted
+  std::uint64_t send_waits = 0;  ///< sends that found the channel full and had to wait
+  std::uint64_t recv_waits = 0;  ///< receives that found it empty and had to wait
+  bool closed = false;
+};
+
+template <class T>
+class Sender;
+template <class T>
+class Receiver;
+
+namespace detail {
+
+template <class T>
+std::pair<Sender<T>, Receiver<T>> make_channel_pair(std::size_t capacity);
+
+enum class ChanOp : std::uint8_t { ok, would_block, closed };
+
+template <class T>
+class Chan {
+ public:
+  explicit Chan(std::size_t capacity) : cap_(capacity), slots_(new Slot[capacity]) {
+    for (std::size_t i = 0; i < cap_; ++i) {
+      // relaxed: construction happens-before the handles are shared.
+      slots_[i].seq.store(2 * i, std::memory_order_relaxed);
+    }
+  }
+  Chan(const Chan&) = delete;
+  Chan& operator=(const Chan&) = delete;
+  ~Chan() {
+    // Every handle is gone: no concurrency, every claimed slot is published.
+    const std::uint64_t t = tail_.load(std::memory_order_relaxed) & ~kClosed;
+    for (std::uint64_t p = head_.load(std::memory_order_relaxed); p < t; ++p) slot(p).ptr()->~T();
+  }
+
+  /// Moves from `v` only when it returns ok.
+  ChanOp try_push(T& v) noexcept(std::is_nothrow_move_constructible_v<T>) {
+    // relaxed: the slot's sequence number carries the synchronisation.
+    std::uint64_t t = tail_.load(std::memory_order_relaxed);
+    std::uint32_t spins = 0;
+    for (;;) {
+      if ((t & kClosed) != 0) return ChanOp::closed;
+      Slot& s = slot(t);
+      // acquire: pairs with the consumer's release of this slot, so the old
+      // value's destruction happens-before we construct the new one.
+      const std::uint64_t seq = s.seq.load(std::memory_order_acquire);
+      const auto diff = static_cast<std::int64_t>(seq - 2 * t);
+      if (diff == 0) {
+        // relaxed: claiming the position orders nothing by itself; the CAS
+        // fails (and we see kClosed) once close() has marked the tail.
+        if (tail_.compare_exchange_weak(t, t + 1, std::memory_order_relaxed, std::memory_order_relaxed)) {
+          ::new (static_cast<void*>(s.storage)) T(std::move(v));
+          // release: publishes the value to the consumer that acquires seq.
+          s.seq.store(2 * t + 1, std::memory_order_release);
+          note_depth(t + 1);
+          sends_.fetch_add(1, std::memory_order_relaxed);  // relaxed: a statistic
+          recv_wait_.notify_one();
+          return ChanOp::ok;
+        }
+      } else if (diff < 0) {
+        // The slot still holds the value from one lap ago. Really full, or a
+        // consumer has claimed it and is moving it out right now.
+        // relaxed: only a hint; the seq load above is the truth.
+        const std::uint64_t h = head_.load(std::memory_order_relaxed);
+        if (t - h >= cap_ || ++spins > kInFlightSpins) return ChanOp::would_block;
+        cpu_relax();
+        t = tail_.load(std::memory_order_relaxed);
+      } else {
+        t = tail_.load(std::memory_order_relaxed);  // another sender took t
+      }
+    }
+  }
+
+  /// Calls sink(T&&) with the value when it returns ok.
+  template <class Sink>
+  ChanOp try_pop(Sink&& sink) {
+    std::uint64_t h = head_.load(std::memory_order_relaxed);
+    std::uint32_t spins = 0;
+    for (;;) {
+      Slot& s = slot(h);
+      // acquire: pairs with the producer's release; the value is visible.
+      const std::uint64_t seq = s.seq.load(std::memory_order_acquire);
+      const auto diff = static_cast<std::int64_t>(seq - (2 * h + 1));
+      if (diff == 0) {
+        if (head_.compare_exchange_weak(h, h + 1, std::memory_order_relaxed, std::memory_order_relaxed)) {
+          T* p = s.ptr();
+          sink(std::move(*p));
+          p->~T();
+          // release: the slot is free for the sender one lap later.
+          s.seq.store(2 * (h + cap_), std::memory_order_release);
+          send_wait_.notify_one();
+          return ChanOp::ok;
+        }
+      } else if (diff < 0) {
+        // Nothing published at h. Empty (or closed), or a sender claimed h
+        // and has not finished writing it.
+        // relaxed: a tail without kClosed at h means nothing was claimed; a
+        // tail with kClosed at h means nothing ever will be.
+        const std::uint64_t t = tail_.load(std::memory_order_relaxed);
+        if ((t & ~kClosed) <= h) return (t & kClosed) != 0 ? ChanOp::closed : ChanOp::would_block;
+        // A sender is mid-write; it notifies when done.
+        if (++spins > kInFlightSpins) return ChanOp::would_block;
+        cpu_relax();
+        h = head_.load(std::memory_order_relaxed);
+      } else {
+        h = head_.load(std::memory_order_relaxed);  // another receiver took h
+      }
+    }
+  }
+
+  /// Marks the channel closed; true if this call closed it.
+  bool close() noexcept {
+    // acq_rel: the closing thread's earlier sends are ordered before it.
+    const std::uint64_t prev = tail_.fetch_or(kClosed, std::memory_order_acq_rel);
+    recv_wait_.notify_all();
+    send_wait_.notify_all();
+    return (prev & kClosed) == 0;
+  }
+  [[nodiscard]] bool is_closed() const noexcept {
+    return (tail_.load(std::memory_order_acquire) & kClosed) != 0;
+  }
+  [[nodiscard]] std::size_t capacity() const noexcept { return cap_; }
+  [[nodiscard]] std::size_t size() const noexcept {
+    // Read head first: tail only grows, so tail - head never underflows.
+    const std::uint64_t h = head_.load(std::memory_order_acquire);
+    const std::uint64_t t = tail_.load(std::memory_order_acquire) & ~kClosed;
+    const std::uint64_t d = t > h ? t - h : 0;
+    return static_cast<std::size_t>(d > cap_ ? cap_ : d);
+  }
+  [[nodiscard]] ChannelStats stats() const noexcept {
+    ChannelStats s;
+    s.capacity = cap_;
+    s.depth = size();
+    s.high_water = high_water_.load(std::memory_order_relaxed);
+    s.sends = sends_.load(std::memory_order_relaxed);
+    s.send_waits = send_waits_.load(std::memory_order_relaxed);
+    s.recv_waits = recv_waits_.load(std::memory_order_relaxed);
+    s.closed = is_closed();
+    return s;
+  }
+
+  void add_sender() noexcept { senders_.fetch_add(1, std::memory_order_relaxed); }
+  void add_receiver() noexcept { receivers_.fetch_add(1, std::memory_order_relaxed); }
+  void drop_sender() noexcept {
+    // acq_rel: the last sender's close() sees every other sender's writes.
+    if (senders_.fetch_sub(1, std::memory_order_acq_rel) == 1) close();
+  }
+  void drop_receiver() noexcept {
+    if (receivers_.fetch_sub(1, std::memory_order_acq_rel) == 1) {
+      close();
+      drain();
+    }
+  }
+
+  WaitList& recv_wait() noexcept { return recv_wait_; }
+  WaitList& send_wait() noexcept { return send_wait_; }
+  void count_send_wait() noexcept { send_waits_.fetch_add(1, std::memory_order_relaxed); }
+  void count_recv_wait() noexcept { recv_waits_.fetch_add(1, std::memory_order_relaxed); }
+
+ private:
+  static constexpr std::uint64_t kClosed = std::uint64_t{1} << 63U;
+  static constexpr std::uint32_t kInFlightSpins = 64;
+
+  // A slot's sequence number says whose turn it is: 2*p when it is free for
+  // the sender of position p, 2*p + 1 when it holds the value of position p
+  // (the factor 2 keeps the two states apart even for capacity 1).
+  struct Slot {
+    std::atomic<std::uint64_t> seq{0};
+    alignas(T) unsigned char storage[sizeof(T)];
+    T* ptr() noexcept { return std::launder(reinterpret_cast<T*>(storage)); }
+  };
+
+  Slot& slot(std::uint64_t pos) noexcept { return slots_[static_cast<std::size_t>(pos % cap_)]; }
+
+  void note_depth(std::uint64_t tail_after) noexcept {
+    // relaxed: an approximate statistic; never used for synchronisation.
+    const std::uint64_t h = head_.load(std::memory_order_relaxed);
+    if (tail_after <= h) return;
+    const auto d = static_cast<std::size_t>(tail_after - h);
+    std::size_t hw = high_water_.load(std::memory_order_relaxed);
+    while (d > hw && !high_water_.compare_exchange_weak(hw, d, std::memory_order_relaxed)) {
+    }
+  }
+
+  void drain() noexcept {
+    // Destroy what is buffered now that nobody can receive it. Senders
+    // already mid-write finish (they claimed before the close).
+    SpinBudget spin;
+    for (;;) {
+      const ChanOp op = try_pop([](T&&) noexcept {});
+      if (op == ChanOp::closed) return;
+      if (op == ChanOp::would_block && !spin.spin()) std::this_thread::yield();
+    }
+  }
+
+  // Producers write tail_, consumers head_: separate lines.
+  alignas(kCacheLine) std::atomic<std::uint64_t> tail_{0};  // next position to write | kClosed
+  alignas(kCacheLine) std::atomic<std::uint64_t> head_{0};  // next position to read
+  alignas(kCacheLine) const std::size_t cap_;
+  const std::unique_ptr<Slot[]> slots_;
+  std::atomic<std::size_t> senders_{1};
+  std::atomic<std::size_t> receivers_{1};
+  alignas(kCacheLine) std::atomic<std::size_t> high_water_{0};
+  std::atomic<std::uint64_t> sends_{0};
+  std::atomic<std::uint64_t> send_waits_{0};
+  std::atomic<std::uint64_t> recv_waits_{0};
+  alignas(kCacheLine) WaitList recv_wait_;  // receivers waiting for a value
+  alignas(kCacheLine) WaitList send_wait_;  // senders waiting for room
+};
+
+}  // namespace detail
+
+/// The sending half of a channel. Copyable: the channel closes when the last
+/// copy goes. A default-constructed Sender is not connected (every send
+/// fails with Errc::closed).
+template <class T>
+class Sender {
+ public:
+  Sender() noexcept = default;
+  Sender(const Sender& o) noexcept : chan_(o.chan_) {
+    if (chan_) chan_->add_sender();
+  }
+  Sender(Sender&& o) noexcept = default;
+  Sender& operator=(const Sender& o) noexcept {
+    if (this != &o) *this = Sender(o);
+    return *this;
+  }
+  Sender& operator=(Sender&& o) noexcept {
+    if (this != &o) {
+      reset();
+      chan_ = std::move(o.chan_);
+    }
+    return *this;
+  }
+  ~Sender() { reset(); }
+
+  /// Sends, waiting while the channel is full. Fails with Errc::closed
+  /// (the value comes back in the error).
+  SendResult<T> send(T value) { return send_impl(std::move(value), std::nullopt); }
+
+  /// Sends without waiting: Errc::full or Errc::closed hand the value back.
+  SendResult<T> try_send(T value) {
+    if (!chan_) return {Error(Errc::closed), std::move(value)};
+    switch (chan_->try_push(value)) {
+      case detail::ChanOp::ok:
+        return {};
+      case detail::ChanOp::would_block:
+        return {Error(Errc::full), std::move(value)};
+      case detail::ChanOp::closed:
+        break;
+    }
+    return {Error(Errc::closed), std::move(value)};
+  }
+
+  /// Sends, waiting at most `timeout` for room: Errc::timeout hands the value back.
+  template <class Rep, class Period>
+  SendResult<T> send_for(T value, std::chrono::duration<Rep, Period> timeout) {
+    return send_impl(std::move(value), detail::make_deadline(timeout));
+  }
+  /// Sends, waiting until `deadline` at most.
+  SendResult<T> send_until(T value, std::chrono::steady_clock::time_point deadline) {
+    return send_impl(std::move(value), detail::Deadline(deadline));
+  }
+
+  /// Closes the channel for everyone: sends fail, receivers drain what is
+  /// buffered and then get Errc::closed. Closing twice is harmless.
+  void close() noexcept {
+    if (chan_) chan_->close();
+  }
+  [[nodiscard]] bool is_closed() const noexcept { return !chan_ || chan_->is_closed(); }
+  /// True when connected to a channel (false for a default/moved-from handle).
+  [[nodiscard]] bool valid() const noexcept { return chan_ != nullptr; }
+  [[nodiscard]] std::size_t capacity() const noexcept { return chan_ ? chan_->capacity() : 0; }
+  /// Values buffered now (a snapshot).
+  [[nodiscard]] std::size_t size() const noexcept { return chan_ ? chan_->size() : 0; }
+  [[nodiscard]] ChannelStats stats() const noexcept { return chan_ ? chan_->stats() : ChannelStats{}; }
+  /// Drops this handle now (as the destructor does).
+  void reset() noexcept {
+    if (chan_) {
+      chan_->drop_sender();
+      chan_.reset();
+    }
+  }
+
+  friend bool operator==(const Sender& a, const Sender& b) noexcept { return a.chan_ == b.chan_; }
+
+ private:
+  template <class U>
+  friend std::pair<Sender<U>, Receiver<U>> detail::make_channel_pair(std::size_t);
+  template <class U>
+  friend class Receiver;
+  explicit Sender(std::shared_ptr<detail::Chan<T>> c) noexcept : chan_(std::move(c)) {}
+
+  SendResult<T> send_impl(T value, detail::Deadline deadline) {
+    if (!chan_) return {Error(Errc::closed), std::move(value)};
+    detail::Chan<T>& c = *chan_;
+    detail::ChanOp op = c.try_push(value);
+    if (op == detail::ChanOp::would_block) {
+      detail::SpinBudget spin;
+      while (op == detail::ChanOp::would_block && spin.spin()) op = c.try_push(value);
+    }
+    if (op == detail::ChanOp::would_block) {
+      c.count_send_wait();
+      c.send_wait().wait(
+          [&] {
+            op = c.try_push(value);
+            return op != detail::ChanOp::would_block;
+          },
+          deadline);
+    }
+    switch (op) {
+      case detail::ChanOp::ok:
+        return {};
+      case detail::ChanOp::would_block:
+        return {Error(Errc::timeout), std::move(value)};
+      case detail::ChanOp::closed:
+        break;
+    }
+    return {Error(Errc::closed), std::move(value)};
+  }
+
+  std::shared_ptr<detail::Chan<T>> chan_;
+};
+
+/// The receiving half of a channel. Copyable (MPMC): each value goes to one
+/// receiver. When the last copy goes, buffered values are destroyed and
+/// sends fail with Errc::closed.
+template <class T>
+class Receiver {
+ public:
+  Receiver() noexcept = default;
+  Receiver(const Receiver& o) noexcept : chan_(o.chan_) {
+    if (chan_) chan_->add_receiver();
+  }
+  Receiver(Receiver&& o) noexcept = default;
+  Receiver& operator=(const Receiver& o) noexcept {
+    if (this != &o) *this = Receiver(o);
+    return *this;
+  }
+  Receiver& operator=(Receiver&& o) noexcept {
+    if (this != &o) {
+      reset();
+      chan_ = std::move(o.chan_);
+    }
+    return *this;
+  }
+  ~Receiver() { reset(); }
+
+  /// The next value, waiting while empty; Errc::closed once the channel is
+  /// closed and drained.
+  Result<T> recv() { return recv_impl(std::nullopt); }
+
+  /// The next value without waiting: Errc::empty, or Errc::closed once closed
+  /// and drained.
+  Result<T> try_recv() {
+    if (!chan_) return Errc::closed;
+    std::optional<T> out;
+    const detail::ChanOp op = chan_->try_pop([&](T&& v) { out.emplace(std::move(v)); });
+    return finish(op, out, Errc::empty);
+  }
+
+  /// The next value, waiting at most `timeout`: Errc::timeout.
+  template <class Rep, class Period>
+  Result<T> recv_for(std::chrono::duration<Rep, Period> timeout) {
+    return recv_impl(detail::make_deadline(timeout));
+  }
+  /// The next value, waiting until `deadline` at most.
+  Result<T> recv_until(std::chrono::steady_clock::time_point deadline) {
+    return recv_impl(detail::Deadline(deadline));
+  }
+
+  /// Waits for at least one value, then appends up to `max` buffered values
+  /// to `out` in one go; returns how many. Errc::closed once closed and
+  /// drained. Cheaper per value than recv() when values arrive in bursts.
+  Result<std::size_t> recv_many(std::vector<T>& out, std::size_t max) {
+    if (max == 0) return std::size_t{0};
+    KEEL_TRY_ASSIGN(T first, recv());
+    out.push_back(std::move(first));
+    return 1 + try_recv_many(out, max - 1);
+  }
+  /// Appends up to `max` values that are buffered now, without waiting.
+  std::size_t try_recv_many(std::vector<T>& out, std::size_t max) {
+    if (!chan_) return 0;
+    std::size_t n = 0;
+    std::optional<T> v;
+    // The value is moved out of the slot first (noexcept), then pushed, so
+    // a throwing push_back never leaves a slot claimed.
+    while (n < max &&
+           chan_->try_pop([&](T&& x) noexcept { v.emplace(std::move(x)); }) == detail::ChanOp::ok) {
+      out.push_back(std::move(*v));
+      v.reset();
+      ++n;
+    }
+    return n;
+  }
+
+  /// Closes the channel: sends fail from now on; this and the other
+  /// receivers still drain what is buffered, then get Errc::closed.
+  void close() noexcept {
+    if (chan_) chan_->close();
+  }
+  [[nodiscard]] bool is_closed() const noexcept { return !chan_ || chan_->is_closed(); }
+  [[nodiscard]] bool valid() const noexcept { return chan_ != nullptr; }
+  [[nodiscard]] std::size_t capacity() const noexcept { return chan_ ? chan_->capacity() : 0; }
+  [[nodiscard]] std::size_t size() const noexcept { return chan_ ? chan_->size() : 0; }
+  [[nodiscard]] bool empty() const noexcept { return size() == 0; }
+  [[nodiscard]] ChannelStats stats() const noexcept { return chan_ ? chan_->stats() : ChannelStats{}; }
+  void reset() noexcept {
+    if (chan_) {
+      chan_->drop_receiver();
+      chan_.reset();
+    }
+  }
+
+  friend bool operator==(const Receiver& a, const Receiver& b) noexcept { return a.chan_ == b.chan_; }
+
+  /// Internal: the shared state, for keel's select and Asio adapter.
+  [[nodiscard]] detail::Chan<T>* native_handle() const noexcept { return chan_.get(); }
+
+ private:
+  template <class U>
+  friend std::pair<Sender<U>, Receiver<U>> detail::make_channel_pair(std::size_t);
+  explicit Receiver(std::shared_ptr<detail::Chan<T>> c) noexcept : chan_(std::move(c)) {}
+
+  static Result<T> finish(detail::ChanOp op, std::optional<T>& out, Errc would_block) {
+    switch (op) {
+      case detail::ChanOp::ok:
+        return Result<T>(std::in_place, std::move(*out));
+      case detail::ChanOp::would_block:
+        return would_block;
+      case detail::ChanOp::closed:
+        break;
+    }
+    return Errc::closed;
+  }
+
+  Result<T> recv_impl(detail::Deadline deadline) {
+    if (!chan_) return Errc::closed;
+    detail::Chan<T>& c = *chan_;
+    std::optional<T> out;
+    auto sink = [&](T&& v) { out.emplace(std::move(v)); };
+    detail::ChanOp op = c.try_pop(sink);
+    if (op == detail::ChanOp::would_block) {
+      detail::SpinBudget spin;
+      while (op == detail::ChanOp::would_block && spin.spin()) op = c.try_pop(sink);
+    }
+    if (op == detail::ChanOp::would_block) {
+      c.count_recv_wait();
+      c.recv_wait().wait(
+          [&] {
+            op = c.try_pop(sink);
+            return op != detail::ChanOp::would_block;
+          },
+          deadline);
+    }
+    return finish(op, out, Errc::timeout);
+  }
+
+  std::shared_ptr<detail::Chan<T>> chan_;
+};
+
+namespace detail {
+template <class T>
+std::pair<Sender<T>, Receiver<T>> make_channel_pair(std::size_t capacity) {
+  auto c = std::make_shared<Chan<T>>(capacity);
+  return {Sender<T>(c), Receiver<T>(std::move(c))};
+}
+}  // namespace detail
+
+/// The largest capacity a channel accepts.
+inline constexpr std::size_t kMaxChannelCapacity = std::size_t{1} << 40U;
+
+/// A bounded MPMC channel, or Errc::invalid_argument for capacity 0 (or more
+/// than kMaxChannelCapacity).
+template <class T>
+[[nodiscard]] Result<std::pair<Sender<T>, Receiver<T>>> make_channel(std::size_t capacity) {
+  static_assert(std::is_nothrow_move_constructible_v<T>,
+                "keel::channel<T> needs a noexcept move constructor (wrap T in a std::unique_ptr)");
+  static_assert(!std::is_reference_v<T>, "keel::channel<T&>: send a pointer or std::reference_wrapper");
+  if (capacity == 0 || capacity > kMaxChannelCapacity) {
+    return fail(Errc::invalid_argument, "channel capacity must be in 1..{}, got {}", kMaxChannelCapacity,
+                capacity);
+  }
+  return detail::make_channel_pair<T>(capacity);
+}
+
+/// `auto [tx, rx] = keel::channel<T>(capacity);` A bounded MPMC channel.
+/// Throws std::invalid_argument for capacity 0 (keel has no rendezvous
+/// channel) or above kMaxChannelCapacity, the way std containers reject
+/// impossible sizes; make_channel<T>() reports it as a Result instead.
+template <class T>
+[[nodiscard]] std::pair<Sender<T>, Receiver<T>> channel(std::size_t capacity) {
+  auto r = make_channel<T>(capacity);
+  if (!r) {
+#if KEEL_HAS_EXCEPTIONS
+    throw std::invalid_argument(r.error().to_string());
+#else
+    detail::bad_access(r.error());
+#endif
+  }
+  return std::move(*r);
+}
+
+}  // namespace keel
