@@ -5,3 +5,4 @@
 
 #include <keel/backoff.hpp>
 #include <keel/result.hpp>
+#include <keel/channel.hpp>
