@@ -1,0 +1,814 @@
+// Tests for <keel/websocket.hpp> against a real peer: the npm `ws` server in
+// tests/node (installed by `make deps` with `npm ci`). Each scenario starts
+// its own server on 127.0.0.1 (ephemeral port) and stops it on exit (RAII).
+// Timing bounds use ping_interval 100 ms with a tolerance of max(50 ms, 25%),
+// widened under sanitizers, which slow everything down several times.
+#include <keel/websocket.hpp>
+
+#include <fmt/format.h>
+#include <poll.h>
+#include <rapidcheck/catch.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <catch2/catch.hpp>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <string>
+#include <thread>
+#include <vector>
+
+extern char** environ;
+
+namespace {
+
+using namespace std::chrono_literals;
+using keel::Errc;
+using keel::ws::Client;
+using keel::ws::ClientConfig;
+using keel::ws::Event;
+using keel::ws::EventKind;
+using keel::ws::Message;
+using keel::ws::Url;
+using Clock = std::chrono::steady_clock;
+using ms = std::chrono::milliseconds;
+
+#if defined(__SANITIZE_THREAD__) || defined(__SANITIZE_ADDRESS__)
+constexpr int kSlow = 3;
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer) || __has_feature(address_sanitizer)
+constexpr int kSlow = 3;
+#else
+constexpr int kSlow = 1;
+#endif
+#else
+constexpr int kSlow = 1;
+#endif
+
+// max(50 ms, 25%) of a bound, times the sanitizer slow-down.
+ms tolerance(ms bound) {
+  return std::max(ms(50), bound / 4) * kSlow;
+}
+
+ms since(Clock::time_point t) {
+  return std::chrono::duration_cast<ms>(Clock::now() - t);
+}
+
+bool have_node_ws() {
+  return std::filesystem::exists(std::string(KEEL_TEST_SOURCE_DIR) + "/node/node_modules/ws/package.json");
+}
+
+// A Node `ws` server in a child process; killed and reaped on destruction.
+class NodeServer {
+ public:
+  explicit NodeServer(const std::string& mode, std::vector<std::string> extra = {}) {
+    int in[2];
+    int out[2];
+    REQUIRE(::pipe(in) == 0);
+    REQUIRE(::pipe(out) == 0);
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_adddup2(&fa, in[0], 0);
+    posix_spawn_file_actions_adddup2(&fa, out[1], 1);
+    posix_spawn_file_actions_addclose(&fa, in[1]);
+    posix_spawn_file_actions_addclose(&fa, out[0]);
+    std::string script = std::string(KEEL_TEST_SOURCE_DIR) + "/node/server.js";
+    std::vector<std::string> args{"node", script, mode};
+    for (auto& e : extra) args.push_back(std::move(e));
+    std::vector<char*> argv;
+    for (auto& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    const int rc = posix_spawnp(&pid_, "node", &fa, nullptr, argv.data(), environ);
+    posix_spawn_file_actions_destroy(&fa);
+    ::close(in[0]);
+    ::close(out[1]);
+    stdin_ = in[1];
+    stdout_ = out[0];
+    REQUIRE(rc == 0);
+    const auto line = read_line(10s * kSlow);
+    REQUIRE(line.rfind("PORT ", 0) == 0);
+    port_ = static_cast<std::uint16_t>(std::stoi(line.substr(5)));
+  }
+  NodeServer(const NodeServer&) = delete;
+  NodeServer& operator=(const NodeServer&) = delete;
+  ~NodeServer() {
+    ::close(stdin_);
+    if (pid_ > 0) {
+      ::kill(pid_, SIGKILL);
+      int status = 0;
+      ::waitpid(pid_, &status, 0);
+    }
+    ::close(stdout_);
+  }
+
+  [[nodiscard]] std::uint16_t port() const { return port_; }
+  [[nodiscard]] std::string url(const std::string& scheme = "ws",
+                                const std::string& host = "127.0.0.1") const {
+    return fmt::format("{}://{}:{}/", scheme, host, port_);
+  }
+
+  // The next line the server prints, or "" after `timeout`.
+  std::string read_line(ms timeout) {
+    const auto deadline = Clock::now() + timeout;
+    for (;;) {
+      if (const auto nl = buf_.find('\n'); nl != std::string::npos) {
+        auto line = buf_.substr(0, nl);
+        buf_.erase(0, nl + 1);
+        return line;
+      }
+      const auto left = std::chrono::duration_cast<ms>(deadline - Clock::now()).count();
+      if (left <= 0) return {};
+      pollfd p{stdout_, POLLIN, 0};
+      if (::poll(&p, 1, static_cast<int>(left)) <= 0) continue;
+      char tmp[256];
+      const auto n = ::read(stdout_, tmp, sizeof tmp);
+      if (n <= 0) return {};
+      buf_.append(tmp, static_cast<std::size_t>(n));
+    }
+  }
+
+ private:
+  pid_t pid_ = -1;
+  int stdin_ = -1;
+  int stdout_ = -1;
+  std::uint16_t port_ = 0;
+  std::string buf_;
+};
+
+// A local port nothing listens on (bound, then released).
+std::uint16_t refused_port() {
+  boost::asio::io_context io;
+  boost::asio::ip::tcp::acceptor a(io, {boost::asio::ip::address_v4::loopback(), 0});
+  return a.local_endpoint().port();
+}
+
+ClientConfig test_config(std::string url) {
+  ClientConfig cfg;
+  cfg.url = std::move(url);
+  cfg.ping_interval = 100ms;
+  cfg.max_missed_pongs = 3;
+  cfg.backoff = {.initial = ms(20), .factor = 2.0, .max = ms(200), .jitter = true};
+  cfg.connect_timeout = 5s;
+  cfg.handshake_timeout = 5s;
+  cfg.close_timeout = 1s;
+  return cfg;
+}
+
+// Reads events until one of `kind` arrives (returned), recording the others.
+keel::Result<Event> wait_for(Client& c, EventKind kind, ms timeout, std::vector<Event>* seen = nullptr) {
+  const auto deadline = Clock::now() + timeout;
+  for (;;) {
+    const auto left = std::chrono::duration_cast<ms>(deadline - Clock::now());
+    if (left <= ms(0)) return keel::fail(Errc::timeout, "no {} event", keel::ws::to_string(kind));
+    auto ev = c.next_event_for(left);
+    if (!ev) return ev;
+    if (ev->kind == kind) return ev;
+    if (seen != nullptr) seen->push_back(std::move(*ev));
+  }
+}
+
+// The next `n` message payloads, in arrival order.
+std::vector<std::string> read_messages(Client& c, std::size_t n, ms timeout) {
+  std::vector<std::string> got;
+  const auto deadline = Clock::now() + timeout;
+  while (got.size() < n) {
+    const auto left = std::chrono::duration_cast<ms>(deadline - Clock::now());
+    if (left <= ms(0)) break;
+    auto ev = c.next_event_for(left);
+    if (!ev) break;
+    if (ev->kind == EventKind::message) got.push_back(std::move(ev->data));
+  }
+  return got;
+}
+
+void drain_until_closed(Client& c, ms timeout, std::vector<Event>* seen = nullptr) {
+  const auto deadline = Clock::now() + timeout;
+  for (;;) {
+    const auto left = std::chrono::duration_cast<ms>(deadline - Clock::now());
+    auto ev = c.next_event_for(std::max(left, ms(1)));
+    if (!ev) {
+      CHECK(ev.error().code() == Errc::closed);
+      return;
+    }
+    if (seen != nullptr) seen->push_back(std::move(*ev));
+  }
+}
+
+#define REQUIRE_NODE()                                                                   \
+  if (!have_node_ws()) {                                                                 \
+    WARN("tests/node/node_modules missing: run `make deps` (npm ci); scenario skipped"); \
+    return;                                                                              \
+  }
+
+}  // namespace
+
+// ---------------------------------------------------------------- URL parsing
+
+TEST_CASE("url: ws and wss URLs parse to their parts") {
+  auto u = Url::parse("ws://Example.COM:9000/a/b?c=d");
+  REQUIRE(u);
+  CHECK_FALSE(u->secure);
+  CHECK(u->host == "example.com");
+  CHECK(u->port == 9000);
+  CHECK(u->target == "/a/b?c=d");
+  CHECK(u->host_header() == "example.com:9000");
+
+  auto s = Url::parse("WSS://h");
+  REQUIRE(s);
+  CHECK(s->secure);
+  CHECK(s->port == 443);
+  CHECK(s->target == "/");
+  CHECK(s->host_header() == "h");
+
+  auto v6 = Url::parse("ws://[::1]:81?x");
+  REQUIRE(v6);
+  CHECK(v6->host == "::1");
+  CHECK(v6->target == "/?x");
+  CHECK(v6->host_header() == "[::1]:81");
+}
+
+TEST_CASE("url: bad URLs are rejected with invalid_argument") {
+  for (const char* bad : {"", "http://x/", "ws:/x", "ws://", "ws://:80/", "ws://h:0/", "ws://h:65536/",
+                          "ws://h:/", "ws://h:8a/", "ws://u@h/", "ws://h/#frag", "ws://h /", "ws://[::1/",
+                          "ws://[]/", "ws://[::1]x/", "ws://h\n/", "ws://ho$t/", "ws://h:123456/"}) {
+    INFO(bad);
+    auto r = Url::parse(bad);
+    REQUIRE_FALSE(r);
+    CHECK(r.error().code() == Errc::invalid_argument);
+  }
+  CHECK_FALSE(Url::parse(std::string(9000, 'a')));
+}
+
+TEST_CASE("url: to_string round-trips and parse never crashes") {
+  rc::prop("parse(to_string(u)) == u", [](bool secure, std::uint16_t port_raw) {
+    const auto host = *rc::gen::nonEmpty(rc::gen::container<std::string>(
+        rc::gen::elementOf(std::string("abcdefghijklmnopqrstuvwxyz0123456789-."))));
+    const auto path = *rc::gen::container<std::string>(rc::gen::elementOf(std::string("abc/?=&%-_.~")));
+    Url u;
+    u.secure = secure;
+    u.host = host;
+    u.port = static_cast<std::uint16_t>(port_raw == 0 ? 1 : port_raw);
+    u.target = "/" + path;
+    RC_PRE(host.size() <= 253);
+    auto back = Url::parse(u.to_string());
+    RC_ASSERT(back.has_value());
+    RC_ASSERT(*back == u);
+  });
+  rc::prop("arbitrary text gives a Url or an error", [](const std::string& text) {
+    auto r = Url::parse("ws://" + text);
+    if (r) RC_ASSERT(!r->host.empty() && !r->target.empty() && r->target.front() == '/');
+  });
+}
+
+TEST_CASE("config: a bad URL or config fails start, naming the problem") {
+  auto bad_url = Client::start(ClientConfig{.url = "http://x"});
+  REQUIRE_FALSE(bad_url);
+  CHECK(bad_url.error().code() == Errc::invalid_argument);
+
+  ClientConfig cfg = test_config("ws://127.0.0.1:1/");
+  cfg.max_missed_pongs = 0;
+  auto r = Client::start(cfg);
+  REQUIRE_FALSE(r);
+  CHECK(r.error().code() == Errc::config);
+  CHECK(fmt::format("{}", r.error()).find("max_missed_pongs") != std::string::npos);
+
+  cfg = test_config("ws://127.0.0.1:1/");
+  cfg.headers = {{"X-Evil", "a\r\nb"}};
+  CHECK_FALSE(Client::start(cfg));
+  cfg = test_config("ws://127.0.0.1:1/");
+  cfg.backoff.max = ms(1);
+  CHECK_FALSE(Client::start(cfg));
+  cfg = test_config("ws://127.0.0.1:1/");
+  cfg.send_queue_capacity = 0;
+  CHECK_FALSE(Client::start(cfg));
+}
+
+// ---------------------------------------------------------------- echo
+
+TEST_CASE("echo: text, binary, empty, 1 MiB and many small messages come back in order") {
+  REQUIRE_NODE();
+  NodeServer server("echo");
+  auto cfg = test_config(server.url());
+  cfg.headers = {{"X-Keel-Test", "1"}};
+  auto client = Client::start(cfg);
+  REQUIRE(client);
+  REQUIRE(wait_for(*client, EventKind::connected, 10s * kSlow));
+
+  const std::string big(1024 * 1024, 'z');
+  REQUIRE(client->send("hello"));
+  REQUIRE(client->send(Message{std::string("\x00\x01\xff", 3), true}));
+  REQUIRE(client->send(Message{"", false}));
+  REQUIRE(client->send(Message{big, true}));
+  std::vector<Event> got;
+  for (int i = 0; i < 4; ++i) {
+    auto ev = wait_for(*client, EventKind::message, 10s * kSlow);
+    REQUIRE(ev);
+    got.push_back(std::move(*ev));
+  }
+  CHECK(got[0].data == "hello");
+  CHECK_FALSE(got[0].binary);
+  CHECK(got[1].data == std::string("\x00\x01\xff", 3));
+  CHECK(got[1].binary);
+  CHECK(got[2].data.empty());
+  CHECK(got[3].data == big);
+  CHECK(got[3].binary);
+
+  const int n = 2000 / kSlow;
+  for (int i = 0; i < n; ++i) REQUIRE(client->send(std::to_string(i)));
+  auto echoes = read_messages(*client, static_cast<std::size_t>(n), 20s);
+  REQUIRE(echoes.size() == static_cast<std::size_t>(n));
+  for (int i = 0; i < n; ++i) REQUIRE(echoes[static_cast<std::size_t>(i)] == std::to_string(i));
+
+  REQUIRE(client->flush(5s));
+  const auto st = client->stats();
+  CHECK(st.connected);
+  CHECK(st.messages_sent == static_cast<std::uint64_t>(n + 4));
+  CHECK(st.messages_received == static_cast<std::uint64_t>(n + 4));
+  CHECK(st.queued == 0);
+  client->close();
+  std::vector<Event> rest;
+  drain_until_closed(*client, 5s, &rest);
+  REQUIRE_FALSE(rest.empty());
+  CHECK(rest.back().kind == EventKind::disconnected);
+  CHECK(rest.back().close_code == 1000);
+}
+
+TEST_CASE("echo: a client on the caller's io_context") {
+  REQUIRE_NODE();
+  NodeServer server("echo");
+  boost::asio::io_context io;
+  auto guard = boost::asio::make_work_guard(io);
+  std::thread t([&] { io.run(); });
+  {
+    auto client = Client::start(io.get_executor(), test_config(server.url()));
+    REQUIRE(client);
+    REQUIRE(wait_for(*client, EventKind::connected, 10s * kSlow));
+    REQUIRE(client->send("on your executor"));
+    auto ev = wait_for(*client, EventKind::message, 10s * kSlow);
+    REQUIRE(ev);
+    CHECK(ev->data == "on your executor");
+    client->close();
+    drain_until_closed(*client, 5s);
+  }
+  guard.reset();
+  t.join();
+}
+
+// ---------------------------------------------------------------- heartbeat
+
+TEST_CASE("heartbeat: a peer that stops answering pings is dead within the bound, then reconnects") {
+  REQUIRE_NODE();
+  NodeServer server("echo");
+  auto client = Client::start(test_config(server.url()));
+  REQUIRE(client);
+  REQUIRE(wait_for(*client, EventKind::connected, 10s * kSlow));
+  REQUIRE(client->send("__mute__"));
+  auto muted = wait_for(*client, EventKind::message, 5s * kSlow);
+  REQUIRE(muted);
+  REQUIRE(muted->data == "muted");
+  const auto t0 = Clock::now();
+  auto dead = wait_for(*client, EventKind::disconnected, 5s * kSlow);
+  REQUIRE(dead);
+  const auto took = since(t0);
+  const ms bound = 100ms * (3 + 1);
+  INFO("declared dead after " << took.count() << " ms; reason: " << dead->reason);
+  CHECK(took <= bound + tolerance(bound));
+  CHECK(took >= ms(150));  // not before two intervals have passed without a pong
+  CHECK(dead->reason.find("unresponsive") != std::string::npos);
+  CHECK(dead->close_code == 0);
+  REQUIRE(wait_for(*client, EventKind::connected, 10s * kSlow));
+  REQUIRE(client->send("back"));
+  auto back = wait_for(*client, EventKind::message, 5s * kSlow);
+  REQUIRE(back);
+  CHECK(back->data == "back");
+}
+
+TEST_CASE("heartbeat: late pongs inside the window cause no false disconnect") {
+  REQUIRE_NODE();
+  NodeServer server("echo");
+  auto client = Client::start(test_config(server.url()));
+  REQUIRE(client);
+  REQUIRE(wait_for(*client, EventKind::connected, 10s * kSlow));
+  REQUIRE(client->send("__latepong__ 250"));  // 2.5 intervals late: inside the 3-ping window
+  auto late = wait_for(*client, EventKind::message, 5s * kSlow);
+  REQUIRE(late);
+  REQUIRE(late->data == "late");
+  std::vector<Event> seen;
+  auto none = wait_for(*client, EventKind::disconnected, 1500ms, &seen);
+  CHECK_FALSE(none);
+  CHECK(client->is_connected());
+}
+
+// ---------------------------------------------------------------- reconnect
+
+TEST_CASE("reconnect: a TCP reset without a close frame is a disconnect, then a reconnect") {
+  REQUIRE_NODE();
+  NodeServer server("echo");
+  auto client = Client::start(test_config(server.url()));
+  REQUIRE(client);
+  REQUIRE(wait_for(*client, EventKind::connected, 10s * kSlow));
+  REQUIRE(client->send("__reset__"));
+  auto gone = wait_for(*client, EventKind::disconnected, 5s * kSlow);
+  REQUIRE(gone);
+  CHECK(gone->close_code == 0);
+  CHECK_FALSE(gone->reason.empty());
+  auto again = wait_for(*client, EventKind::reconnecting, 5s * kSlow);
+  REQUIRE(again);
+  CHECK(again->attempt == 1);
+  REQUIRE(wait_for(*client, EventKind::connected, 10s * kSlow));
+  REQUIRE(client->send("__count__"));
+  auto count = wait_for(*client, EventKind::message, 5s * kSlow);
+  REQUIRE(count);
+  CHECK(count->data == "count 2");
+}
+
+TEST_CASE("reconnect: a refused connection backs off with full jitter, then gives up after max_retries") {
+  auto cfg = test_config(fmt::format("ws://127.0.0.1:{}/", refused_port()));
+  cfg.backoff = {.initial = ms(40), .factor = 2.0, .max = ms(160), .jitter = true};
+  cfg.max_retries = 5;
+  auto client = Client::start(cfg);
+  REQUIRE(client);
+  std::vector<Event> events;
+  drain_until_closed(*client, 20s, &events);
+  REQUIRE(events.size() == 6);
+  keel::Backoff model(cfg.backoff);
+  for (std::size_t i = 0; i < 5; ++i) {
+    INFO("event " << i << ": " << keel::ws::to_string(events[i].kind) << " " << events[i].reason);
+    REQUIRE(events[i].kind == EventKind::reconnecting);
+    CHECK(events[i].attempt == i + 1);
+    const auto ceiling = model.ceiling();
+    (void)model.next();
+    CHECK(events[i].delay >= ms(0));
+    CHECK(events[i].delay <= ceiling);
+    CHECK(events[i].reason.find("refused") != std::string::npos);
+  }
+  CHECK(events[5].kind == EventKind::gave_up);
+  CHECK(client->stats().reconnects == 5);
+  auto after = client->send("too late");
+  REQUIRE_FALSE(after);
+  CHECK(after.error().code() == Errc::closed);
+  CHECK(after.error().value().data == "too late");
+}
+
+TEST_CASE("reconnect: the gaps between attempts follow the reported delays") {
+  auto cfg = test_config(fmt::format("ws://127.0.0.1:{}/", refused_port()));
+  cfg.backoff = {.initial = ms(100), .factor = 2.0, .max = ms(400), .jitter = true};
+  cfg.max_retries = 4;
+  auto client = Client::start(cfg);
+  REQUIRE(client);
+  std::vector<std::pair<Event, Clock::time_point>> evs;
+  for (;;) {
+    auto ev = client->next_event_for(20s);
+    if (!ev) break;
+    evs.emplace_back(std::move(*ev), Clock::now());
+  }
+  REQUIRE(evs.size() == 5);
+  for (std::size_t i = 0; i + 1 < evs.size(); ++i) {
+    const auto gap = std::chrono::duration_cast<ms>(evs[i + 1].second - evs[i].second);
+    const auto delay = evs[i].first.delay;
+    INFO("attempt " << evs[i].first.attempt << ": delay " << delay.count() << " ms, gap " << gap.count()
+                    << " ms");
+    CHECK(gap >= delay - ms(5));
+    CHECK(gap <= delay + tolerance(delay));
+  }
+  CHECK(evs.back().first.kind == EventKind::gave_up);
+}
+
+TEST_CASE("reconnect: a server that accepts then closes at once does not reset the backoff") {
+  REQUIRE_NODE();
+  NodeServer server("accept-close");
+  auto cfg = test_config(server.url());
+  cfg.backoff = {.initial = ms(10), .factor = 2.0, .max = ms(80), .jitter = true};
+  cfg.max_retries = 4;
+  cfg.stable_after = 2s;
+  auto client = Client::start(cfg);
+  REQUIRE(client);
+  std::vector<Event> events;
+  drain_until_closed(*client, 20s, &events);
+  std::vector<std::uint32_t> attempts;
+  int connected = 0;
+  int closed_by_peer = 0;
+  for (const auto& e : events) {
+    if (e.kind == EventKind::reconnecting) attempts.push_back(e.attempt);
+    if (e.kind == EventKind::connected) ++connected;
+    if (e.kind == EventKind::disconnected && e.close_code == 1000) ++closed_by_peer;
+  }
+  CHECK(connected == 5);
+  CHECK(closed_by_peer == 5);
+  CHECK(attempts == std::vector<std::uint32_t>{1, 2, 3, 4});
+  REQUIRE_FALSE(events.empty());
+  CHECK(events.back().kind == EventKind::gave_up);
+}
+
+TEST_CASE("reconnect: messages queued while the server is down go out after it restarts, after the hook") {
+  REQUIRE_NODE();
+  NodeServer server("echo");
+  auto cfg = test_config(server.url());
+  std::atomic<int> hooks{0};
+  cfg.on_connect = [&hooks] {
+    const int n = ++hooks;
+    return std::vector<Message>{Message{fmt::format("hook {}", n)}};
+  };
+  auto client = Client::start(cfg);
+  REQUIRE(client);
+  REQUIRE(wait_for(*client, EventKind::connected, 10s * kSlow));
+  auto first = wait_for(*client, EventKind::message, 5s * kSlow);
+  REQUIRE(first);
+  CHECK(first->data == "hook 1");
+  REQUIRE(client->send("__restart__ 400"));
+  REQUIRE(wait_for(*client, EventKind::disconnected, 5s * kSlow));
+  const std::size_t n = 50;
+  for (std::size_t i = 0; i < n; ++i) REQUIRE(client->send(fmt::format("queued {}", i)));
+  CHECK(server.read_line(5s * kSlow) == "RESTARTED");
+  REQUIRE(wait_for(*client, EventKind::connected, 10s * kSlow));
+  auto got = read_messages(*client, n + 1, 10s * kSlow);
+  REQUIRE(got.size() == n + 1);
+  CHECK(got[0] == "hook 2");
+  for (std::size_t i = 0; i < n; ++i) CHECK(got[i + 1] == fmt::format("queued {}", i));
+}
+
+// ---------------------------------------------------------------- timeouts and limits
+
+TEST_CASE("timeout: a handshake that is never answered times out") {
+  REQUIRE_NODE();
+  NodeServer server("silent");
+  auto cfg = test_config(server.url());
+  cfg.handshake_timeout = 300ms;
+  cfg.max_retries = 1;
+  const auto t0 = Clock::now();
+  auto client = Client::start(cfg);
+  REQUIRE(client);
+  auto r = wait_for(*client, EventKind::reconnecting, 5s * kSlow);
+  REQUIRE(r);
+  const auto took = since(t0);
+  INFO("reason: " << r->reason << ", after " << took.count() << " ms");
+  CHECK(r->reason.find("handshake") != std::string::npos);
+  CHECK(took >= ms(290));
+  CHECK(took <= ms(300) + tolerance(ms(300)) + ms(100));
+  REQUIRE(wait_for(*client, EventKind::gave_up, 5s * kSlow));
+}
+
+TEST_CASE("limits: an inbound message over max_message_size fails the connection with 1009") {
+  REQUIRE_NODE();
+  NodeServer server("echo");
+  auto cfg = test_config(server.url());
+  cfg.max_message_size = 1000;
+  auto client = Client::start(cfg);
+  REQUIRE(client);
+  REQUIRE(wait_for(*client, EventKind::connected, 10s * kSlow));
+  REQUIRE(client->send("__big__ 900"));
+  auto ok = wait_for(*client, EventKind::message, 5s * kSlow);
+  REQUIRE(ok);
+  CHECK(ok->data.size() == 900);
+  REQUIRE(client->send("__big__ 5000"));
+  auto gone = wait_for(*client, EventKind::disconnected, 5s * kSlow);
+  REQUIRE(gone);
+  CHECK(gone->close_code == 1009);
+  CHECK(gone->reason.find("max_message_size") != std::string::npos);
+  REQUIRE(wait_for(*client, EventKind::connected, 10s * kSlow));  // and the process lives on
+}
+
+TEST_CASE("close: a close frame from the peer reports its code and reason") {
+  REQUIRE_NODE();
+  NodeServer server("echo");
+  auto client = Client::start(test_config(server.url()));
+  REQUIRE(client);
+  REQUIRE(wait_for(*client, EventKind::connected, 10s * kSlow));
+  REQUIRE(client->send("__close__ 4001"));
+  auto gone = wait_for(*client, EventKind::disconnected, 5s * kSlow);
+  REQUIRE(gone);
+  CHECK(gone->close_code == 4001);
+  CHECK(gone->reason.find("asked to") != std::string::npos);
+}
+
+// ---------------------------------------------------------------- close in every state
+
+TEST_CASE("close: prompt while connecting (handshake pending)") {
+  REQUIRE_NODE();
+  NodeServer server("silent");
+  auto client = Client::start(test_config(server.url()));
+  REQUIRE(client);
+  std::this_thread::sleep_for(100ms);
+  const auto t0 = Clock::now();
+  client->close();
+  CHECK(since(t0) <= ms(500) * kSlow);
+  std::vector<Event> events;
+  drain_until_closed(*client, 2s, &events);
+  CHECK(events.empty());
+}
+
+TEST_CASE("close: prompt while waiting to retry, idempotent, and sends fail after it") {
+  auto cfg = test_config(fmt::format("ws://127.0.0.1:{}/", refused_port()));
+  cfg.backoff = {.initial = ms(10'000), .factor = 2.0, .max = ms(10'000), .jitter = false};
+  auto client = Client::start(cfg);
+  REQUIRE(client);
+  auto r = wait_for(*client, EventKind::reconnecting, 5s * kSlow);
+  REQUIRE(r);
+  CHECK(r->delay == ms(10'000));
+  const auto t0 = Clock::now();
+  client->close();
+  client->close();
+  CHECK(since(t0) <= ms(500) * kSlow);
+  drain_until_closed(*client, 2s);
+  auto s = client->try_send(Message{"x"});
+  REQUIRE_FALSE(s);
+  CHECK(s.error().code() == Errc::closed);
+}
+
+TEST_CASE("close: clean and bounded while open with writes pending") {
+  REQUIRE_NODE();
+  NodeServer server("echo");
+  auto cfg = test_config(server.url());
+  cfg.send_queue_capacity = 64;
+  auto client = Client::start(cfg);
+  REQUIRE(client);
+  REQUIRE(wait_for(*client, EventKind::connected, 10s * kSlow));
+  const std::string chunk(64 * 1024, 'q');
+  int accepted = 0;
+  for (int i = 0; i < 64; ++i) {
+    if (client->try_send(Message{chunk, true})) ++accepted;
+  }
+  CHECK(accepted > 0);
+  const auto t0 = Clock::now();
+  client->close();
+  CHECK(since(t0) <= cfg.close_timeout + ms(500) * kSlow);
+  std::vector<Event> events;
+  drain_until_closed(*client, 5s, &events);
+  REQUIRE_FALSE(events.empty());
+  CHECK(events.back().kind == EventKind::disconnected);
+  CHECK(events.back().reason == "closed by client");
+  CHECK_FALSE(client->is_connected());
+}
+
+TEST_CASE("close: the destructor closes, and a client that gave up closes at once") {
+  auto cfg = test_config(fmt::format("ws://127.0.0.1:{}/", refused_port()));
+  cfg.max_retries = 1;
+  {
+    auto client = Client::start(cfg);
+    REQUIRE(client);
+    REQUIRE(wait_for(*client, EventKind::gave_up, 5s * kSlow));
+    const auto t0 = Clock::now();
+    client->close();
+    CHECK(since(t0) <= ms(200) * kSlow);
+  }
+  const auto t0 = Clock::now();
+  {
+    auto client = Client::start(cfg);
+    REQUIRE(client);
+  }
+  CHECK(since(t0) <= ms(1000) * kSlow);
+}
+
+// ---------------------------------------------------------------- backpressure and threads
+
+TEST_CASE("send: a full queue pushes back (try_send, send_for) and hands the message back") {
+  auto cfg = test_config(fmt::format("ws://127.0.0.1:{}/", refused_port()));
+  cfg.backoff = {.initial = ms(10'000), .factor = 2.0, .max = ms(10'000), .jitter = false};
+  cfg.send_queue_capacity = 4;
+  auto client = Client::start(cfg);
+  REQUIRE(client);
+  for (int i = 0; i < 4; ++i) REQUIRE(client->try_send(Message{std::to_string(i)}));
+  auto full = client->try_send(Message{"4"});
+  REQUIRE_FALSE(full);
+  CHECK(full.error().code() == Errc::full);
+  CHECK(full.error().value().data == "4");
+  auto timed = client->send_for(Message{"5"}, 50ms);
+  REQUIRE_FALSE(timed);
+  CHECK(timed.error().code() == Errc::timeout);
+  CHECK(client->stats().queued == 4);
+  auto fl = client->flush(50ms);
+  REQUIRE_FALSE(fl);
+  CHECK(fl.error().code() == Errc::timeout);
+
+  // A sender blocked on the full queue is released by close() with Errc::closed.
+  std::thread blocked([&] {
+    auto r = client->send(Message{"blocked"});
+    CHECK_FALSE(r);
+    if (!r) CHECK(r.error().code() == Errc::closed);
+  });
+  std::this_thread::sleep_for(50ms);
+  client->close();
+  blocked.join();
+}
+
+TEST_CASE("send: 8 threads at once, every message echoed once, per-thread order kept") {
+  REQUIRE_NODE();
+  NodeServer server("echo");
+  auto cfg = test_config(server.url());
+  cfg.send_queue_capacity = 16;  // small, so senders block on backpressure
+  auto client = Client::start(cfg);
+  REQUIRE(client);
+  REQUIRE(wait_for(*client, EventKind::connected, 10s * kSlow));
+  const int threads = 8;
+  const int per = 300 / kSlow;
+  std::vector<std::thread> ts;
+  std::atomic<int> failures{0};
+  for (int t = 0; t < threads; ++t) {
+    ts.emplace_back([&, t] {
+      for (int i = 0; i < per; ++i) {
+        if (!client->send(fmt::format("{}:{}", t, i))) failures.fetch_add(1);
+      }
+    });
+  }
+  auto got = read_messages(*client, static_cast<std::size_t>(threads * per), 30s);
+  for (auto& th : ts) th.join();
+  CHECK(failures.load() == 0);
+  REQUIRE(got.size() == static_cast<std::size_t>(threads * per));
+  std::map<int, int> next;
+  for (const auto& m : got) {
+    const auto colon = m.find(':');
+    const int t = std::stoi(m.substr(0, colon));
+    const int i = std::stoi(m.substr(colon + 1));
+    REQUIRE(i == next[t]);
+    next[t] = i + 1;
+  }
+  for (int t = 0; t < threads; ++t) CHECK(next[t] == per);
+}
+
+// ---------------------------------------------------------------- TLS
+
+namespace {
+// A throwaway CA and a server certificate for localhost / 127.0.0.1.
+struct TestPki {
+  std::filesystem::path dir;
+  bool ok = false;
+  TestPki() {
+    dir = std::filesystem::path(KEEL_TEST_BINARY_DIR) / fmt::format("ws-pki-{}", ::getpid());
+    std::filesystem::create_directories(dir);
+    std::ofstream(dir / "ext.cnf") << "subjectAltName=DNS:localhost,IP:127.0.0.1\n";
+    const auto d = dir.string();
+    const std::string cmd = fmt::format(
+        "cd '{0}' && openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout "
+        "ca.key "
+        "-out ca.pem -days 1 -subj /CN=keel-test-ca && "
+        "openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout srv.key -out srv.csr "
+        "-subj /CN=localhost && "
+        "openssl x509 -req -in srv.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out srv.pem -days 1 "
+        "-extfile ext.cnf",
+        d);
+    ok = std::system((cmd + " >/dev/null 2>&1").c_str()) == 0;
+  }
+  ~TestPki() {
+    std::error_code ec;
+    std::filesystem::remove_all(dir, ec);
+  }
+};
+}  // namespace
+
+TEST_CASE("tls: wss with a test CA echoes; an unknown CA or a wrong name is refused") {
+  REQUIRE_NODE();
+  TestPki pki;
+  if (!pki.ok) {
+    WARN("openssl could not make a test certificate; scenario skipped");
+    return;
+  }
+  NodeServer server("echo", {"--tls", (pki.dir / "srv.pem").string(), (pki.dir / "srv.key").string()});
+  {
+    auto cfg = test_config(server.url("wss", "localhost"));
+    cfg.tls.ca_file = (pki.dir / "ca.pem").string();
+    auto client = Client::start(cfg);
+    REQUIRE(client);
+    REQUIRE(wait_for(*client, EventKind::connected, 10s * kSlow));
+    REQUIRE(client->send("secret"));
+    auto ev = wait_for(*client, EventKind::message, 5s * kSlow);
+    REQUIRE(ev);
+    CHECK(ev->data == "secret");
+  }
+  {
+    auto cfg = test_config(server.url("wss", "127.0.0.1"));
+    std::ifstream in(pki.dir / "ca.pem");
+    cfg.tls.ca_pem.assign(std::istreambuf_iterator<char>(in), {});
+    auto client = Client::start(cfg);
+    REQUIRE(client);
+    REQUIRE(wait_for(*client, EventKind::connected, 10s * kSlow));
+  }
+  {
+    auto cfg = test_config(server.url("wss", "localhost"));
+    cfg.max_retries = 1;  // system CAs do not know the test CA
+    auto client = Client::start(cfg);
+    REQUIRE(client);
+    std::vector<Event> seen;
+    auto r = wait_for(*client, EventKind::gave_up, 10s * kSlow, &seen);
+    REQUIRE(r);
+    for (const auto& e : seen) CHECK(e.kind != EventKind::connected);
+    CHECK(r->reason.find("TLS") != std::string::npos);
+  }
+  {
+    auto cfg = test_config(server.url("wss", "localhost"));
+    cfg.tls.ca_file = (pki.dir / "ca.pem").string();
+    cfg.tls.server_name = "not-localhost.example";
+    cfg.max_retries = 1;
+    auto client = Client::start(cfg);
+    REQUIRE(client);
+    std::vector<Event> seen;
+    REQUIRE(wait_for(*client, EventKind::gave_up, 10s * kSlow, &seen));
+    for (const auto& e : seen) CHECK(e.kind != EventKind::connected);
+  }
+}
