@@ -5,6 +5,7 @@
 // Sizes 16 B, 64 B, 1 KiB, 64 KiB and 16 MiB; the byte searches look for a
 // match at the far end (the whole haystack is scanned), count runs on dense
 // and absent bytes, substring search on English-like text (needle absent) and
+// (a 29-byte phrase and a 7-byte word, both absent) and
 // on "aaa...a" with an "aa...ab" needle. KEEL_SIMD=avx2 (etc.) benchmarks
 // another kernel level; the name of the one in use is printed in the context.
 #include <keel/simd.hpp>
@@ -220,11 +221,13 @@ BENCHMARK(BM_lines_keel_matches)->Apply(sizes);
 BENCHMARK(BM_lines_memchr_loop)->Apply(sizes);
 
 // ------------------------------------------------ substring (memmem etc.) ---
-constexpr std::string_view kTextNeedle = "request for the message queue";  // absent
+constexpr std::string_view kTextNeedle = "request for the message queue";  // absent, 29 bytes
+constexpr std::string_view kWordNeedle = "handler";                        // absent, 7 bytes
 std::string text_hay(std::size_t n) {
   std::string h = make_text(n);
-  // Make sure the needle is absent (it could appear by chance).
+  // Make sure the needles are absent (they could appear by chance).
   for (std::size_t at; (at = h.find(kTextNeedle)) != std::string::npos;) h[at] = 'R';
+  for (std::size_t at; (at = h.find(kWordNeedle)) != std::string::npos;) h[at] = 'H';
   return h;
 }
 std::string aaa_hay(std::size_t n) {
@@ -234,10 +237,13 @@ std::string aaa_needle(std::size_t n) {
   return std::string(std::min<std::size_t>(32, n / 2) - 1, 'a') + "b";
 }
 
+enum class Input { text, word, aaab };
 template <class Search>
-void substring(benchmark::State& st, bool adversarial, Search search) {
-  const std::string h = adversarial ? aaa_hay(n_of(st)) : text_hay(n_of(st));
-  const std::string needle = adversarial ? aaa_needle(n_of(st)) : std::string(kTextNeedle);
+void substring(benchmark::State& st, Input in, Search search) {
+  const std::string h = in == Input::aaab ? aaa_hay(n_of(st)) : text_hay(n_of(st));
+  const std::string needle = in == Input::aaab   ? aaa_needle(n_of(st))
+                             : in == Input::text ? std::string(kTextNeedle)
+                                                 : std::string(kWordNeedle);
   run(st, h, [&](std::string_view s) { return search(s, std::string_view(needle)); });
 }
 const auto keel_sub = [](std::string_view h, std::string_view n) { return ks::find(h, n); };
@@ -250,33 +256,49 @@ const auto bmh_sub = [](std::string_view h, std::string_view n) {
   return std::search(h.begin(), h.end(), std::boyer_moore_horspool_searcher(n.begin(), n.end()));
 };
 void BM_sub_text_keel(benchmark::State& st) {
-  substring(st, false, keel_sub);
+  substring(st, Input::text, keel_sub);
 }
 void BM_sub_text_memmem(benchmark::State& st) {
-  substring(st, false, memmem_sub);
+  substring(st, Input::text, memmem_sub);
 }
 void BM_sub_text_string_view(benchmark::State& st) {
-  substring(st, false, sv_sub);
+  substring(st, Input::text, sv_sub);
 }
 void BM_sub_text_bmh(benchmark::State& st) {
-  substring(st, false, bmh_sub);
+  substring(st, Input::text, bmh_sub);
 }
 void BM_sub_aaab_keel(benchmark::State& st) {
-  substring(st, true, keel_sub);
+  substring(st, Input::aaab, keel_sub);
 }
 void BM_sub_aaab_memmem(benchmark::State& st) {
-  substring(st, true, memmem_sub);
+  substring(st, Input::aaab, memmem_sub);
 }
 void BM_sub_aaab_string_view(benchmark::State& st) {
-  substring(st, true, sv_sub);
+  substring(st, Input::aaab, sv_sub);
 }
 void BM_sub_aaab_bmh(benchmark::State& st) {
-  substring(st, true, bmh_sub);
+  substring(st, Input::aaab, bmh_sub);
 }
 BENCHMARK(BM_sub_text_keel)->Apply(sizes);
 BENCHMARK(BM_sub_text_memmem)->Apply(sizes);
 BENCHMARK(BM_sub_text_string_view)->Apply(sizes);
 BENCHMARK(BM_sub_text_bmh)->Apply(sizes);
+void BM_sub_word_keel(benchmark::State& st) {
+  substring(st, Input::word, keel_sub);
+}
+void BM_sub_word_memmem(benchmark::State& st) {
+  substring(st, Input::word, memmem_sub);
+}
+void BM_sub_word_string_view(benchmark::State& st) {
+  substring(st, Input::word, sv_sub);
+}
+void BM_sub_word_bmh(benchmark::State& st) {
+  substring(st, Input::word, bmh_sub);
+}
+BENCHMARK(BM_sub_word_keel)->Apply(sizes);
+BENCHMARK(BM_sub_word_memmem)->Apply(sizes);
+BENCHMARK(BM_sub_word_string_view)->Apply(sizes);
+BENCHMARK(BM_sub_word_bmh)->Apply(sizes);
 BENCHMARK(BM_sub_aaab_keel)->Apply(sizes);
 BENCHMARK(BM_sub_aaab_memmem)->Apply(sizes);
 BENCHMARK(BM_sub_aaab_string_view)->Apply(sizes);

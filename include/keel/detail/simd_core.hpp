@@ -365,14 +365,18 @@ struct RarePair {
 /// The two needle positions holding the rarest bytes (distinct byte values
 /// when the needle has two). Needs m >= 2.
 inline RarePair rare_pair(const uchar* s, std::size_t m) noexcept {
+  // One pass: i1 is the rarest so far, i2 the rarest with a different value
+  // (when i1 moves to a new value, the old i1 is the best of the rest).
   std::size_t i1 = 0;
-  for (std::size_t i = 1; i < m; ++i) {
-    if (kByteCommonness.v[s[i]] < kByteCommonness.v[s[i1]]) i1 = i;
-  }
   std::size_t i2 = npos;
-  for (std::size_t i = 0; i < m; ++i) {
-    if (s[i] == s[i1]) continue;
-    if (i2 == npos || kByteCommonness.v[s[i]] < kByteCommonness.v[s[i2]]) i2 = i;
+  for (std::size_t i = 1; i < m; ++i) {
+    const uchar rank = kByteCommonness.v[s[i]];
+    if (rank < kByteCommonness.v[s[i1]]) {
+      if (s[i] != s[i1]) i2 = i1;
+      i1 = i;
+    } else if (s[i] != s[i1] && (i2 == npos || rank < kByteCommonness.v[s[i2]])) {
+      i2 = i;
+    }
   }
   if (i2 == npos) i2 = i1 == m - 1 ? 0 : m - 1;  // a run of one byte: use the far end
   return {i1, i2};

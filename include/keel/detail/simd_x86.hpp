@@ -25,6 +25,7 @@ alignas(16) inline constexpr uchar kBitOfNibble[16] = {1, 2, 4, 8, 16, 32, 64, 1
 // ------------------------------------------------------------------ SSE2 ---
 namespace sse2 {
 #define KEEL_SIMD_FN inline
+#define KEEL_SIMD_NARROWER_SUB scalar_find_sub
 inline constexpr std::size_t W = 16;
 using V = __m128i;
 using M = __m128i;
@@ -61,6 +62,7 @@ KEEL_SIMD_FN std::size_t hsum8(V a) {
          static_cast<std::size_t>(_mm_cvtsi128_si64(_mm_unpackhi_epi64(s, s)));
 }
 #include <keel/detail/simd_kernels.inc>
+#undef KEEL_SIMD_NARROWER_SUB
 #undef KEEL_SIMD_FN
 }  // namespace sse2
 
@@ -68,6 +70,7 @@ KEEL_SIMD_FN std::size_t hsum8(V a) {
 namespace avx2 {
 #define KEEL_SIMD_FN __attribute__((target("avx2,bmi,popcnt"))) inline
 #define KEEL_SIMD_SHUFFLE 1
+#define KEEL_SIMD_NARROWER_SUB sse2::find_sub
 inline constexpr std::size_t W = 32;
 using V = __m256i;
 using M = __m256i;
@@ -129,6 +132,7 @@ KEEL_SIMD_FN std::size_t hsum8(V a) {
 }
 #include <keel/detail/simd_kernels.inc>
 #undef KEEL_SIMD_SHUFFLE
+#undef KEEL_SIMD_NARROWER_SUB
 #undef KEEL_SIMD_FN
 }  // namespace avx2
 
@@ -137,6 +141,7 @@ namespace avx512 {
 #define KEEL_SIMD_FN __attribute__((target("avx512f,avx512bw,avx2,bmi,popcnt"))) inline
 #define KEEL_SIMD_SHUFFLE 1
 #define KEEL_SIMD_MASKED 1
+#define KEEL_SIMD_NARROWER_SUB avx2::find_sub
 inline constexpr std::size_t W = 64;
 using V = __m512i;
 using M = std::uint64_t;  // a __mmask64
@@ -191,6 +196,7 @@ KEEL_SIMD_FN bool any(M m) {
 #include <keel/detail/simd_kernels.inc>
 #undef KEEL_SIMD_MASKED
 #undef KEEL_SIMD_SHUFFLE
+#undef KEEL_SIMD_NARROWER_SUB
 #undef KEEL_SIMD_FN
 }  // namespace avx512
 
