@@ -6,3 +6,4 @@
 #include <keel/backoff.hpp>
 #include <keel/result.hpp>
 #include <keel/channel.hpp>
+#include <keel/simd.hpp>
