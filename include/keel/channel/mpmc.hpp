@@ -164,6 +164,27 @@ class Chan {
     }
   }
 
+  /// True when try_pop would not block now (a value is ready, or the channel
+  /// is closed and drained). A snapshot that never consumes; used by select
+  /// and the Asio adapter after registering a waiter. A sender mid-write
+  /// counts as not ready: it notifies when done.
+  [[nodiscard]] bool poll_recv() const noexcept {
+    const std::uint64_t h = head_.load(std::memory_order_relaxed);
+    // acquire: as in try_pop.
+    if (slot(h).seq.load(std::memory_order_acquire) == 2 * h + 1) return true;
+    const std::uint64_t t = tail_.load(std::memory_order_relaxed);
+    // Closed and drained; or head moved while we looked (re-check to be safe).
+    return ((t & kClosed) != 0 && (t & ~kClosed) <= h) || head_.load(std::memory_order_relaxed) != h;
+  }
+  /// True when try_push would not block now (room, or closed). Conservative:
+  /// may say true when a retry finds the channel full again.
+  [[nodiscard]] bool poll_send() const noexcept {
+    const std::uint64_t t = tail_.load(std::memory_order_relaxed);
+    if ((t & kClosed) != 0) return true;
+    const std::uint64_t h = head_.load(std::memory_order_relaxed);
+    return t - h < cap_;
+  }
+
   /// Marks the channel closed; true if this call closed it.
   bool close() noexcept {
     // acq_rel: the closing thread's earlier sends are ordered before it.
@@ -226,7 +247,7 @@ class Chan {
     T* ptr() noexcept { return std::launder(reinterpret_cast<T*>(storage)); }
   };
 
-  Slot& slot(std::uint64_t pos) noexcept { return slots_[static_cast<std::size_t>(pos % cap_)]; }
+  Slot& slot(std::uint64_t pos) const noexcept { return slots_[static_cast<std::size_t>(pos % cap_)]; }
 
   void note_depth(std::uint64_t tail_after) noexcept {
     // relaxed: an approximate statistic; never used for synchronisation.
@@ -339,6 +360,9 @@ class Sender {
   }
 
   friend bool operator==(const Sender& a, const Sender& b) noexcept { return a.chan_ == b.chan_; }
+
+  /// Internal: the shared state, for keel's Asio adapter.
+  [[nodiscard]] const std::shared_ptr<detail::Chan<T>>& native_handle() const noexcept { return chan_; }
 
  private:
   template <class U>
@@ -471,7 +495,7 @@ class Receiver {
   friend bool operator==(const Receiver& a, const Receiver& b) noexcept { return a.chan_ == b.chan_; }
 
   /// Internal: the shared state, for keel's select and Asio adapter.
-  [[nodiscard]] detail::Chan<T>* native_handle() const noexcept { return chan_.get(); }
+  [[nodiscard]] const std::shared_ptr<detail::Chan<T>>& native_handle() const noexcept { return chan_; }
 
  private:
   template <class U>

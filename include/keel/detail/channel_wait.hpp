@@ -194,13 +194,15 @@ class WaitList {
   }
   /// Unregisters a waiter if it is still registered (it may have been woken
   /// and forgotten already). Once this returns, wake() is not running on w.
-  void remove(Waiter* w) noexcept {
+  /// Returns false when it was not registered any more (it was woken).
+  bool remove(Waiter* w) noexcept {
     std::lock_guard lk(m_);
     auto it = std::find(waiters_.begin(), waiters_.end(), w);
-    if (it == waiters_.end()) return;
+    if (it == waiters_.end()) return false;
     *it = waiters_.back();
     waiters_.pop_back();
     interest_.fetch_sub(1, std::memory_order_relaxed);
+    return true;
   }
 
  private:
