@@ -6,4 +6,5 @@
 #include <keel/backoff.hpp>
 #include <keel/result.hpp>
 #include <keel/channel.hpp>
+#include <keel/lockfree.hpp>
 #include <keel/simd.hpp>
