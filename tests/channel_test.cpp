@@ -471,3 +471,242 @@ TEST_CASE("channel: stress close while busy", "[channel][stress]") {
     REQUIRE(accepted.load() == received.load());
   }
 }
+
+// ---------------------------------------------------------------- oneshot
+
+TEST_CASE("oneshot: request/response across threads", "[channel][oneshot]") {
+  auto [tx, rx] = keel::oneshot<std::string>();
+  std::thread t([tx = std::move(tx)]() mutable { (void)tx.send("pong"); });
+  auto v = rx.recv_for(5s);
+  t.join();
+  REQUIRE(v);
+  REQUIRE(*v == "pong");
+  REQUIRE(rx.try_recv().error().code() == keel::Errc::closed);  // one value only
+}
+
+TEST_CASE("oneshot: a dropped sender wakes the receiver with closed", "[channel][oneshot]") {
+  auto [tx, rx] = keel::oneshot<int>();
+  REQUIRE(rx.try_recv().error().code() == keel::Errc::empty);
+  std::thread t([tx = std::move(tx)]() mutable {
+    std::this_thread::sleep_for(10ms);
+    tx.reset();
+  });
+  auto r = rx.recv();
+  t.join();
+  REQUIRE_FALSE(r);
+  REQUIRE(r.error().code() == keel::Errc::closed);
+}
+
+TEST_CASE("oneshot: timeouts, closed receiver, reuse", "[channel][oneshot]") {
+  auto [tx, rx] = keel::oneshot<std::unique_ptr<int>>();
+  REQUIRE(rx.recv_for(10ms).error().code() == keel::Errc::timeout);
+  rx.close();
+  auto r = tx.send(std::make_unique<int>(3));
+  REQUIRE_FALSE(r);
+  REQUIRE(r.error() == keel::Errc::closed);
+  REQUIRE(*r.error().value() == 3);
+  REQUIRE(tx.send(std::make_unique<int>(4)).error() == keel::Errc::closed);  // used up
+  REQUIRE(rx.recv().error().code() == keel::Errc::closed);
+
+  auto [tx2, rx2] = keel::oneshot<int>();
+  rx2.reset();
+  REQUIRE(tx2.is_closed());
+  REQUIRE(tx2.send(1).error().value() == 1);
+  keel::OneshotReceiver<int> none;
+  REQUIRE(none.recv().error().code() == keel::Errc::closed);
+}
+
+// -------------------------------------------------------------- broadcast
+
+TEST_CASE("broadcast: every receiver sees every value", "[channel][broadcast]") {
+  auto [tx, rx1] = keel::broadcast<int>(8);
+  auto rx2 = tx.subscribe();
+  REQUIRE(tx.receiver_count() == 2);
+  for (int i = 0; i < 5; ++i) REQUIRE(tx.send(i));
+  auto late = tx.subscribe();  // sees only what comes next
+  REQUIRE(tx.send(5));
+  for (int i = 0; i < 6; ++i) {
+    REQUIRE(*rx1.recv() == i);
+    REQUIRE(*rx2.try_recv() == i);
+  }
+  REQUIRE(*late.recv() == 5);
+  REQUIRE(rx1.try_recv().error().code() == keel::Errc::empty);
+  REQUIRE(rx1.recv_for(5ms).error().code() == keel::Errc::timeout);
+}
+
+TEST_CASE("broadcast: lag reports exactly how many were missed, then resumes", "[channel][broadcast]") {
+  auto [tx, rx] = keel::broadcast<int>(4);
+  for (int i = 0; i < 10; ++i) REQUIRE(tx.send(i));
+  REQUIRE(rx.size() == 4);
+  auto r = rx.recv();
+  REQUIRE_FALSE(r);
+  REQUIRE(r.error().code() == keel::Errc::lagged);
+  REQUIRE(rx.lagged_count() == 6);
+  REQUIRE(r.error().message() == "broadcast receiver lagged: 6 values missed");
+  for (int i = 6; i < 10; ++i) REQUIRE(*rx.recv() == i);  // the oldest retained onward
+  // Lag again by exactly one.
+  for (int i = 10; i < 15; ++i) REQUIRE(tx.send(i));
+  REQUIRE(rx.try_recv().error().code() == keel::Errc::lagged);
+  REQUIRE(rx.lagged_count() == 1);
+  REQUIRE(*rx.recv() == 11);
+}
+
+TEST_CASE("broadcast: close drains, no receivers refuses", "[channel][broadcast]") {
+  auto [tx, rx] = keel::broadcast<std::string>(4);
+  REQUIRE(tx.send("a"));
+  auto tx2 = tx;
+  tx.reset();
+  REQUIRE(tx2.send("b"));
+  tx2.reset();  // last sender: closed
+  REQUIRE(*rx.recv() == "a");
+  REQUIRE(*rx.recv() == "b");
+  REQUIRE(rx.recv().error().code() == keel::Errc::closed);
+
+  auto [tx3, rx3] = keel::broadcast<std::string>(2);
+  rx3.reset();
+  auto r = tx3.send("x");
+  REQUIRE(r.error() == keel::Errc::closed);
+  REQUIRE(r.error().value() == "x");
+  REQUIRE_THROWS_AS(keel::broadcast<int>(0), std::invalid_argument);
+}
+
+TEST_CASE("broadcast: a blocked receiver wakes on send and on close", "[channel][broadcast]") {
+  auto [tx, rx] = keel::broadcast<int>(4);
+  std::atomic<int> got{-1};
+  std::atomic<int> end_code{0};
+  std::thread t([&, rx2 = rx]() mutable {
+    got = rx2.recv().value_or(-2);
+    end_code = static_cast<int>(rx2.recv().error().code());
+  });
+  std::this_thread::sleep_for(5ms);
+  REQUIRE(tx.send(42));
+  REQUIRE(eventually([&] { return got.load() == 42; }));
+  tx.close();
+  t.join();
+  REQUIRE(end_code == static_cast<int>(keel::Errc::closed));
+}
+
+TEST_CASE("broadcast: concurrent senders and receivers, exact counts", "[channel][broadcast][stress]") {
+  const int per = 2000 / kScale;
+  auto [tx, rx] = keel::broadcast<int>(static_cast<std::size_t>(4 * per));  // large: no lag
+  std::vector<keel::BroadcastReceiver<int>> rxs{rx, tx.subscribe(), tx.subscribe()};
+  std::vector<long long> sums(rxs.size());
+  std::vector<std::thread> ts;
+  for (std::size_t i = 0; i < rxs.size(); ++i) {
+    ts.emplace_back([&, i] {
+      while (auto v = rxs[i].recv()) sums[i] += *v;
+    });
+  }
+  std::vector<std::thread> senders;
+  for (int s = 0; s < 2; ++s) {
+    senders.emplace_back([tx2 = tx, per]() mutable {
+      for (int i = 1; i <= per; ++i) (void)tx2.send(i);
+    });
+  }
+  tx.reset();
+  for (auto& t : senders) t.join();
+  for (auto& t : ts) t.join();
+  for (long long s : sums) REQUIRE(s == 2LL * per * (per + 1) / 2);
+}
+
+// ----------------------------------------------------------------- select
+
+TEST_CASE("select: picks the ready receiver, of different types", "[channel][select]") {
+  auto [itx, irx] = keel::channel<int>(4);
+  auto [stx, srx] = keel::channel<std::string>(4);
+  auto [btx, brx] = keel::broadcast<double>(4);
+  auto [otx, orx] = keel::oneshot<char>();
+  REQUIRE(stx.send("hi"));
+  std::string got;
+  auto r = keel::select_for(100ms, keel::on(irx, [](keel::Result<int>) { FAIL("int arm"); }),
+                            keel::on(srx, [&](keel::Result<std::string> s) { got = *s; }),
+                            keel::on(brx, [](keel::Result<double>) { FAIL("broadcast arm"); }),
+                            keel::on(orx, [](keel::Result<char>) { FAIL("oneshot arm"); }));
+  REQUIRE(r);
+  REQUIRE(*r == 1);
+  REQUIRE(got == "hi");
+  // Nothing ready: timeout, no arm called.
+  auto t = keel::select_for(10ms, keel::on(irx, [](keel::Result<int>) { FAIL("int arm"); }),
+                            keel::on(srx, [](keel::Result<std::string>) { FAIL("string arm"); }));
+  REQUIRE(t.error().code() == keel::Errc::timeout);
+  // A value arriving from another thread wakes a blocked select.
+  std::thread th([&, otx = std::move(otx)]() mutable {
+    std::this_thread::sleep_for(10ms);
+    (void)otx.send('x');
+  });
+  char c = 0;
+  auto w = keel::select(keel::on(irx, [](keel::Result<int>) {}),
+                        keel::on(orx, [&](keel::Result<char> v) { c = *v; }));
+  th.join();
+  REQUIRE(*w == 1);
+  REQUIRE(c == 'x');
+  // Broadcast in a Selector.
+  keel::Selector sel;
+  sel.add(irx);
+  const auto bi = sel.add(brx);
+  REQUIRE(sel.try_ready().error().code() == keel::Errc::empty);
+  REQUIRE(btx.send(1.5));
+  REQUIRE(*sel.ready_for(1s) == bi);
+  REQUIRE(*brx.try_recv() == 1.5);
+  // A closed receiver is ready (with closed).
+  itx.close();
+  REQUIRE(*sel.ready() == 0);
+  keel::Selector empty;
+  REQUIRE(empty.ready().error().code() == keel::Errc::invalid_argument);
+}
+
+TEST_CASE("select: fair between always-ready receivers", "[channel][select]") {
+  auto [atx, arx] = keel::channel<int>(1024);
+  auto [btx, brx] = keel::channel<int>(1024);
+  for (int i = 0; i < 1000; ++i) {
+    REQUIRE(atx.send(i));
+    REQUIRE(btx.send(i));
+  }
+  int a = 0;
+  int b = 0;
+  for (int i = 0; i < 1000; ++i) {
+    auto r = keel::select(keel::on(arx, [&](keel::Result<int>) { ++a; }),
+                          keel::on(brx, [&](keel::Result<int>) { ++b; }));
+    REQUIRE(r);
+  }
+  REQUIRE(a + b == 1000);
+  REQUIRE(a >= 400);
+  REQUIRE(b >= 400);
+}
+
+TEST_CASE("select: many threads feeding several channels", "[channel][select][stress]") {
+  const int per = 5000 / kScale;
+  auto [atx, arx] = keel::channel<int>(4);
+  auto [btx, brx] = keel::channel<std::uint64_t>(4);
+  std::vector<std::thread> ts;
+  for (int p = 0; p < 2; ++p) {
+    ts.emplace_back([tx = atx, per]() mutable {
+      for (int i = 0; i < per; ++i) (void)tx.send(1);
+    });
+    ts.emplace_back([tx = btx, per]() mutable {
+      for (int i = 0; i < per; ++i) (void)tx.send(2);
+    });
+  }
+  atx.reset();
+  btx.reset();
+  long long total = 0;
+  bool a_open = true;
+  bool b_open = true;
+  while (a_open || b_open) {
+    keel::Result<std::size_t> r = keel::Errc::internal;
+    if (a_open && b_open) {
+      r = keel::select(keel::on(arx, [&](keel::Result<int> v) { v ? total += *v : (a_open = false, 0); }),
+                       keel::on(brx, [&](keel::Result<std::uint64_t> v) {
+                         v ? total += static_cast<long long>(*v) : (b_open = false, 0);
+                       }));
+    } else if (a_open) {
+      auto v = arx.recv();
+      v ? total += *v : (a_open = false, 0);
+    } else {
+      auto v = brx.recv();
+      v ? total += static_cast<long long>(*v) : (b_open = false, 0);
+    }
+  }
+  for (auto& t : ts) t.join();
+  REQUIRE(total == 2LL * per * 3);
+}

@@ -20,5 +20,8 @@
 // condition variable: an idle waiter uses no CPU. See docs/channel.md.
 #pragma once
 
+#include <keel/channel/broadcast.hpp>
 #include <keel/channel/mpmc.hpp>
+#include <keel/channel/oneshot.hpp>
+#include <keel/channel/select.hpp>
 #include <keel/channel/send_result.hpp>

@@ -1,0 +1,291 @@
+// keel/channel/broadcast.hpp: keel::broadcast<T>(capacity), every receiver
+// sees every value (tokio's broadcast semantics).
+//
+//     auto [tx, rx] = keel::broadcast<Event>(64);
+//     auto rx2 = tx.subscribe();              // sees values sent from now on
+//     (void)tx.send(Event{...});              // never waits
+//     auto e = rx.recv();
+//     if (!e && e.error().code() == keel::Errc::lagged) {
+//       // rx fell more than 64 behind: rx.lagged_count() values were skipped;
+//       // the next recv() gives the oldest value still retained.
+//     }
+//
+// Thread-safety: senders and receivers are copyable handles usable from any
+// thread. A copied receiver continues from the same position as the original.
+//
+// Guarantees:
+// - A receiver gets every value sent after it subscribed, in send order
+//   (one total order for all senders), unless it lags: the channel keeps the
+//   last `capacity` values; a receiver more than that behind gets ONE
+//   Errc::lagged error (lagged_count() says how many it missed; the message
+//   says it too), then continues from the oldest retained value.
+// - send never waits; it fails with Errc::closed (value handed back) when no
+//   receiver exists. When the last sender goes (or close()), receivers get
+//   what they have not read yet, then Errc::closed.
+// - T must be copyable: each receiver gets its own copy.
+// - Implementation: one mutex per channel (the critical sections copy one
+//   value); waiting receivers park on a condition variable.
+#pragma once
+
+#include <keel/channel/send_result.hpp>
+#include <keel/detail/channel_wait.hpp>
+#include <keel/result.hpp>
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <stdexcept>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+namespace keel {
+
+template <class T>
+class BroadcastSender;
+template <class T>
+class BroadcastReceiver;
+
+namespace detail {
+
+template <class T>
+struct BroadcastState {
+  explicit BroadcastState(std::size_t capacity) : ring(capacity) {}
+
+  mutable std::mutex m;
+  std::vector<std::optional<T>> ring;  // under m; position p lives at p % size
+  std::uint64_t tail = 0;              // under m: next position
+  std::size_t senders = 1;             // under m
+  std::size_t receivers = 1;           // under m
+  bool closed = false;                 // under m
+  WaitList recv_wait;
+
+  [[nodiscard]] std::uint64_t oldest() const noexcept {
+    const std::uint64_t cap = ring.size();
+    return tail > cap ? tail - cap : 0;
+  }
+};
+
+}  // namespace detail
+
+/// The sending half of a broadcast channel.
+template <class T>
+class BroadcastSender {
+ public:
+  BroadcastSender() noexcept = default;
+  BroadcastSender(const BroadcastSender& o) : state_(o.state_) {
+    if (state_) {
+      std::lock_guard lk(state_->m);
+      ++state_->senders;
+    }
+  }
+  BroadcastSender(BroadcastSender&&) noexcept = default;
+  BroadcastSender& operator=(const BroadcastSender& o) {
+    if (this != &o) *this = BroadcastSender(o);
+    return *this;
+  }
+  BroadcastSender& operator=(BroadcastSender&& o) noexcept {
+    if (this != &o) {
+      reset();
+      state_ = std::move(o.state_);
+    }
+    return *this;
+  }
+  ~BroadcastSender() { reset(); }
+
+  /// Publishes a value to every current receiver; never waits (the oldest
+  /// value is overwritten when the ring is full). Errc::closed, with the
+  /// value back, when there is no receiver or the channel is closed.
+  SendResult<T> send(T value) {
+    if (!state_) return {Error(Errc::closed), std::move(value)};
+    {
+      std::lock_guard lk(state_->m);
+      if (state_->closed || state_->receivers == 0) return {Error(Errc::closed), std::move(value)};
+      state_->ring[static_cast<std::size_t>(state_->tail % state_->ring.size())] = std::move(value);
+      ++state_->tail;
+    }
+    state_->recv_wait.notify_all();
+    return {};
+  }
+
+  /// A new receiver that sees the values sent from now on.
+  [[nodiscard]] BroadcastReceiver<T> subscribe() const;
+
+  /// Closes for everyone: receivers read what they have not, then Errc::closed.
+  void close() {
+    if (!state_) return;
+    {
+      std::lock_guard lk(state_->m);
+      state_->closed = true;
+    }
+    state_->recv_wait.notify_all();
+  }
+  [[nodiscard]] std::size_t receiver_count() const {
+    if (!state_) return 0;
+    std::lock_guard lk(state_->m);
+    return state_->receivers;
+  }
+  [[nodiscard]] std::size_t capacity() const noexcept { return state_ ? state_->ring.size() : 0; }
+  [[nodiscard]] bool valid() const noexcept { return state_ != nullptr; }
+  void reset() noexcept {
+    if (!state_) return;
+    bool last = false;
+    {
+      std::lock_guard lk(state_->m);
+      last = --state_->senders == 0;
+      if (last) state_->closed = true;
+    }
+    if (last) state_->recv_wait.notify_all();
+    state_.reset();
+  }
+
+ private:
+  template <class U>
+  friend std::pair<BroadcastSender<U>, BroadcastReceiver<U>> broadcast(std::size_t);
+  explicit BroadcastSender(std::shared_ptr<detail::BroadcastState<T>> s) noexcept : state_(std::move(s)) {}
+  std::shared_ptr<detail::BroadcastState<T>> state_;
+};
+
+/// A receiving half of a broadcast channel: its own position in the stream.
+template <class T>
+class BroadcastReceiver {
+ public:
+  BroadcastReceiver() noexcept = default;
+  BroadcastReceiver(const BroadcastReceiver& o) : state_(o.state_), next_(o.next_), lagged_(o.lagged_) {
+    if (state_) {
+      std::lock_guard lk(state_->m);
+      ++state_->receivers;
+    }
+  }
+  BroadcastReceiver(BroadcastReceiver&&) noexcept = default;
+  BroadcastReceiver& operator=(const BroadcastReceiver& o) {
+    if (this != &o) *this = BroadcastReceiver(o);
+    return *this;
+  }
+  BroadcastReceiver& operator=(BroadcastReceiver&& o) noexcept {
+    if (this != &o) {
+      reset();
+      state_ = std::move(o.state_);
+      next_ = o.next_;
+      lagged_ = o.lagged_;
+    }
+    return *this;
+  }
+  ~BroadcastReceiver() { reset(); }
+
+  /// The next value (a copy), waiting while there is none. Errc::lagged once
+  /// after falling behind (see lagged_count()); Errc::closed when closed and
+  /// everything was read.
+  Result<T> recv() { return recv_impl(std::nullopt); }
+  template <class Rep, class Period>
+  Result<T> recv_for(std::chrono::duration<Rep, Period> timeout) {
+    return recv_impl(detail::make_deadline(timeout));
+  }
+  /// Errc::empty when nothing new is there.
+  Result<T> try_recv() {
+    if (!state_) return Errc::closed;
+    std::optional<Result<T>> r = take();
+    if (!r) return Errc::empty;
+    return std::move(*r);
+  }
+
+  /// How many values the last Errc::lagged skipped (0 before any lag).
+  [[nodiscard]] std::uint64_t lagged_count() const noexcept { return lagged_; }
+  /// Values sent that this receiver has not read yet (retained ones).
+  [[nodiscard]] std::size_t size() const {
+    if (!state_) return 0;
+    std::lock_guard lk(state_->m);
+    const std::uint64_t from = next_ < state_->oldest() ? state_->oldest() : next_;
+    return static_cast<std::size_t>(state_->tail - from);
+  }
+  [[nodiscard]] bool valid() const noexcept { return state_ != nullptr; }
+  void reset() noexcept {
+    if (!state_) return;
+    {
+      std::lock_guard lk(state_->m);
+      --state_->receivers;
+    }
+    state_.reset();
+  }
+
+  /// Internal: for keel's select. True when recv() would not wait.
+  [[nodiscard]] bool poll_ready() const {
+    if (!state_) return true;
+    std::lock_guard lk(state_->m);
+    return next_ < state_->tail || state_->closed;
+  }
+  [[nodiscard]] detail::WaitList* wait_list() const noexcept { return state_ ? &state_->recv_wait : nullptr; }
+
+ private:
+  template <class U>
+  friend std::pair<BroadcastSender<U>, BroadcastReceiver<U>> broadcast(std::size_t);
+  friend class BroadcastSender<T>;
+  BroadcastReceiver(std::shared_ptr<detail::BroadcastState<T>> s, std::uint64_t next) noexcept
+      : state_(std::move(s)), next_(next) {}
+
+  // The next value, a lag error, closed, or nothing (std::nullopt).
+  std::optional<Result<T>> take() {
+    std::lock_guard lk(state_->m);
+    const std::uint64_t oldest = state_->oldest();
+    if (next_ < oldest) {
+      lagged_ = oldest - next_;
+      next_ = oldest;
+      return Result<T>(fail(Errc::lagged, "broadcast receiver lagged: {} values missed", lagged_));
+    }
+    if (next_ < state_->tail) {
+      const auto& slot = state_->ring[static_cast<std::size_t>(next_ % state_->ring.size())];
+      ++next_;
+      return Result<T>(std::in_place, *slot);
+    }
+    if (state_->closed) return Result<T>(Errc::closed);
+    return std::nullopt;
+  }
+
+  Result<T> recv_impl(detail::Deadline deadline) {
+    if (!state_) return Errc::closed;
+    std::optional<Result<T>> r = take();
+    if (!r) {
+      state_->recv_wait.wait(
+          [&] {
+            r = take();
+            return r.has_value();
+          },
+          deadline);
+    }
+    if (!r) return Errc::timeout;
+    return std::move(*r);
+  }
+
+  std::shared_ptr<detail::BroadcastState<T>> state_;
+  std::uint64_t next_ = 0;
+  std::uint64_t lagged_ = 0;
+};
+
+template <class T>
+BroadcastReceiver<T> BroadcastSender<T>::subscribe() const {
+  if (!state_) return {};
+  std::lock_guard lk(state_->m);
+  ++state_->receivers;
+  return BroadcastReceiver<T>(state_, state_->tail);
+}
+
+/// `auto [tx, rx] = keel::broadcast<T>(capacity);` Throws
+/// std::invalid_argument for capacity 0.
+template <class T>
+[[nodiscard]] std::pair<BroadcastSender<T>, BroadcastReceiver<T>> broadcast(std::size_t capacity) {
+  static_assert(std::is_copy_constructible_v<T>, "keel::broadcast<T> needs a copyable T");
+  if (capacity == 0) {
+#if KEEL_HAS_EXCEPTIONS
+    throw std::invalid_argument("keel::broadcast: capacity must be at least 1");
+#else
+    detail::bad_access(Error(Errc::invalid_argument, "keel::broadcast: capacity must be at least 1"));
+#endif
+  }
+  auto s = std::make_shared<detail::BroadcastState<T>>(capacity);
+  return {BroadcastSender<T>(s), BroadcastReceiver<T>(std::move(s), 0)};
+}
+
+}  // namespace keel
