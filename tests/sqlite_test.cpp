@@ -664,11 +664,11 @@ void concurrent_writers(int threads, int per_thread) {
 }  // namespace
 
 TEST_CASE("4 writer threads x 2500 single-row transactions: every row, no error", "[sqlite][stress]") {
-  concurrent_writers(4, KEEL_TEST_SANITIZED ? 500 : 2500);
+  concurrent_writers(4, 2500);
 }
 
 TEST_CASE("8 writer threads: no SQLITE_BUSY reaches the caller", "[sqlite][stress]") {
-  concurrent_writers(8, KEEL_TEST_SANITIZED ? 150 : 500);
+  concurrent_writers(8, 500);
 }
 
 TEST_CASE("two pools on one file (like two processes) never surface SQLITE_BUSY", "[sqlite][stress]") {

@@ -67,7 +67,10 @@ class TxScope {
       : conn_(ConnAccess::conn(c)), pool_(ConnAccess::pool(c)), kind_(kind) {}
   TxScope(const TxScope&) = delete;
   TxScope& operator=(const TxScope&) = delete;
-  ~TxScope() { rollback(); }
+  ~TxScope() {
+    rollback();
+    release_writer();
+  }
 
   Result<void> begin() {
     sqlite3* h = conn_->db.getHandle();
@@ -84,12 +87,15 @@ class TxScope {
     const auto timeout = pool_->config().connection_timeout;
     const auto deadline = Clock::now() + timeout;
     if (kind_ == TxKind::write) {
-      writer_ = std::unique_lock(pool_->writer(), std::defer_lock);
-      if (!writer_.try_lock_until(deadline)) {
+      if (!pool_->writer().try_lock_until(deadline)) {
         return fail(Errc::busy, "no write lock on {} within {} ms (another transaction holds it)",
                     pool_->config().path, timeout.count());
       }
-      KEEL_TRY(run_until(TxStmt::begin_immediate, deadline));
+      holds_writer_ = true;
+      if (auto r = run_until(TxStmt::begin_immediate, deadline); !r) {
+        release_writer();
+        return r;
+      }
     } else {
       KEEL_TRY(run_until(TxStmt::begin_deferred, deadline));
       if (conn_->run(TxStmt::query_only_on) != SQLITE_DONE) {
@@ -151,8 +157,12 @@ class TxScope {
  private:
   void finish() noexcept {
     if (kind_ == TxKind::read) conn_->run(TxStmt::query_only_off);
-    if (writer_.owns_lock()) writer_.unlock();
+    release_writer();
     active_ = false;
+  }
+  void release_writer() noexcept {
+    if (holds_writer_) pool_->writer().unlock();
+    holds_writer_ = false;
   }
 
   /// Runs BEGIN/COMMIT, retrying SQLITE_BUSY (another process holding the
@@ -171,7 +181,7 @@ class TxScope {
   Conn* conn_;
   PoolState* pool_;
   TxKind kind_;
-  std::unique_lock<std::timed_mutex> writer_;
+  bool holds_writer_ = false;
   int savepoint_ = 0;  // > 0: a nested transaction, this savepoint's number
   bool active_ = false;
 };
