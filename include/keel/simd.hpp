@@ -38,6 +38,7 @@
 #include <keel/detail/simd_core.hpp>
 #include <keel/detail/simd_x86.hpp>
 
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
@@ -108,10 +109,24 @@ inline Isa choose_isa() noexcept {
   return kernels_for(isa).isa;
 }
 
-/// The kernels in use, chosen on first call.
-inline const Kernels& active() noexcept {
-  static const Kernels& k = kernels_for(choose_isa());
+/// The kernels in use: null until the first call chooses them.
+inline std::atomic<const Kernels*> g_active{nullptr};
+
+[[gnu::noinline, gnu::cold]] inline const Kernels& choose_active() noexcept {
+  static const Kernels& k = kernels_for(choose_isa());  // once, thread-safe
+  // Relaxed: the tables are constant-initialised data, nothing to publish;
+  // a thread that still sees null takes this path and gets the same table.
+  g_active.store(&k, std::memory_order_relaxed);
   return k;
+}
+
+/// The kernels in use, chosen on first call. The fast path is one load and a
+/// predictable branch before the indirect call (no function-static guard).
+inline const Kernels& active() noexcept {
+  // Relaxed: see choose_active().
+  if (const Kernels* k = g_active.load(std::memory_order_relaxed); k != nullptr) [[likely]]
+    return *k;
+  return choose_active();
 }
 
 inline const uchar* bytes(std::string_view s) noexcept {
