@@ -239,6 +239,28 @@ TEST_CASE("seal writes the documented envelope and open reverses it") {
   CHECK(b2->empty());
 }
 
+TEST_CASE("seal_into/open_into reuse the caller's buffer and leave nothing on failure") {
+  auto key = test_key(9);
+  Bytes env;
+  Bytes plain;
+  for (std::size_t len : {100U, 10U, 0U, 50U}) {
+    const Bytes msg(len, 0x77);
+    REQUIRE(kc::seal_into(key, msg, kc::as_bytes("x"), env));
+    CHECK(env.size() == len + kc::kEnvelopeOverhead);
+    REQUIRE(kc::open_into(key, env, kc::as_bytes("x"), plain));
+    CHECK(plain == msg);
+  }
+  plain.assign(64, 0x55);
+  env.back() ^= 1U;
+  auto bad = kc::open_into(key, env, kc::as_bytes("x"), plain);
+  REQUIRE_FALSE(bad);
+  CHECK(bad.error().code() == Errc::auth_failed);
+  CHECK(plain.empty());
+  plain.assign(8, 1);
+  CHECK_FALSE(kc::open_into(key, Bytes(5, 1), {}, plain));
+  CHECK(plain.empty());
+}
+
 TEST_CASE("seal/open round trip any plaintext and aad (property)") {
   rc::prop("open(seal(p, aad), aad) == p", [](const Bytes& plaintext, const Bytes& aad) {
     auto key = test_key(0x5A);

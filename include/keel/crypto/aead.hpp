@@ -170,25 +170,30 @@ struct NonceBatch {
 
 }  // namespace detail
 
-/// Encrypts and authenticates `plaintext`, binding `aad` (authenticated, not
-/// stored), under a fresh random nonce. Returns the envelope
-/// `0x01 | nonce | ciphertext | tag`.
-[[nodiscard]] inline Result<std::vector<std::uint8_t>> seal(const SecretKey& key,
-                                                            std::span<const std::uint8_t> plaintext,
-                                                            std::span<const std::uint8_t> aad = {}) {
+/// seal() into a caller-owned buffer: `out` is resized to the envelope (its
+/// capacity is reused, so a loop that keeps one buffer allocates nothing per
+/// call). `out` must not overlap the inputs. On error `out` is left empty.
+[[nodiscard]] inline Result<void> seal_into(const SecretKey& key, std::span<const std::uint8_t> plaintext,
+                                            std::span<const std::uint8_t> aad,
+                                            std::vector<std::uint8_t>& out) {
+  out.clear();
   KEEL_TRY_ASSIGN(EVP_CIPHER_CTX * ctx, detail::thread_ctx());
-  std::vector<std::uint8_t> out(kEnvelopeOverhead + plaintext.size());
+  out.resize(kEnvelopeOverhead + plaintext.size());
   std::uint8_t* nonce = out.data() + 1;
   std::uint8_t* body = nonce + kNonceSize;
   std::uint8_t* tag = body + plaintext.size();
   out[0] = kEnvelopeVersion;
-  KEEL_TRY(detail::next_nonce(nonce));
+  if (auto n = detail::next_nonce(nonce); !n) {
+    out.clear();
+    return std::move(n).error();
+  }
   int outl = 0;
   if (EVP_CipherInit_ex2(ctx, nullptr, key.expose_secret().data(), nonce, 1, nullptr) != 1 ||
       !detail::feed_aad(ctx, aad) || !detail::feed_data(ctx, plaintext.data(), plaintext.size(), body) ||
       EVP_CipherFinal_ex(ctx, tag, &outl) != 1 ||
       EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_AEAD_GET_TAG, static_cast<int>(kTagSize), tag) != 1) {
     OPENSSL_cleanse(out.data(), out.size());
+    out.clear();
     return fail(Errc::crypto, "AES-256-GCM seal failed: {}", detail::openssl_error());
   }
   if (key.count_seal() == kSealWarnThreshold) {
@@ -196,16 +201,27 @@ struct NonceBatch {
         "keel::crypto: a key has sealed {} envelopes; rotate it well before 2^32 (random-nonce limit)",
         kSealWarnThreshold);
   }
+  return {};
+}
+
+/// Encrypts and authenticates `plaintext`, binding `aad` (authenticated, not
+/// stored), under a fresh random nonce. Returns the envelope
+/// `0x01 | nonce | ciphertext | tag`.
+[[nodiscard]] inline Result<std::vector<std::uint8_t>> seal(const SecretKey& key,
+                                                            std::span<const std::uint8_t> plaintext,
+                                                            std::span<const std::uint8_t> aad = {}) {
+  std::vector<std::uint8_t> out;
+  KEEL_TRY(seal_into(key, plaintext, aad, out));
   return out;
 }
 
-/// Verifies and decrypts an envelope made by seal() with the same key and aad.
-/// Errc::invalid_argument for an envelope shorter than 29 bytes or of an
-/// unknown version; Errc::auth_failed when authentication fails (wrong key,
-/// wrong aad, any modified byte). Never returns unauthenticated plaintext.
-[[nodiscard]] inline Result<std::vector<std::uint8_t>> open(const SecretKey& key,
-                                                            std::span<const std::uint8_t> envelope,
-                                                            std::span<const std::uint8_t> aad = {}) {
+/// open() into a caller-owned buffer: `out` is resized to the plaintext (its
+/// capacity is reused). `out` must not overlap the inputs. On any error `out`
+/// is wiped and left empty: it never holds unauthenticated plaintext.
+[[nodiscard]] inline Result<void> open_into(const SecretKey& key, std::span<const std::uint8_t> envelope,
+                                            std::span<const std::uint8_t> aad,
+                                            std::vector<std::uint8_t>& out) {
+  out.clear();
   if (envelope.size() < kEnvelopeOverhead) {
     return fail(Errc::invalid_argument, "envelope is {} bytes, shorter than the {}-byte minimum",
                 envelope.size(), kEnvelopeOverhead);
@@ -219,21 +235,35 @@ struct NonceBatch {
   const std::uint8_t* body = nonce + kNonceSize;
   std::array<std::uint8_t, kTagSize> tag{};
   std::memcpy(tag.data(), body + len, kTagSize);
-  std::vector<std::uint8_t> out(len);
+  out.resize(len);
   int outl = 0;
   std::array<std::uint8_t, 16> final_block{};
   if (EVP_CipherInit_ex2(ctx, nullptr, key.expose_secret().data(), nonce, 0, nullptr) != 1 ||
       !detail::feed_aad(ctx, aad) || !detail::feed_data(ctx, body, len, out.data()) ||
       EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_AEAD_SET_TAG, static_cast<int>(kTagSize), tag.data()) != 1) {
     OPENSSL_cleanse(out.data(), out.size());
+    out.clear();
     return fail(Errc::crypto, "AES-256-GCM open failed: {}", detail::openssl_error());
   }
   if (EVP_CipherFinal_ex(ctx, final_block.data(), &outl) != 1) {
     OPENSSL_cleanse(out.data(), out.size());
+    out.clear();
     ERR_clear_error();
     return fail(Errc::auth_failed,
                 "envelope failed authentication (wrong key, wrong context or damaged data)");
   }
+  return {};
+}
+
+/// Verifies and decrypts an envelope made by seal() with the same key and aad.
+/// Errc::invalid_argument for an envelope shorter than 29 bytes or of an
+/// unknown version; Errc::auth_failed when authentication fails (wrong key,
+/// wrong aad, any modified byte). Never returns unauthenticated plaintext.
+[[nodiscard]] inline Result<std::vector<std::uint8_t>> open(const SecretKey& key,
+                                                            std::span<const std::uint8_t> envelope,
+                                                            std::span<const std::uint8_t> aad = {}) {
+  std::vector<std::uint8_t> out;
+  KEEL_TRY(open_into(key, envelope, aad, out));
   return out;
 }
 
