@@ -565,7 +565,7 @@ TEST_CASE(":memory: pools share one database between their connections", "[sqlit
   auto cfg = config_for(":memory:");
   cfg.max_size = 4;
   auto pool = open_pool(cfg);
-  auto other = open_pool(cfg);  // a different database
+  auto other = open_pool({.path = ":memory:", .max_size = 2});  // a different database
   {
     auto a = get(pool);
     REQUIRE(a.exec("CREATE TABLE t(id INTEGER PRIMARY KEY, v INTEGER)"));

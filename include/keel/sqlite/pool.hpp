@@ -74,16 +74,16 @@ struct PoolConfig {
   std::chrono::milliseconds busy_timeout{5'000};
   std::int64_t cache_size = -20'000;     ///< negative: KiB (here 20 MB); positive: pages
   std::int64_t mmap_size = 256LL << 20;  ///< bytes of memory-mapped I/O; 0 disables
-  std::vector<std::string> pragmas;      ///< more, run on each new connection: "temp_store = MEMORY"
+  std::vector<std::string> pragmas{};    ///< more, run on each new connection: "temp_store = MEMORY"
   /// Prepared statements kept per connection by prepare_cached (LRU); at least 1.
   std::size_t statement_cache_capacity = 64;
   /// Open the database read-only (no journal_mode change; writes fail).
   bool read_only = false;
   /// Runs on each new connection after the pragmas (register functions,
   /// attach databases, ...); an error fails the open.
-  std::function<Result<void>(SQLite::Database&)> on_connect;
+  std::function<Result<void>(SQLite::Database&)> on_connect{};
   /// Where the pool logs (debug: opens/closes; warn: faults). Null: keel::log::logger().
-  std::shared_ptr<spdlog::logger> logger;
+  std::shared_ptr<spdlog::logger> logger{};
 };
 
 /// A snapshot of a pool's counters.
