@@ -109,7 +109,6 @@ class Chan {
           // release: publishes the value to the consumer that acquires seq.
           s.seq.store(2 * t + 1, std::memory_order_release);
           note_depth(t + 1);
-          sends_.fetch_add(1, std::memory_order_relaxed);  // relaxed: a statistic
           recv_wait_.notify_one();
           return ChanOp::ok;
         }
@@ -209,7 +208,7 @@ class Chan {
     s.capacity = cap_;
     s.depth = size();
     s.high_water = high_water_.load(std::memory_order_relaxed);
-    s.sends = sends_.load(std::memory_order_relaxed);
+    s.sends = tail_.load(std::memory_order_relaxed) & ~kClosed;  // every claimed position is a send
     s.send_waits = send_waits_.load(std::memory_order_relaxed);
     s.recv_waits = recv_waits_.load(std::memory_order_relaxed);
     s.closed = is_closed();
@@ -278,7 +277,6 @@ class Chan {
   std::atomic<std::size_t> senders_{1};
   std::atomic<std::size_t> receivers_{1};
   alignas(kCacheLine) std::atomic<std::size_t> high_water_{0};
-  std::atomic<std::uint64_t> sends_{0};
   std::atomic<std::uint64_t> send_waits_{0};
   std::atomic<std::uint64_t> recv_waits_{0};
   alignas(kCacheLine) WaitList recv_wait_;  // receivers waiting for a value
