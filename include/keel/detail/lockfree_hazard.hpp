@@ -91,8 +91,10 @@ class Domain {
   }
 
   /// Frees every node of `list` that no hazard protects; the rest stay in it.
-  /// Also adopts the orphans of exited threads. `scratch` is reused storage.
-  void scan(std::vector<Retired>& list, std::vector<const void*>& scratch) {
+  /// Also adopts the orphans of exited threads. `scratch` is reused storage;
+  /// `newly_retired` is how many nodes joined `list` since its last scan (the
+  /// statistic is updated here, in batches, not by every pop).
+  void scan(std::vector<Retired>& list, std::vector<const void*>& scratch, std::size_t newly_retired) {
     // relaxed: a hint; the mutex orders the orphans themselves.
     if (has_orphans_.load(std::memory_order_relaxed)) {
       std::lock_guard lock(orphan_mu_);
@@ -116,10 +118,12 @@ class Domain {
     const auto freed = static_cast<std::size_t>(list.end() - keep);
     for (auto it = keep; it != list.end(); ++it) it->deleter(it->ptr);
     list.erase(keep, list.end());
-    retired_->fetch_sub(freed, std::memory_order_relaxed);  // statistic only
+    // relaxed: statistic only. Unsigned wrap-around makes this a signed delta.
+    retired_->fetch_add(newly_retired - freed, std::memory_order_relaxed);
   }
 
-  /// Hands nodes over to be adopted by the next scan of any thread.
+  /// Hands nodes over to be adopted by the next scan of any thread. They must
+  /// already be counted in the statistic (count_retired or a scan).
   void add_orphans(const Retired* first, std::size_t n) {
     if (n == 0) return;
     std::lock_guard lock(orphan_mu_);
@@ -127,7 +131,9 @@ class Domain {
     has_orphans_.store(true, std::memory_order_relaxed);  // hint; the mutex orders the data
   }
 
-  void count_retired() noexcept { retired_->fetch_add(1, std::memory_order_relaxed); }  // statistic only
+  void count_retired(std::size_t n) noexcept {
+    retired_->fetch_add(n, std::memory_order_relaxed);
+  }  // statistic only
   [[nodiscard]] std::size_t retired() const noexcept { return retired_->load(std::memory_order_relaxed); }
   [[nodiscard]] std::size_t records() const noexcept { return records_.load(std::memory_order_relaxed); }
 
@@ -147,6 +153,7 @@ struct ThreadState {
   Record* rec = nullptr;
   std::vector<Retired> retired;
   std::vector<const void*> scratch;
+  std::size_t uncounted = 0;  // retired since the last scan, not yet in the statistic
 
   ThreadState() : rec(Domain::instance().acquire_record()) {}
   ThreadState(const ThreadState&) = delete;
@@ -163,7 +170,8 @@ inline ThreadState::~ThreadState() {
   t_state_gone = true;
   Domain& d = Domain::instance();
   rec->hazard.store(nullptr, std::memory_order_release);  // already null; release for the next owner
-  if (!retired.empty()) d.scan(retired, scratch);
+  if (!retired.empty()) d.scan(retired, scratch, uncounted);
+  uncounted = 0;
   d.add_orphans(retired.data(), retired.size());
   d.release_record(rec);
 }
@@ -208,14 +216,18 @@ class Guard {
   /// Retires an unlinked node: it is freed once no hazard points to it.
   void retire(void* p, void (*deleter)(void*) noexcept) {
     Domain& d = Domain::instance();
-    d.count_retired();
     const Retired r{p, deleter};
     if (ts_ == nullptr) {
+      d.count_retired(1);
       d.add_orphans(&r, 1);
       return;
     }
     ts_->retired.push_back(r);
-    if (ts_->retired.size() >= d.threshold()) d.scan(ts_->retired, ts_->scratch);
+    ++ts_->uncounted;  // thread-local: no shared write per pop
+    if (ts_->retired.size() >= d.threshold()) {
+      d.scan(ts_->retired, ts_->scratch, ts_->uncounted);
+      ts_->uncounted = 0;
+    }
   }
 
  private:
@@ -225,7 +237,10 @@ class Guard {
 
 /// Scans the calling thread's retire list now (frees what is unprotected).
 inline void flush() {
-  if (ThreadState* ts = thread_state(); ts != nullptr) Domain::instance().scan(ts->retired, ts->scratch);
+  if (ThreadState* ts = thread_state(); ts != nullptr) {
+    Domain::instance().scan(ts->retired, ts->scratch, ts->uncounted);
+    ts->uncounted = 0;
+  }
 }
 
 }  // namespace keel::detail::hazard

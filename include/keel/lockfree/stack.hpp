@@ -15,10 +15,12 @@
 //
 // Guarantees: lock-free (a CAS fails only because another thread's succeeded).
 // Each pushed value is popped at most once, and exactly once if popped at all;
-// a push happens-before the pop that returns its value. Popped nodes are freed
-// (not pooled): retired-but-unfreed nodes stay below
+// a push happens-before the pop that returns its value. Popped nodes are freed,
+// not pooled without limit: retired-but-unfreed nodes stay below
 // threads x (2 x threads + 64) process-wide (keel::reclamation_stats() shows
-// them), and no node is touched after it is freed, so ASan/TSan stay quiet.
+// them), each thread keeps at most 64 free nodes per T for its next pushes
+// (none under ASan), the rest go back to malloc; no node is touched after it
+// is freed, so ASan/TSan stay quiet.
 // ABA cannot happen: a node a popper has protected cannot be freed, hence its
 // address cannot come back as a new node while the popper still compares it.
 #pragma once
@@ -66,9 +68,15 @@ class Stack {
   template <class... Args>
   requires std::is_constructible_v<T, Args...>
   void emplace(Args&&... args) {
-    auto holder = std::make_unique<Node>();  // freed if T's constructor throws
-    ::new (static_cast<void*>(holder->storage)) T(std::forward<Args>(args)...);
-    Node* n = holder.release();
+    Node* n = alloc_node();
+    struct Undo {  // gives the node back if T's constructor throws
+      Node* n;
+      ~Undo() {
+        if (n != nullptr) free_node(n);
+      }
+    } undo{n};
+    ::new (static_cast<void*>(n->storage)) T(std::forward<Args>(args)...);
+    undo.n = nullptr;
     // relaxed: only a guess at the top; the CAS validates it.
     n->next = head_->load(std::memory_order_relaxed);
     // release on success: publishes the node's value and next to the popper
@@ -115,15 +123,81 @@ class Stack {
     T* ptr() noexcept { return std::launder(reinterpret_cast<T*>(storage)); }
   };
 
+  // A small per-thread cache of free nodes (at most kCachedNodes per thread
+  // and per T): a freed node is kept for this thread's next push instead of
+  // going back to malloc, and everything beyond the cache is really freed.
+  // Nodes enter it only through free_node, i.e. once no hazard protects them,
+  // exactly when they could have been freed. Disabled under ASan so that a
+  // use after free would be reported rather than hidden by reuse.
+#if defined(__SANITIZE_ADDRESS__)
+  static constexpr std::size_t kCachedNodes = 0;
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+  static constexpr std::size_t kCachedNodes = 0;
+#else
+  static constexpr std::size_t kCachedNodes = 64;
+#endif
+#else
+  static constexpr std::size_t kCachedNodes = 64;
+#endif
+
+  struct NodeCache {
+    Node* head = nullptr;
+    std::size_t count = 0;
+    NodeCache() noexcept = default;
+    NodeCache(const NodeCache&) = delete;
+    NodeCache& operator=(const NodeCache&) = delete;
+    ~NodeCache() {
+      cache_gone_ = true;  // later frees on this thread (thread_local teardown) go to malloc
+      while (head != nullptr) {
+        Node* n = head;
+        head = n->next;
+        delete n;
+      }
+    }
+  };
+  // Set once this thread's cache is destroyed; trivially destructible.
+  static inline thread_local bool cache_gone_ = false;
+
+  static NodeCache* cache() noexcept {
+    if constexpr (kCachedNodes == 0) {
+      return nullptr;
+    } else {
+      if (cache_gone_) return nullptr;
+      thread_local NodeCache c;
+      return &c;
+    }
+  }
+
+  static Node* alloc_node() {
+    if (NodeCache* c = cache(); c != nullptr && c->head != nullptr) {
+      Node* n = c->head;
+      c->head = n->next;
+      --c->count;
+      return n;
+    }
+    return new Node;
+  }
+
   // The value was already destroyed by pop(); only the memory is left.
-  static void free_node(void* p) noexcept { delete static_cast<Node*>(p); }
+  static void free_node(void* p) noexcept {
+    auto* n = static_cast<Node*>(p);
+    if (NodeCache* c = cache(); c != nullptr && c->count < kCachedNodes) {
+      n->next = c->head;
+      c->head = n;
+      ++c->count;
+      return;
+    }
+    delete n;
+  }
 
   CachePadded<std::atomic<Node*>> head_{};
 };
 
 /// Process-wide statistics of the hazard-pointer reclamation Stack uses.
 struct ReclamationStats {
-  std::size_t retired;  ///< nodes popped but not yet freed (bounded, see Stack)
+  std::size_t
+      retired;  ///< nodes popped but not yet freed, as of each thread's last scan (bounded, see Stack)
   std::size_t records;  ///< hazard records (the most threads ever alive at once)
 };
 
