@@ -366,16 +366,27 @@ struct RarePair {
 /// when the needle has two). Needs m >= 2.
 inline RarePair rare_pair(const uchar* s, std::size_t m) noexcept {
   // One pass: i1 is the rarest so far, i2 the rarest with a different value
-  // (when i1 moves to a new value, the old i1 is the best of the rest).
+  // (when i1 moves to a new value, the old i1 is the best of the rest). The
+  // ranks and bytes stay in registers so iterations do not chain loads.
   std::size_t i1 = 0;
   std::size_t i2 = npos;
+  uchar b1 = s[0];
+  unsigned r1 = kByteCommonness.v[b1];
+  unsigned r2 = 256;
   for (std::size_t i = 1; i < m; ++i) {
-    const uchar rank = kByteCommonness.v[s[i]];
-    if (rank < kByteCommonness.v[s[i1]]) {
-      if (s[i] != s[i1]) i2 = i1;
+    const uchar b = s[i];
+    const unsigned r = kByteCommonness.v[b];
+    if (r < r1) {
+      if (b != b1) {
+        i2 = i1;
+        r2 = r1;
+      }
       i1 = i;
-    } else if (s[i] != s[i1] && (i2 == npos || rank < kByteCommonness.v[s[i2]])) {
+      b1 = b;
+      r1 = r;
+    } else if (b != b1 && r < r2) {
       i2 = i;
+      r2 = r;
     }
   }
   if (i2 == npos) i2 = i1 == m - 1 ? 0 : m - 1;  // a run of one byte: use the far end
