@@ -36,22 +36,13 @@
 #include <immintrin.h>
 #endif
 
+#include <keel/detail/cpu_relax.hpp>
+
 namespace keel::detail {
 
 /// The cache line size used for padding (64 on every platform keel targets;
 /// std::hardware_destructive_interference_size warns on g++ 12).
 inline constexpr std::size_t kCacheLine = 64;
-
-/// One CPU relax hint.
-inline void cpu_relax() noexcept {
-#if defined(__x86_64__) || defined(__i386__) || defined(_M_X64)
-  _mm_pause();
-#elif defined(__aarch64__)
-  asm volatile("yield" ::: "memory");
-#else
-  std::atomic_signal_fence(std::memory_order_seq_cst);
-#endif
-}
 
 /// A bounded spin: a few rounds of exponentially more pause instructions,
 /// then a few yields. `spin()` returns false once the budget is spent, and

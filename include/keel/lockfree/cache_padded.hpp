@@ -15,6 +15,8 @@
 // from any number of threads.
 #pragma once
 
+#include <keel/detail/cpu_relax.hpp>
+
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
@@ -83,16 +85,6 @@ class Counter {
 };
 
 namespace detail {
-/// One CPU "pause" hint in a retry loop: cheaper for the sibling hyper-thread
-/// and for the memory system than a tight retry.
-inline void cpu_relax() noexcept {
-#if defined(__x86_64__) || defined(__i386__)
-  __builtin_ia32_pause();
-#elif defined(__aarch64__)
-  asm volatile("yield" ::: "memory");
-#endif
-}
-
 /// The smallest power of two >= n (n >= 1), or 0 when it does not fit.
 constexpr std::size_t next_pow2(std::size_t n) noexcept {
   std::size_t p = 1;
