@@ -104,14 +104,7 @@ class SpscRing {
   /// the ring (and valid) until pop(). Wait-free.
   [[nodiscard]] T* front() noexcept {
     // relaxed: head is written only by this (the consumer) thread.
-    const std::size_t head = head_->pos.load(std::memory_order_relaxed);
-    if (head == head_->cached_other) {
-      // acquire: pairs with the producer's release store of tail, so the
-      // element's construction happens-before our reading it.
-      head_->cached_other = tail_->pos.load(std::memory_order_acquire);
-      if (head == head_->cached_other) return nullptr;
-    }
-    return buf_ + (head & mask_);
+    return ready_slot(head_->pos.load(std::memory_order_relaxed));
   }
 
   /// Consumer: destroys the element front() returned and frees its slot.
@@ -119,27 +112,26 @@ class SpscRing {
   void pop() noexcept {
     const std::size_t head = head_->pos.load(std::memory_order_relaxed);  // own counter
     KEEL_ASSERT(head != head_->cached_other);
-    buf_[head & mask_].~T();
-    // release: our reads of the slot and the destruction happen-before the
-    // producer reuses it (pairs with its acquire load of head).
-    head_->pos.store(head + 1, std::memory_order_release);
+    release_slot(head);
   }
 
   /// Consumer: moves the oldest element out, or std::nullopt when empty. Wait-free.
   [[nodiscard]] std::optional<T> try_pop() noexcept(std::is_nothrow_move_constructible_v<T>) {
-    T* p = front();
+    const std::size_t head = head_->pos.load(std::memory_order_relaxed);  // own counter
+    T* p = ready_slot(head);
     if (p == nullptr) return std::nullopt;
     std::optional<T> out(std::move(*p));
-    pop();
+    release_slot(head);
     return out;
   }
 
   /// Consumer: moves the oldest element into `out`; false when empty.
   bool try_pop(T& out) noexcept(std::is_nothrow_move_assignable_v<T>) {
-    T* p = front();
+    const std::size_t head = head_->pos.load(std::memory_order_relaxed);  // own counter
+    T* p = ready_slot(head);
     if (p == nullptr) return false;
     out = std::move(*p);
-    pop();
+    release_slot(head);
     return true;
   }
 
@@ -157,6 +149,25 @@ class SpscRing {
   [[nodiscard]] std::size_t capacity() const noexcept { return capacity_; }
 
  private:
+  // Consumer: the slot at `head` if the producer has published it, else nullptr.
+  T* ready_slot(std::size_t head) noexcept {
+    if (head == head_->cached_other) {
+      // acquire: pairs with the producer's release store of tail, so the
+      // element's construction happens-before our reading it.
+      head_->cached_other = tail_->pos.load(std::memory_order_acquire);
+      if (head == head_->cached_other) return nullptr;
+    }
+    return buf_ + (head & mask_);
+  }
+
+  // Consumer: destroys the element at `head` and hands its slot back.
+  void release_slot(std::size_t head) noexcept {
+    buf_[head & mask_].~T();
+    // release: our reads of the slot and the destruction happen-before the
+    // producer reuses it (pairs with its acquire load of head).
+    head_->pos.store(head + 1, std::memory_order_release);
+  }
+
   static constexpr std::size_t kAlign = alignof(T) > kCacheLineSize ? alignof(T) : kCacheLineSize;
 
   // One side's own counter and its cached view of the other side's counter.
