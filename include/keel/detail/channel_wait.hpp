@@ -38,35 +38,40 @@
 
 #include <keel/detail/cpu_relax.hpp>
 
+#if defined(__SANITIZE_THREAD__)
+#define KEEL_DETAIL_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define KEEL_DETAIL_TSAN 1
+#endif
+#endif
+#ifndef KEEL_DETAIL_TSAN
+#define KEEL_DETAIL_TSAN 0
+#endif
+
 namespace keel::detail {
 
 /// The cache line size used for padding (64 on every platform keel targets;
 /// std::hardware_destructive_interference_size warns on g++ 12).
 inline constexpr std::size_t kCacheLine = 64;
 
-/// A bounded spin: a few rounds of exponentially more pause instructions,
-/// then a few yields. `spin()` returns false once the budget is spent, and
-/// the caller must then block for real (the machines keel runs on have two
-/// cores, and users run more threads than that).
+/// A bounded spin: a few rounds of exponentially more pause instructions
+/// (about 2 microseconds in all). `spin()` returns false once the budget is
+/// spent, and the caller must then block for real. No sched_yield: on an
+/// oversubscribed machine (2 cores here, more threads than that) a yield can
+/// give the CPU away for a whole time slice, milliseconds, which is far worse
+/// than sleeping on a futex and being woken.
 class SpinBudget {
  public:
   bool spin() noexcept {
-    if (step_ < kPauseSteps) {
-      for (std::uint32_t i = 0; i < (1U << step_); ++i) cpu_relax();
-      ++step_;
-      return true;
-    }
-    if (step_ < kPauseSteps + kYieldSteps) {
-      std::this_thread::yield();
-      ++step_;
-      return true;
-    }
-    return false;
+    if (step_ >= kPauseSteps) return false;
+    for (std::uint32_t i = 0; i < (1U << step_); ++i) cpu_relax();
+    ++step_;
+    return true;
   }
 
  private:
-  static constexpr std::uint32_t kPauseSteps = 6;  // 1+2+...+32 = 63 pauses
-  static constexpr std::uint32_t kYieldSteps = 4;
+  static constexpr std::uint32_t kPauseSteps = 7;  // 1+2+...+64 = 127 pauses
   std::uint32_t step_ = 0;
 };
 
@@ -124,15 +129,12 @@ class WaitList {
   /// Call after making the awaited condition true. The fence pairs with the
   /// one in wait()/add(): see the file comment.
   void notify_one() noexcept {
-    std::atomic_thread_fence(std::memory_order_seq_cst);
-    // relaxed: ordered by the fence above.
-    if (interest_.load(std::memory_order_relaxed) == 0) return;
+    if (interest_after_publish() == 0) return;
     notify_slow(false);
   }
   /// Wakes every parked thread and waiter (close).
   void notify_all() noexcept {
-    std::atomic_thread_fence(std::memory_order_seq_cst);
-    if (interest_.load(std::memory_order_relaxed) == 0) return;
+    if (interest_after_publish() == 0) return;
     notify_slow(true);
   }
 
@@ -142,35 +144,34 @@ class WaitList {
   template <class Ready, class Clock, class Duration>
   bool wait(Ready&& ready, const std::optional<std::chrono::time_point<Clock, Duration>>& deadline) {
     std::unique_lock lk(m_);
-    ++sleepers_;
-    // seq_cst RMW: the waiter half of the Dekker protocol (with the fence below).
-    interest_.fetch_add(1, std::memory_order_seq_cst);
-    bool ok = false;
     for (;;) {
-      // A notification between our check and our sleep bumps epoch_, so we
-      // do not sleep through it.
+      // Register one unit of interest, then re-check (the Dekker half).
+      ++unsignaled_;
+      // seq_cst RMW, and the fence below: the waiter half of the protocol.
+      interest_.fetch_add(1, std::memory_order_seq_cst);
       const std::uint64_t seen = epoch_;
       lk.unlock();
-      std::atomic_thread_fence(std::memory_order_seq_cst);
-      ok = ready();
+      waiter_fence();
+      const bool ok = ready();
       lk.lock();
-      if (ok) break;
-      if (epoch_ != seen) continue;
+      if (ok || epoch_ != seen) {
+        if (epoch_ == seen) retract();  // nobody signalled us: take the unit back
+        if (ok) return true;
+        continue;  // signalled but the value went elsewhere: register again
+      }
+      bool signalled = true;
       if (deadline) {
-        if (!cv_.wait_until(lk, *deadline, [&] { return epoch_ != seen; })) {
-          lk.unlock();
-          ok = ready();  // a notification may have raced with the timeout
-          lk.lock();
-          break;
-        }
+        signalled = cv_.wait_until(lk, *deadline, [&] { return epoch_ != seen; });
       } else {
         cv_.wait(lk, [&] { return epoch_ != seen; });
       }
+      if (!signalled) {
+        retract();
+        lk.unlock();
+        return ready();  // one last look: a value may have raced the timeout
+      }
+      // Signalled: the notifier consumed our unit; loop to re-register and re-check.
     }
-    --sleepers_;
-    // relaxed: only a hint for notifiers; a stale non-zero costs a lock.
-    interest_.fetch_sub(1, std::memory_order_relaxed);
-    return ok;
   }
 
   /// Registers a one-shot waiter. The caller re-checks its condition after
@@ -181,7 +182,7 @@ class WaitList {
       waiters_.push_back(w);
       interest_.fetch_add(1, std::memory_order_seq_cst);
     }
-    std::atomic_thread_fence(std::memory_order_seq_cst);
+    waiter_fence();
   }
   /// Unregisters a waiter if it is still registered (it may have been woken
   /// and forgotten already). Once this returns, wake() is not running on w.
@@ -197,13 +198,47 @@ class WaitList {
   }
 
  private:
+  // The notifier half: after publishing, read interest_ so that either we
+  // see the waiter's registration or the waiter's re-check sees our publish.
+  std::uint32_t interest_after_publish() noexcept {
+#if KEEL_DETAIL_TSAN
+    // ThreadSanitizer does not model fences (and g++ rejects them under
+    // -Werror): an acq_rel RMW on interest_ gives the same guarantee, since
+    // it and the waiter's increment are ordered in interest_'s modification
+    // order and the later one synchronises with the earlier.
+    return interest_.fetch_add(0, std::memory_order_acq_rel);
+#else
+    // seq_cst fence: orders our publish before the load below against the
+    // waiter's increment and fence (fences are cheaper than an RMW on a
+    // line every sender would then write).
+    std::atomic_thread_fence(std::memory_order_seq_cst);
+    return interest_.load(std::memory_order_relaxed);
+#endif
+  }
+  // The waiter half, after its seq_cst increment of interest_.
+  static void waiter_fence() noexcept {
+#if !KEEL_DETAIL_TSAN
+    std::atomic_thread_fence(std::memory_order_seq_cst);
+#endif
+  }
+
+  // Each sleeping (or about to sleep) thread holds one unit in unsignaled_
+  // and interest_; a notification consumes units, so once the sleepers are
+  // signalled, later notifications take the fast path again even before
+  // the woken threads have run (important on an oversubscribed machine).
+  // Invariant: unsignaled_ >= threads blocked in cv_ and not yet signalled;
+  // any excess is consumed by the next notification (one spare lock).
   void notify_slow(bool all) noexcept {
     std::lock_guard lk(m_);
-    if (sleepers_ != 0) {
+    if (unsignaled_ != 0) {
       ++epoch_;
       if (all) {
+        interest_.fetch_sub(unsignaled_, std::memory_order_relaxed);
+        unsignaled_ = 0;
         cv_.notify_all();
       } else {
+        --unsignaled_;
+        interest_.fetch_sub(1, std::memory_order_relaxed);
         cv_.notify_one();
       }
     }
@@ -217,10 +252,17 @@ class WaitList {
     }
   }
 
-  std::atomic<std::uint32_t> interest_{0};  // sleepers_ + waiters_.size()
+  void retract() noexcept {  // under m_
+    if (unsignaled_ == 0) return;
+    --unsignaled_;
+    // relaxed: a stale non-zero only costs a notifier one lock.
+    interest_.fetch_sub(1, std::memory_order_relaxed);
+  }
+
+  std::atomic<std::uint32_t> interest_{0};  // unsignaled_ + waiters_.size()
   std::mutex m_;
   std::condition_variable cv_;
-  std::uint32_t sleepers_ = 0;    // under m_
+  std::uint32_t unsignaled_ = 0;  // under m_: sleepers not yet signalled
   std::uint64_t epoch_ = 0;       // under m_: bumped by every notification
   std::vector<Waiter*> waiters_;  // under m_
 };
