@@ -475,7 +475,7 @@ TEST_CASE("reconnect: the gaps between attempts follow the reported delays") {
     const auto delay = evs[i].first.delay;
     INFO("attempt " << evs[i].first.attempt << ": delay " << delay.count() << " ms, gap " << gap.count()
                     << " ms");
-    CHECK(gap >= delay - ms(5));
+    CHECK(gap >= delay - tolerance(delay));  // each side's wake-up latency may differ
     CHECK(gap <= delay + tolerance(delay));
   }
   CHECK(evs.back().first.kind == EventKind::gave_up);

@@ -38,6 +38,14 @@
 
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
+// Boost 1.74's Asio enables co_await for clang only with <experimental/coroutine>
+// (libc++); clang 14+ with libstdc++ has C++20 <coroutine>, which Asio can use.
+#if defined(__clang__) && defined(__cpp_impl_coroutine) && !defined(BOOST_ASIO_HAS_CO_AWAIT) && \
+    __has_include(<coroutine>)
+#define BOOST_ASIO_HAS_CO_AWAIT 1
+#define BOOST_ASIO_HAS_STD_COROUTINE 1
+#endif
+
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
@@ -64,6 +72,14 @@
 #include <thread>
 #include <utility>
 #include <vector>
+
+// g++ 12 at -O1 and above reports -Wmismatched-new-delete on Asio's
+// coroutine frames (their class-specific operator new/delete pair is
+// correct; the warning is a known false positive for coroutine frames).
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
+#endif
 
 namespace keel::ws {
 
@@ -173,6 +189,12 @@ class State : public std::enable_shared_from_this<State> {
 
   void request_stop() {
     if (stop_requested_.exchange(true)) return;  // seq_cst: a plain flag read by senders and flush
+    {
+      // Nothing runs the strand any more once run() has finished (an own
+      // io_context has returned): a posted handler would only linger.
+      const std::lock_guard lock(done_mu_);
+      if (finished_) return;
+    }
     net::post(strand_, [self = shared_from_this()] { self->on_stop(); });
   }
 
@@ -578,7 +600,7 @@ class State : public std::enable_shared_from_this<State> {
       ws.text(!m.binary);
       co_await ws.async_write(net::buffer(m.data), redirect(ec));
       if (ec) {
-        end_session(*ctl, fmt::format("write: {}", describe(ec)), 0, true);
+        if (!ctl->closing) end_session(*ctl, fmt::format("write: {}", describe(ec)), 0, true);
         co_return;
       }
       sent_.fetch_add(1, std::memory_order_relaxed);
@@ -600,6 +622,7 @@ class State : public std::enable_shared_from_this<State> {
       ws.text(!r->binary);
       co_await ws.async_write(net::buffer(r->data), redirect(ec));
       note_done();
+      if (ec && ctl->closing) co_return;  // our close handshake ends the session
       if (ec) {
         if (!ctl->over) log_->warn("websocket {}: write failed: {}", url_.to_string(), describe(ec));
         end_session(*ctl, fmt::format("write: {}", describe(ec)), 0, true);
@@ -630,7 +653,9 @@ class State : public std::enable_shared_from_this<State> {
         ++ctl->children;
         ws.async_ping({}, [self = shared_from_this(), ctl](const ErrorCode& e) {
           ctl->ping_in_flight = false;
-          if (e && !ctl->over) self->end_session(*ctl, fmt::format("ping: {}", e.message()), 0, true);
+          if (e && !ctl->over && !ctl->closing) {
+            self->end_session(*ctl, fmt::format("ping: {}", e.message()), 0, true);
+          }
           self->child_done(*ctl);
         });
       }
@@ -836,3 +861,7 @@ class Client {
 };
 
 }  // namespace keel::ws
+
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic pop
+#endif
