@@ -762,7 +762,7 @@ struct TestPki {
 };
 }  // namespace
 
-TEST_CASE("tls: wss with a test CA echoes; an unknown CA or a wrong name is refused") {
+TEST_CASE("tls: wss with a test CA echoes and an unknown CA or a wrong name is refused") {
   REQUIRE_NODE();
   TestPki pki;
   if (!pki.ok) {
