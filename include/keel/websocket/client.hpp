@@ -208,11 +208,14 @@ class State : public std::enable_shared_from_this<State> {
   }
   void pre_accept() { accepted_.fetch_add(1, std::memory_order_relaxed); }
 
-  // Wakes the writer when it sleeps. The fences pair with the writer's
-  // (store waiting; fence; try_recv) so one side always sees the other: a
-  // message is never left in the queue with the writer asleep.
+  // Wakes the writer when it sleeps. Both sides do an RMW on rendezvous_
+  // between their write (the message / the waiting flag) and their read (the
+  // flag / the queue); the RMWs are totally ordered and the later one
+  // acquires the earlier one's release, so one side always sees the other:
+  // a message is never left in the queue with the writer asleep. (An RMW
+  // rather than a seq_cst fence: ThreadSanitizer does not model fences.)
   void wake_writer() {
-    std::atomic_thread_fence(std::memory_order_seq_cst);
+    (void)rendezvous_.fetch_add(1, std::memory_order_acq_rel);
     if (writer_waiting_.exchange(false, std::memory_order_acq_rel)) {
       net::post(strand_, [self = shared_from_this()] { self->wake_timer_.cancel(); });
     }
@@ -610,7 +613,7 @@ class State : public std::enable_shared_from_this<State> {
       auto r = out_rx_.try_recv();
       if (!r) {
         writer_waiting_.store(true, std::memory_order_relaxed);
-        std::atomic_thread_fence(std::memory_order_seq_cst);  // pairs with wake_writer()
+        (void)rendezvous_.fetch_add(1, std::memory_order_acq_rel);  // pairs with wake_writer()
         r = out_rx_.try_recv();
         if (!r) {
           wake_timer_.expires_at(Clock::time_point::max());
@@ -666,6 +669,7 @@ class State : public std::enable_shared_from_this<State> {
   // cross-thread
   std::atomic<bool> stop_requested_{false};
   std::atomic<bool> writer_waiting_{false};
+  std::atomic<std::uint64_t> rendezvous_{0};
   std::atomic<std::uint64_t> accepted_{0};
   std::atomic<std::uint64_t> done_{0};
   std::atomic<std::uint64_t> sent_{0};
