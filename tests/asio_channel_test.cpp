@@ -16,22 +16,14 @@
 #include <thread>
 #include <vector>
 
+#include "test_support.hpp"
+
 namespace net = boost::asio;
 using namespace std::chrono_literals;
 
 namespace {
 
-#if defined(__SANITIZE_THREAD__) || defined(__SANITIZE_ADDRESS__)
-constexpr int kScale = 8;
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer) || __has_feature(address_sanitizer)
-constexpr int kScale = 8;
-#else
-constexpr int kScale = 1;
-#endif
-#else
-constexpr int kScale = 1;
-#endif
+constexpr int kScale = keel_test::sanitizer_scale(8);
 
 }  // namespace
 

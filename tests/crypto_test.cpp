@@ -22,6 +22,8 @@
 #include <type_traits>
 #include <vector>
 
+#include "test_support.hpp"
+
 namespace kc = keel::crypto;
 using keel::Errc;
 using Bytes = std::vector<std::uint8_t>;
@@ -58,17 +60,7 @@ Bytes to_bytes(std::string_view s) {
 }
 
 // Scale loops down under sanitizers (they run on two busy cores).
-#if defined(__SANITIZE_THREAD__) || defined(__SANITIZE_ADDRESS__)
-constexpr int kScale = 4;
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer) || __has_feature(address_sanitizer)
-constexpr int kScale = 4;
-#else
-constexpr int kScale = 1;
-#endif
-#else
-constexpr int kScale = 1;
-#endif
+constexpr int kScale = keel_test::sanitizer_scale(4);
 
 }  // namespace
 

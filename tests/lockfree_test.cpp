@@ -15,18 +15,10 @@
 #include <unordered_map>
 #include <vector>
 
+#include "test_support.hpp"
+
 // Sanitizers slow everything down ~5-15x; the stress tests scale their
 // iteration counts down so each case stays well under its time budget.
-#if defined(__SANITIZE_THREAD__) || defined(__SANITIZE_ADDRESS__)
-#define KEEL_TEST_SANITIZED 1
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer) || __has_feature(address_sanitizer)
-#define KEEL_TEST_SANITIZED 1
-#endif
-#endif
-#ifndef KEEL_TEST_SANITIZED
-#define KEEL_TEST_SANITIZED 0
-#endif
 
 namespace {
 

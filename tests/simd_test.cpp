@@ -18,6 +18,8 @@
 #include <type_traits>
 #include <vector>
 
+#include "test_support.hpp"
+
 namespace ks = keel::simd;
 using ks::Isa;
 using ks::npos;
@@ -28,20 +30,7 @@ namespace {
 
 // Sanitizers (TSan in particular) are slow: walk fewer offsets and lengths
 // there, keeping every case well under 20 s on two busy cores.
-#if defined(__SANITIZE_THREAD__)
-#define KEEL_TEST_SLOW 2
-#elif defined(__SANITIZE_ADDRESS__)
-#define KEEL_TEST_SLOW 1
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define KEEL_TEST_SLOW 2
-#elif __has_feature(address_sanitizer)
-#define KEEL_TEST_SLOW 1
-#endif
-#endif
-#ifndef KEEL_TEST_SLOW
-#define KEEL_TEST_SLOW 0
-#endif
+#define KEEL_TEST_SLOW (KEEL_TEST_TSAN ? 2 : KEEL_TEST_ASAN ? 1 : 0)
 constexpr std::size_t kOffsetStep = KEEL_TEST_SLOW == 2 ? 11 : KEEL_TEST_SLOW == 1 ? 5 : 1;
 constexpr std::size_t kAllIsaLengthStep = KEEL_TEST_SLOW == 0 ? 1 : 3;  // the in-process all-ISA run
 constexpr std::size_t kLongest = KEEL_TEST_SLOW == 0 ? 300000 : 70000;

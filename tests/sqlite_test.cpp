@@ -26,6 +26,8 @@
 #include <thread>
 #include <vector>
 
+#include "test_support.hpp"
+
 extern char** environ;
 
 namespace fs = std::filesystem;
@@ -35,17 +37,6 @@ using keel::sqlite::Pool;
 using keel::sqlite::PoolConfig;
 using keel::sqlite::PooledConnection;
 using namespace std::chrono_literals;
-
-#if defined(__SANITIZE_THREAD__) || defined(__SANITIZE_ADDRESS__)
-#define KEEL_TEST_SANITIZED 1
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer) || __has_feature(address_sanitizer)
-#define KEEL_TEST_SANITIZED 1
-#endif
-#endif
-#ifndef KEEL_TEST_SANITIZED
-#define KEEL_TEST_SANITIZED 0
-#endif
 
 namespace {
 

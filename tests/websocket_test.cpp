@@ -25,6 +25,8 @@
 #include <thread>
 #include <vector>
 
+#include "test_support.hpp"
+
 extern char** environ;
 
 namespace {
@@ -40,17 +42,7 @@ using keel::ws::Url;
 using Clock = std::chrono::steady_clock;
 using ms = std::chrono::milliseconds;
 
-#if defined(__SANITIZE_THREAD__) || defined(__SANITIZE_ADDRESS__)
-constexpr int kSlow = 3;
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer) || __has_feature(address_sanitizer)
-constexpr int kSlow = 3;
-#else
-constexpr int kSlow = 1;
-#endif
-#else
-constexpr int kSlow = 1;
-#endif
+constexpr int kSlow = keel_test::sanitizer_scale(3);
 
 // max(50 ms, 25%) of a bound, times the sanitizer slow-down.
 ms tolerance(ms bound) {
