@@ -7,12 +7,22 @@
 //   handshake (frames, garbage, truncated headers, huge lengths). A
 //   keel::ws::Client on a loopback socket must turn it into events or a
 //   disconnect, never a crash, a hang or a read out of bounds.
+//
+// clang 14 cannot assemble the client's C++20 coroutines with
+// -fsanitize=fuzzer ("Cannot represent a difference across sections"), so
+// there the frame surface is left out and only the URL surface is fuzzed.
+#if defined(__clang__) && __clang_major__ < 15
+#define KEEL_FUZZ_FRAMES 0
+#include <keel/websocket/url.hpp>
+#else
+#define KEEL_FUZZ_FRAMES 1
 #include <keel/websocket.hpp>
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/beast/websocket.hpp>
+#endif
 
 #include <chrono>
 #include <cstddef>
@@ -24,10 +34,6 @@
 
 namespace {
 
-namespace net = boost::asio;
-using tcp = net::ip::tcp;
-using namespace std::chrono_literals;
-
 void fuzz_url(std::string_view text) {
   auto url = keel::ws::Url::parse(text);
   if (!url) return;
@@ -35,6 +41,11 @@ void fuzz_url(std::string_view text) {
   if (!back || !(*back == *url)) std::abort();
   (void)url->host_header();
 }
+
+#if KEEL_FUZZ_FRAMES
+namespace net = boost::asio;
+using tcp = net::ip::tcp;
+using namespace std::chrono_literals;
 
 void fuzz_frames(std::string_view bytes) {
   net::io_context io;
@@ -73,6 +84,7 @@ void fuzz_frames(std::string_view bytes) {
   }
   server.join();
 }
+#endif
 
 }  // namespace
 
@@ -82,7 +94,9 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   if ((data[0] & 1U) == 0) {
     fuzz_url(rest);
   } else {
+#if KEEL_FUZZ_FRAMES
     fuzz_frames(rest);
+#endif
   }
   return 0;
 }
