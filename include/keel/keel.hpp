@@ -4,7 +4,7 @@
 #pragma once
 
 #include <keel/backoff.hpp>
-#include <keel/result.hpp>
 #include <keel/channel.hpp>
 #include <keel/lockfree.hpp>
+#include <keel/result.hpp>
 #include <keel/simd.hpp>
