@@ -1,11 +1,9 @@
 // keel/lockfree/concurrent_map.hpp: sharded concurrent hash map (the DashMap pattern).
 //
 // The key space is split over a power-of-two number of shards, each an
-// std::unordered_map behind its own std::shared_mutex on its own cache lines.
-// Readers of different shards never touch the same line; readers of one shard
-// share its lock; a writer blocks only its shard. Access is closure-style:
-// there is no guard or iterator to hold, so user code can never keep a shard
-// locked across calls.
+// std::unordered_map behind its own reader-writer lock on its own cache lines.
+// A writer blocks only its shard. Access is closure-style: there is no guard
+// or iterator to hold, so user code can never keep a shard locked across calls.
 //
 //     keel::ConcurrentMap<std::string, int> hits;
 //     hits.upsert("/index", [](int& n) { ++n; });        // insert 0 then add 1, or add 1
@@ -19,7 +17,20 @@
 // time, each under its own lock: they see every entry that exists throughout
 // the call, and are not a snapshot of the whole map. size() is the sum of
 // per-shard counts read without locks: exact when nothing is writing.
-// Progress: blocking (shared_mutex), but never a global lock.
+// Progress: blocking per shard (never a global lock). The lock is
+// writer-preferring: a writer that has announced itself waits only for the
+// readers already inside; new readers of that shard wait for it, so a steady
+// stream of writers to one shard can delay its readers (never the reverse).
+//
+// Read path (why reads scale): a reader does not write the shard. Each thread
+// owns a slot on its own cache line in a process-wide list (taken on first
+// use, handed back at thread exit; no registration call) and publishes in it
+// the shard it is reading; a writer marks the shard's lock word and then waits
+// until no slot names that shard. Two readers of one shard therefore share its
+// lines read-only instead of bouncing a reader count between cores; the price
+// is on writes, which read every thread's slot (O(threads), still no global
+// lock). A nested read (a callback reading another map) uses a reader count in
+// the shard's lock word instead, as does any read during thread teardown.
 //
 // Pitfall: the callbacks (visit, update, upsert, for_each, erase_if) run with
 // their shard locked: they must not call back into the same map (a shard
@@ -35,13 +46,222 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
-#include <mutex>
 #include <optional>
-#include <shared_mutex>
 #include <thread>
 #include <type_traits>
 #include <unordered_map>
 #include <utility>
+
+namespace keel::detail::shard_lock {
+
+/// Bounded spin, then yield: waits here are for a short critical section, but
+/// the machine may have fewer cores than threads (the holder may be preempted).
+inline void backoff(unsigned& spins) noexcept {
+  if (++spins < 64) {
+    cpu_relax();
+  } else {
+    std::this_thread::yield();
+  }
+}
+
+/// One thread's read announcement: the shard it is reading through the fast
+/// path, or null. Padded: its owner writes it on every read.
+struct alignas(kCacheLineSize) ReaderSlot {
+  std::atomic<const void*> reading{nullptr};
+  std::atomic<bool> owned{false};
+  ReaderSlot* next = nullptr;  // immutable once the slot is published
+};
+
+/// The process-wide list of reader slots, one per live thread that has read a
+/// map (slots are reused, never freed). Deliberately never destroyed: threads
+/// may exit while statics are torn down.
+class Registry {
+ public:
+  static Registry& instance() {
+    static Registry* r = new Registry();
+    return *r;
+  }
+
+  ReaderSlot* acquire() {
+    // acquire: pairs with the release CAS that published each slot (its next).
+    for (ReaderSlot* s = head_.load(std::memory_order_acquire); s != nullptr; s = s->next) {
+      bool expected = false;
+      // relaxed pre-check skips owned slots without writing them; acquire on
+      // the CAS pairs with release() so the previous owner's use happens-before ours.
+      if (!s->owned.load(std::memory_order_relaxed) &&
+          s->owned.compare_exchange_strong(expected, true, std::memory_order_acquire,
+                                           std::memory_order_relaxed))
+        return s;
+    }
+    auto* s = new ReaderSlot();
+    s->owned.store(true, std::memory_order_relaxed);        // not yet shared
+    ReaderSlot* h = head_.load(std::memory_order_relaxed);  // the CAS validates it
+    do {
+      s->next = h;
+      // release: publishes the slot (its next field) to list walkers.
+    } while (!head_.compare_exchange_weak(h, s, std::memory_order_release, std::memory_order_relaxed));
+    return s;
+  }
+
+  static void release(ReaderSlot* s) noexcept {
+    // release: this thread's use of the slot happens-before the next owner's.
+    s->owned.store(false, std::memory_order_release);
+  }
+
+  /// Waits until no slot announces a read of `shard`. Called by a writer after
+  /// it set the shard's writer bit with a seq_cst RMW.
+  void wait_for_readers(const void* shard) const noexcept {
+    // acquire: slot publication, as in acquire().
+    for (ReaderSlot* s = head_.load(std::memory_order_acquire); s != nullptr; s = s->next) {
+      unsigned spins = 0;
+      // seq_cst: the writer's side of the Dekker handshake (ShardLock). Reading
+      // the reader's later store (null, or another shard) also synchronises
+      // with it, so its reads of this shard happen-before our writes.
+      while (s->reading.load(std::memory_order_seq_cst) == shard) backoff(spins);
+    }
+  }
+
+ private:
+  Registry() = default;
+  std::atomic<ReaderSlot*> head_{nullptr};
+};
+
+/// The calling thread's slot, taken on first use and handed back at exit.
+struct ThreadSlot {
+  ReaderSlot* slot = Registry::instance().acquire();
+  ThreadSlot() = default;
+  ThreadSlot(const ThreadSlot&) = delete;
+  ThreadSlot& operator=(const ThreadSlot&) = delete;
+  ~ThreadSlot();
+};
+
+// Set once this thread's slot was handed back (thread exit), so that a map
+// read from a later thread_local destructor takes the slow path. Trivially
+// destructible.
+inline thread_local bool t_slot_gone = false;
+
+inline ThreadSlot::~ThreadSlot() {
+  t_slot_gone = true;
+  Registry::release(slot);  // reading is null: no read is in progress at thread exit
+}
+
+/// The calling thread's slot, or nullptr during thread teardown.
+inline ReaderSlot* this_thread_slot() {
+  if (t_slot_gone) return nullptr;
+  thread_local ThreadSlot t;
+  return t.slot;
+}
+
+/// A shard's reader-writer lock: one word holding the writer bit and the count
+/// of slow-path readers; fast-path readers are the slots naming the shard.
+///
+/// Correctness of the fast path (a Dekker handshake, all four accesses
+/// seq_cst): the reader stores its slot then loads the word; the writer sets
+/// the writer bit (RMW) then loads every slot. In the single total order one
+/// of the two comes first, so either the reader sees the bit (and backs off)
+/// or the writer sees the slot (and waits for it to change).
+class ShardLock {
+ public:
+  void lock() noexcept {
+    unsigned spins = 0;
+    for (;;) {
+      std::uint32_t s = word_.load(std::memory_order_relaxed);  // a guess; the CAS validates
+      // seq_cst: the writer's half of the handshake (see the class note); it
+      // also acquires the previous writer's unlock.
+      if ((s & kWriter) == 0 &&
+          word_.compare_exchange_weak(s, s | kWriter, std::memory_order_seq_cst, std::memory_order_relaxed))
+        break;
+      backoff(spins);
+    }
+    // acquire: pairs with each slow reader's release decrement.
+    while (word_.load(std::memory_order_acquire) != kWriter) backoff(spins);
+    Registry::instance().wait_for_readers(this);
+  }
+
+  void unlock() noexcept {
+    // release: our writes happen-before the next locker's acquire. A plain
+    // store is enough: while the writer bit is set nobody else modifies the
+    // word (slow readers and writers only CAS from a value without it).
+    word_.store(0, std::memory_order_release);
+  }
+
+  /// Read-locks; returns the slot used (nullptr for the slow path), to pass to
+  /// unlock_shared.
+  ReaderSlot* lock_shared() const noexcept {
+    ReaderSlot* slot = this_thread_slot();
+    // relaxed: only this thread writes its slot, so it reads its own last
+    // store. A non-null slot means a read is already in progress on this thread.
+    if (slot != nullptr && slot->reading.load(std::memory_order_relaxed) == nullptr) {
+      unsigned spins = 0;
+      for (;;) {
+        // seq_cst store then seq_cst load: the reader's half of the handshake.
+        slot->reading.store(this, std::memory_order_seq_cst);
+        // (the load, being seq_cst, is also an acquire of the last unlock)
+        if ((word_.load(std::memory_order_seq_cst) & kWriter) == 0) return slot;
+        // A writer is in or waiting: step aside (writer preference) and wait.
+        // relaxed: we read nothing of the shard yet; the retry re-publishes.
+        slot->reading.store(nullptr, std::memory_order_relaxed);
+        while ((word_.load(std::memory_order_relaxed) & kWriter) != 0) backoff(spins);
+      }
+    }
+    lock_shared_slow();
+    return nullptr;
+  }
+
+  void unlock_shared(ReaderSlot* slot) const noexcept {
+    if (slot != nullptr) {
+      // release: our reads of the shard happen-before a writer that sees null.
+      slot->reading.store(nullptr, std::memory_order_release);
+    } else {
+      // release: pairs with the writer's acquire drain of the count.
+      word_.fetch_sub(kReader, std::memory_order_release);
+    }
+  }
+
+ private:
+  void lock_shared_slow() const noexcept {
+    unsigned spins = 0;
+    for (;;) {
+      std::uint32_t s = word_.load(std::memory_order_relaxed);  // a guess; the CAS validates
+      // acquire: the last writer's unlock happens-before our reads.
+      if ((s & kWriter) == 0 &&
+          word_.compare_exchange_weak(s, s + kReader, std::memory_order_acquire, std::memory_order_relaxed))
+        return;
+      backoff(spins);
+    }
+  }
+
+  static constexpr std::uint32_t kWriter = 1;
+  static constexpr std::uint32_t kReader = 2;
+  mutable std::atomic<std::uint32_t> word_{0};
+};
+
+/// RAII shared lock on a ShardLock.
+class SharedGuard {
+ public:
+  explicit SharedGuard(const ShardLock& l) noexcept : lock_(l), slot_(l.lock_shared()) {}
+  SharedGuard(const SharedGuard&) = delete;
+  SharedGuard& operator=(const SharedGuard&) = delete;
+  ~SharedGuard() { lock_.unlock_shared(slot_); }
+
+ private:
+  const ShardLock& lock_;
+  ReaderSlot* slot_;
+};
+
+/// RAII exclusive lock on a ShardLock.
+class UniqueGuard {
+ public:
+  explicit UniqueGuard(ShardLock& l) noexcept : lock_(l) { lock_.lock(); }
+  UniqueGuard(const UniqueGuard&) = delete;
+  UniqueGuard& operator=(const UniqueGuard&) = delete;
+  ~UniqueGuard() { lock_.unlock(); }
+
+ private:
+  ShardLock& lock_;
+};
+
+}  // namespace keel::detail::shard_lock
 
 namespace keel {
 
@@ -54,11 +274,12 @@ class ConcurrentMap {
   using map_type = std::unordered_map<K, V, Hash, KeyEqual>;
 
   /// A map of `shards` shards rounded up to a power of two; 0 picks
-  /// 4 x hardware threads (at least 4, at most 1024).
+  /// 8 x hardware threads (at least 16, at most 1024), so that two writers
+  /// rarely meet on one shard.
   explicit ConcurrentMap(std::size_t shards = 0) {
     if (shards == 0) {
       const std::size_t hw = std::thread::hardware_concurrency();
-      shards = std::clamp<std::size_t>(4 * (hw == 0 ? 1 : hw), 4, 1024);
+      shards = std::clamp<std::size_t>(8 * (hw == 0 ? 1 : hw), 16, 1024);
     }
     shards = std::bit_ceil(std::min<std::size_t>(shards, std::size_t{1} << 16));
     mask_ = shards - 1;
@@ -72,7 +293,7 @@ class ConcurrentMap {
   template <class KK, class VV>
   bool insert(KK&& k, VV&& v) {
     Shard& s = shard_for(k);
-    std::unique_lock lock(s.mu);
+    const detail::shard_lock::UniqueGuard lock(s.mu);
     const bool inserted = s.map.try_emplace(std::forward<KK>(k), std::forward<VV>(v)).second;
     if (inserted) s.bump(1);
     return inserted;
@@ -82,7 +303,7 @@ class ConcurrentMap {
   template <class KK, class VV>
   bool insert_or_assign(KK&& k, VV&& v) {
     Shard& s = shard_for(k);
-    std::unique_lock lock(s.mu);
+    const detail::shard_lock::UniqueGuard lock(s.mu);
     const bool inserted = s.map.insert_or_assign(std::forward<KK>(k), std::forward<VV>(v)).second;
     if (inserted) s.bump(1);
     return inserted;
@@ -91,7 +312,7 @@ class ConcurrentMap {
   /// A copy of the value for k, or std::nullopt.
   [[nodiscard]] std::optional<V> get(const K& k) const {
     const Shard& s = shard_for(k);
-    std::shared_lock lock(s.mu);
+    const detail::shard_lock::SharedGuard lock(s.mu);
     auto it = s.map.find(k);
     if (it == s.map.end()) return std::nullopt;
     return it->second;
@@ -99,7 +320,7 @@ class ConcurrentMap {
 
   [[nodiscard]] bool contains(const K& k) const {
     const Shard& s = shard_for(k);
-    std::shared_lock lock(s.mu);
+    const detail::shard_lock::SharedGuard lock(s.mu);
     return s.map.find(k) != s.map.end();
   }
 
@@ -108,7 +329,7 @@ class ConcurrentMap {
   template <class F>
   bool visit(const K& k, F&& fn) const {
     const Shard& s = shard_for(k);
-    std::shared_lock lock(s.mu);
+    const detail::shard_lock::SharedGuard lock(s.mu);
     auto it = s.map.find(k);
     if (it == s.map.end()) return false;
     std::forward<F>(fn)(std::as_const(it->second));
@@ -120,7 +341,7 @@ class ConcurrentMap {
   template <class F>
   bool update(const K& k, F&& fn) {
     Shard& s = shard_for(k);
-    std::unique_lock lock(s.mu);
+    const detail::shard_lock::UniqueGuard lock(s.mu);
     auto it = s.map.find(k);
     if (it == s.map.end()) return false;
     std::forward<F>(fn)(it->second);
@@ -133,7 +354,7 @@ class ConcurrentMap {
   requires std::is_default_constructible_v<V>
   bool upsert(KK&& k, F&& fn) {
     Shard& s = shard_for(k);
-    std::unique_lock lock(s.mu);
+    const detail::shard_lock::UniqueGuard lock(s.mu);
     auto [it, inserted] = s.map.try_emplace(std::forward<KK>(k));
     if (inserted) s.bump(1);
     std::forward<F>(fn)(it->second);
@@ -143,7 +364,7 @@ class ConcurrentMap {
   /// Removes k; true if it was present.
   bool erase(const K& k) {
     Shard& s = shard_for(k);
-    std::unique_lock lock(s.mu);
+    const detail::shard_lock::UniqueGuard lock(s.mu);
     const bool erased = s.map.erase(k) != 0;
     if (erased) s.bump(-1);
     return erased;
@@ -152,7 +373,7 @@ class ConcurrentMap {
   /// Removes k and returns its value, or std::nullopt.
   std::optional<V> remove(const K& k) {
     Shard& s = shard_for(k);
-    std::unique_lock lock(s.mu);
+    const detail::shard_lock::UniqueGuard lock(s.mu);
     auto node = s.map.extract(k);
     if (node.empty()) return std::nullopt;
     s.bump(-1);
@@ -165,7 +386,7 @@ class ConcurrentMap {
   void for_each(F&& fn) const {
     for (std::size_t i = 0; i <= mask_; ++i) {
       const Shard& s = shards_[i];
-      std::shared_lock lock(s.mu);
+      const detail::shard_lock::SharedGuard lock(s.mu);
       for (const auto& [k, v] : s.map) fn(k, v);
     }
   }
@@ -177,7 +398,7 @@ class ConcurrentMap {
     std::size_t removed = 0;
     for (std::size_t i = 0; i <= mask_; ++i) {
       Shard& s = shards_[i];
-      std::unique_lock lock(s.mu);
+      const detail::shard_lock::UniqueGuard lock(s.mu);
       std::size_t n = 0;
       for (auto it = s.map.begin(); it != s.map.end();) {
         if (pred(std::as_const(it->first), it->second)) {
@@ -197,7 +418,7 @@ class ConcurrentMap {
   void clear() {
     for (std::size_t i = 0; i <= mask_; ++i) {
       Shard& s = shards_[i];
-      std::unique_lock lock(s.mu);
+      const detail::shard_lock::UniqueGuard lock(s.mu);
       s.bump(-static_cast<std::ptrdiff_t>(s.map.size()));
       s.map.clear();
     }
@@ -216,7 +437,7 @@ class ConcurrentMap {
 
  private:
   struct alignas(kCacheLineSize) Shard {
-    mutable std::shared_mutex mu;
+    detail::shard_lock::ShardLock mu;
     map_type map;
     std::atomic<std::size_t> count{0};
     // Called under the exclusive lock. relaxed: see size().
