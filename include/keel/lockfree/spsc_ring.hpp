@@ -118,9 +118,8 @@ class SpscRing {
   /// Consumer: moves the oldest element out, or std::nullopt when empty. Wait-free.
   [[nodiscard]] std::optional<T> try_pop() noexcept(std::is_nothrow_move_constructible_v<T>) {
     const std::size_t head = head_->pos.load(std::memory_order_relaxed);  // own counter
-    T* p = ready_slot(head);
-    if (p == nullptr) return std::nullopt;
-    std::optional<T> out(std::move(*p));
+    if (!ready(head)) return std::nullopt;
+    std::optional<T> out(std::move(buf_[head & mask_]));
     release_slot(head);
     return out;
   }
@@ -128,9 +127,8 @@ class SpscRing {
   /// Consumer: moves the oldest element into `out`; false when empty.
   bool try_pop(T& out) noexcept(std::is_nothrow_move_assignable_v<T>) {
     const std::size_t head = head_->pos.load(std::memory_order_relaxed);  // own counter
-    T* p = ready_slot(head);
-    if (p == nullptr) return false;
-    out = std::move(*p);
+    if (!ready(head)) return false;
+    out = std::move(buf_[head & mask_]);
     release_slot(head);
     return true;
   }
@@ -149,16 +147,20 @@ class SpscRing {
   [[nodiscard]] std::size_t capacity() const noexcept { return capacity_; }
 
  private:
-  // Consumer: the slot at `head` if the producer has published it, else nullptr.
-  T* ready_slot(std::size_t head) noexcept {
-    if (head == head_->cached_other) {
-      // acquire: pairs with the producer's release store of tail, so the
-      // element's construction happens-before our reading it.
-      head_->cached_other = tail_->pos.load(std::memory_order_acquire);
-      if (head == head_->cached_other) return nullptr;
-    }
-    return buf_ + (head & mask_);
+  // Consumer: whether the producer has published the slot at `head`. Returns
+  // a bool rather than a pointer so that the hot path has no null test.
+  bool ready(std::size_t head) noexcept {
+    if (head != head_->cached_other) [[likely]]
+      return true;
+    // acquire: pairs with the producer's release store of tail, so the
+    // element's construction happens-before our reading it.
+    const std::size_t tail = tail_->pos.load(std::memory_order_acquire);
+    head_->cached_other = tail;
+    return head != tail;
   }
+
+  // Consumer: the slot at `head` if the producer has published it, else nullptr.
+  T* ready_slot(std::size_t head) noexcept { return ready(head) ? buf_ + (head & mask_) : nullptr; }
 
   // Consumer: destroys the element at `head` and hands its slot back.
   void release_slot(std::size_t head) noexcept {
