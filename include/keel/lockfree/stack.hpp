@@ -81,8 +81,9 @@ class Stack {
     n->next = head_->load(std::memory_order_relaxed);
     // release on success: publishes the node's value and next to the popper
     // that acquires it. relaxed on failure: we only retry with the new top.
-    while (!head_->compare_exchange_weak(n->next, n, std::memory_order_release, std::memory_order_relaxed)) {
-    }
+    for (Backoff backoff;
+         !head_->compare_exchange_weak(n->next, n, std::memory_order_release, std::memory_order_relaxed);)
+      backoff();
   }
   void push(const T& v) requires std::is_copy_constructible_v<T> { emplace(v); }
   void push(T&& v) { emplace(std::move(v)); }
@@ -91,7 +92,7 @@ class Stack {
   [[nodiscard]] std::optional<T> pop() {
     detail::hazard::Guard guard;
     Node* top = nullptr;
-    for (;;) {
+    for (Backoff backoff;; backoff()) {
       top = guard.protect(*head_);  // acquire: the node's fields are visible
       if (top == nullptr) return std::nullopt;
       // Safe: top is protected, so not freed; next is immutable once pushed.
@@ -117,6 +118,20 @@ class Stack {
   }
 
  private:
+  // Bounded exponential backoff after a CAS on head lost to another thread:
+  // 1, 2, 4 ... 64 pause hints. Retrying at once would only make the threads
+  // collide again (each failed CAS still pulls the line away from the winner);
+  // a short, growing pause lets the winner finish its next operation on a warm
+  // line. Bounded, so it never waits long; no yield (the CAS fails only
+  // because another thread made progress).
+  struct Backoff {
+    unsigned pauses = 1;
+    void operator()() noexcept {
+      for (unsigned i = 0; i < pauses; ++i) detail::cpu_relax();
+      if (pauses < 64) pauses *= 2;
+    }
+  };
+
   struct Node {
     Node* next = nullptr;
     alignas(T) unsigned char storage[sizeof(T)];
