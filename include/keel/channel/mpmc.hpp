@@ -22,7 +22,8 @@
 //   silently.
 // - Progress: the buffer is a lock-free ring (one CAS per operation, no
 //   allocation after construction). A full send or empty recv spins briefly,
-//   then parks on a condition variable; an idle waiter uses no CPU.
+//   then parks on a condition variable; an idle waiter uses no CPU. A
+//   power-of-two capacity is the fast one (a mask instead of a division).
 // - T needs a noexcept move constructor (checked at compile time); a
 //   move-only T works.
 // - Capacity 0 is rejected (std::invalid_argument from channel<T>(0), or
@@ -34,6 +35,7 @@
 #include <keel/detail/channel_wait.hpp>
 #include <keel/result.hpp>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstddef>
@@ -75,7 +77,11 @@ enum class ChanOp : std::uint8_t { ok, would_block, closed };
 template <class T>
 class Chan {
  public:
-  explicit Chan(std::size_t capacity) : cap_(capacity), slots_(new Slot[capacity]) {
+  explicit Chan(std::size_t capacity)
+      : cap_(capacity),
+        batch_(std::clamp<std::size_t>(capacity / 4, 1, 64)),
+        pow2_((capacity & (capacity - 1)) == 0),
+        slots_(new Slot[capacity]) {
     for (std::size_t i = 0; i < cap_; ++i) {
       // relaxed: construction happens-before the handles are shared.
       slots_[i].seq.store(2 * i, std::memory_order_relaxed);
@@ -184,6 +190,25 @@ class Chan {
     return t - h < cap_;
   }
 
+  /// True when a spinning sender should try again: the channel is closed, or
+  /// has room for a whole batch (a quarter of the capacity, at most 64). A
+  /// sender that refilled a full channel one slot at a time would take each
+  /// slot the moment a receiver freed it, and the two sides would trade the
+  /// same cache lines for every value; waiting for a batch of room lets the
+  /// receivers run ahead on lines the sender no longer touches. Only the
+  /// spin phase uses this; a parked sender is woken for any room at all.
+  [[nodiscard]] bool room_for_batch() const noexcept {
+    // relaxed: a hint that only decides when to retry; try_push is the truth.
+    // The slot of position t + batch - 1 is free once the receivers have
+    // taken that many; watching it reads a line they write once, where
+    // watching head_ would pull away the line they write on every receive.
+    const std::uint64_t t = tail_.load(std::memory_order_relaxed);
+    if ((t & kClosed) != 0) return true;
+    const std::uint64_t p = t + batch_ - 1;
+    const std::uint64_t seq = slot(p).seq.load(std::memory_order_relaxed);
+    return static_cast<std::int64_t>(seq - 2 * p) >= 0;
+  }
+
   /// Marks the channel closed; true if this call closed it.
   bool close() noexcept {
     // acq_rel: the closing thread's earlier sends are ordered before it.
@@ -246,14 +271,28 @@ class Chan {
     T* ptr() noexcept { return std::launder(reinterpret_cast<T*>(storage)); }
   };
 
-  Slot& slot(std::uint64_t pos) const noexcept { return slots_[static_cast<std::size_t>(pos % cap_)]; }
+  Slot& slot(std::uint64_t pos) const noexcept {
+    // A power-of-two capacity takes a mask; any other a division (tens of
+    // cycles, on every operation: power-of-two capacities are the fast ones).
+    const std::uint64_t i = pow2_ ? (pos & (cap_ - 1)) : (pos % cap_);
+    return slots_[static_cast<std::size_t>(i)];
+  }
 
   void note_depth(std::uint64_t tail_after) noexcept {
+    // The high-water mark without reading head_ (the receivers' line) on
+    // every send: head_seen_ only lags head_, so tail_after - head_seen_ is
+    // at least the true depth. While that bound is within the mark already
+    // recorded, the true depth is too and nothing needs doing; only when it
+    // is above the mark is head_ read (once per `mark` sends at most when the
+    // channel runs near empty, never when it runs near full).
     // relaxed: an approximate statistic; never used for synchronisation.
-    const std::uint64_t h = head_.load(std::memory_order_relaxed);
+    std::size_t hw = high_water_.load(std::memory_order_relaxed);
+    std::uint64_t h = head_seen_.load(std::memory_order_relaxed);
+    if (tail_after - h <= hw) return;
+    h = head_.load(std::memory_order_relaxed);
+    head_seen_.store(h, std::memory_order_relaxed);
     if (tail_after <= h) return;
     const auto d = static_cast<std::size_t>(tail_after - h);
-    std::size_t hw = high_water_.load(std::memory_order_relaxed);
     while (d > hw && !high_water_.compare_exchange_weak(hw, d, std::memory_order_relaxed)) {
     }
   }
@@ -271,8 +310,13 @@ class Chan {
 
   // Producers write tail_, consumers head_: separate lines.
   alignas(kCacheLine) std::atomic<std::uint64_t> tail_{0};  // next position to write | kClosed
+  // A possibly stale copy of head_, kept beside tail_ for the senders'
+  // high-water bookkeeping (see note_depth).
+  std::atomic<std::uint64_t> head_seen_{0};
   alignas(kCacheLine) std::atomic<std::uint64_t> head_{0};  // next position to read
   alignas(kCacheLine) const std::size_t cap_;
+  const std::size_t batch_;
+  const bool pow2_;
   const std::unique_ptr<Slot[]> slots_;
   std::atomic<std::size_t> senders_{1};
   std::atomic<std::size_t> receivers_{1};
@@ -375,7 +419,9 @@ class Sender {
     detail::ChanOp op = c.try_push(value);
     if (op == detail::ChanOp::would_block) {
       detail::SpinBudget spin;
-      while (op == detail::ChanOp::would_block && spin.spin()) op = c.try_push(value);
+      while (op == detail::ChanOp::would_block && spin.spin()) {
+        if (c.room_for_batch()) op = c.try_push(value);
+      }
     }
     if (op == detail::ChanOp::would_block) {
       c.count_send_wait();

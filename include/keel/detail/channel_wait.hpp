@@ -3,21 +3,21 @@
 //
 // A WaitList is where threads (and select/async waiters) park until "the
 // thing they wait for" (not-empty, not-full) may have become true. The fast
-// path costs the notifier one seq_cst fence and one relaxed load of
-// `interest_`; the mutex and condition variable are touched only when someone
-// is actually parked. The protocol (Dekker style) is:
+// path costs the notifier a barrier and one relaxed load of `interest_`; the
+// mutex and condition variable are touched only when someone is actually
+// parked. The protocol (Dekker style) is:
 //
-//   waiter:   lock m; interest += 1; e = epoch; unlock m; fence(seq_cst);
+//   waiter:   lock m; interest += 1; e = epoch; unlock m; heavy barrier;
 //             re-check the condition; lock m; sleep on cv while epoch == e
-//   notifier: make the condition true; fence(seq_cst); if interest > 0:
+//   notifier: make the condition true; light barrier; if interest > 0:
 //             lock m; epoch += 1; notify
 //
-// With the two fences, either the waiter's re-check sees the new state or the
-// notifier sees interest > 0; a notifier that saw interest bumps epoch under
-// m, so the waiter either sees the bump before sleeping or is asleep and gets
-// the notify: no wakeup is ever lost. The condition is re-checked without m
-// held (a sender's check notifies receivers and vice versa; holding m there
-// would order the two lists' mutexes both ways).
+// (DekkerBarrier: on Linux the heavy half is membarrier(2) and the light half
+// a compiler barrier; elsewhere both are seq_cst fences.) With the barriers, either the waiter's re-check
+// sees the new state or the notifier sees interest > 0; a notifier that saw interest bumps epoch under m, so
+// the waiter either sees the bump before sleeping or is asleep and gets the notify: no wakeup is ever lost.
+// The condition is re-checked without m held (a sender's check notifies receivers and vice versa; holding m
+// there would order the two lists' mutexes both ways).
 #pragma once
 
 #include <algorithm>
@@ -49,30 +49,45 @@
 #define KEEL_DETAIL_TSAN 0
 #endif
 
+// On Linux the waiter half of the wake-up protocol is membarrier(2), so the
+// notifier half (every send and receive) needs no fence instruction. Define
+// KEEL_NO_MEMBARRIER to use plain fences on both halves instead.
+#if defined(__linux__) && !KEEL_DETAIL_TSAN && !defined(KEEL_NO_MEMBARRIER)
+#define KEEL_DETAIL_MEMBARRIER 1
+#include <linux/membarrier.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+#else
+#define KEEL_DETAIL_MEMBARRIER 0
+#endif
+
 namespace keel::detail {
 
 /// The cache line size used for padding (64 on every platform keel targets;
 /// std::hardware_destructive_interference_size warns on g++ 12).
 inline constexpr std::size_t kCacheLine = 64;
 
-/// A bounded spin: a few rounds of exponentially more pause instructions
-/// (about 2 microseconds in all). `spin()` returns false once the budget is
-/// spent, and the caller must then block for real. No sched_yield: on an
-/// oversubscribed machine (2 cores here, more threads than that) a yield can
-/// give the CPU away for a whole time slice, milliseconds, which is far worse
-/// than sleeping on a futex and being woken.
+/// A bounded spin: up to 128 pause instructions (about 4 microseconds on
+/// current x86), with the caller re-checking its condition after each one so
+/// a value that arrives mid-spin is taken at once. `spin()` returns false once
+/// the budget is spent, and the caller must then block for real. No
+/// sched_yield: on an oversubscribed machine (2 cores here, more threads than
+/// that) a yield can give the CPU away for a whole time slice, milliseconds,
+/// which is far worse than sleeping on a futex and being woken.
 class SpinBudget {
  public:
   bool spin() noexcept {
-    if (step_ >= kPauseSteps) return false;
-    for (std::uint32_t i = 0; i < (1U << step_); ++i) cpu_relax();
-    ++step_;
+    if (n_ >= kPauses) return false;
+    cpu_relax();
+    ++n_;
     return true;
   }
+  /// Spins done so far (callers re-check cheaply most rounds, fully now and then).
+  [[nodiscard]] std::uint32_t count() const noexcept { return n_; }
 
  private:
-  static constexpr std::uint32_t kPauseSteps = 7;  // 1+2+...+64 = 127 pauses
-  std::uint32_t step_ = 0;
+  static constexpr std::uint32_t kPauses = 128;
+  std::uint32_t n_ = 0;
 };
 
 /// A one-shot waiter registered in one or several WaitLists (select, Asio).
@@ -118,6 +133,62 @@ class ThreadWaiter final : public Waiter {
   std::mutex m_;
   std::condition_variable cv_;
   bool woken_ = false;
+};
+
+/// The two halves of the Dekker barrier between a notifier (publish, then
+/// look for sleepers) and a waiter (register interest, then re-check).
+/// Either half being a seq_cst fence on both sides is correct; but the
+/// notifier half runs on every send and receive, and a fence there makes the
+/// CPU wait for its store of the value to reach the other core (a cache miss
+/// paid in full on every operation). So on Linux the waiter half is heavy
+/// instead: membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED) makes every running
+/// thread of the process pass a full barrier before it returns, which turns
+/// the notifiers' compiler-only barrier into the fence the protocol needs.
+/// The waiter pays a system call (a few microseconds) just before it goes to
+/// sleep anyway. Where membarrier is missing or refused, both halves are
+/// fences.
+class DekkerBarrier {
+ public:
+  /// The notifier half, between publishing and reading the interest count.
+  static void light() noexcept {
+#if KEEL_DETAIL_MEMBARRIER
+    // relaxed: set once, before any waiter relies on it (see heavy()).
+    if (asymmetric_.load(std::memory_order_relaxed)) {
+      std::atomic_signal_fence(std::memory_order_seq_cst);  // the compiler must not reorder
+      return;
+    }
+#endif
+    std::atomic_thread_fence(std::memory_order_seq_cst);
+  }
+  /// The waiter half, between registering interest and re-checking.
+  static void heavy() noexcept {
+#if KEEL_DETAIL_MEMBARRIER
+    // Every waiter comes through registered() before its first barrier, and
+    // the registration (a magic static) completes before any of them goes
+    // on, so once a notifier can see asymmetric_ == true every waiter's
+    // barrier is a membarrier.
+    if (registered() && syscall(__NR_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0) == 0) return;
+    // Refused after a successful registration (not seen on Linux: the
+    // registration is inherited by fork and a fresh exec starts over).
+    // Fall back to fences for everyone from now on.
+    asymmetric_.store(false, std::memory_order_relaxed);
+#endif
+    std::atomic_thread_fence(std::memory_order_seq_cst);
+  }
+
+ private:
+#if KEEL_DETAIL_MEMBARRIER
+  static bool registered() noexcept {
+    static const bool ok = [] {
+      const bool done = syscall(__NR_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, 0, 0) == 0;
+      // relaxed: the magic static's completion orders this for every waiter.
+      if (done) asymmetric_.store(true, std::memory_order_relaxed);
+      return done;
+    }();
+    return ok;
+  }
+  inline static std::atomic<bool> asymmetric_{false};
+#endif
 };
 
 class WaitList {
@@ -208,17 +279,15 @@ class WaitList {
     // order and the later one synchronises with the earlier.
     return interest_.fetch_add(0, std::memory_order_acq_rel);
 #else
-    // seq_cst fence: orders our publish before the load below against the
-    // waiter's increment and fence (fences are cheaper than an RMW on a
-    // line every sender would then write).
-    std::atomic_thread_fence(std::memory_order_seq_cst);
+    // relaxed load after the notifier half of the barrier (see DekkerBarrier).
+    DekkerBarrier::light();
     return interest_.load(std::memory_order_relaxed);
 #endif
   }
   // The waiter half, after its seq_cst increment of interest_.
   static void waiter_fence() noexcept {
 #if !KEEL_DETAIL_TSAN
-    std::atomic_thread_fence(std::memory_order_seq_cst);
+    DekkerBarrier::heavy();
 #endif
   }
 
