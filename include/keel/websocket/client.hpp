@@ -29,13 +29,20 @@
 //   by close_timeout) whatever the state; on_connect never runs after that.
 #pragma once
 
+#include <keel/asio/channel.hpp>
 #include <keel/backoff.hpp>
 #include <keel/channel.hpp>
+#include <keel/detail/cpu_relax.hpp>
 #include <keel/log.hpp>
 #include <keel/result.hpp>
 #include <keel/websocket/event.hpp>
 #include <keel/websocket/url.hpp>
 
+#if defined(__linux__)
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+#endif
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 // Boost 1.74's Asio enables co_await for clang only with <experimental/coroutine>
@@ -46,7 +53,9 @@
 #define BOOST_ASIO_HAS_STD_COROUTINE 1
 #endif
 
+#include <boost/asio/bind_executor.hpp>
 #include <boost/asio/co_spawn.hpp>
+#include <boost/asio/connect.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
@@ -90,9 +99,15 @@ namespace beast = boost::beast;
 namespace websocket = boost::beast::websocket;
 using tcp = boost::asio::ip::tcp;
 using Clock = std::chrono::steady_clock;
-using Strand = net::strand<net::any_io_executor>;
-using PlainWs = websocket::stream<beast::tcp_stream>;
-using TlsWs = websocket::stream<beast::ssl_stream<beast::tcp_stream>>;
+// What every handler of a client runs on: a strand of the caller's executor,
+// or the executor of the client's own single-threaded io_context (one thread
+// is a strand already; a strand on top would add a queue hop per completion).
+using Strand = net::any_io_executor;
+// Plain sockets, not beast::tcp_stream: keel bounds connect, handshake and
+// close with its own Deadline, and basic_stream's per-operation timer
+// bookkeeping would cost every read and write.
+using PlainWs = websocket::stream<tcp::socket>;
+using TlsWs = websocket::stream<beast::ssl_stream<tcp::socket>>;
 using ErrorCode = boost::system::error_code;
 
 inline auto redirect(ErrorCode& ec) {
@@ -132,6 +147,21 @@ class Deadline {
   std::shared_ptr<bool> fired_;
 };
 
+inline constexpr std::size_t kWriteBufferBytes = 64U * 1024;
+
+// TCP_CORK on or off (Linux; elsewhere nothing): while corked the kernel
+// holds partial segments, so a burst of small messages leaves as a few full
+// segments instead of one segment (and one wake-up of the peer) each.
+inline void set_cork(tcp::socket& s, bool on) noexcept {
+#if defined(__linux__) && defined(TCP_CORK)
+  const int v = on ? 1 : 0;
+  (void)::setsockopt(s.native_handle(), IPPROTO_TCP, TCP_CORK, &v, sizeof v);
+#else
+  (void)s;
+  (void)on;
+#endif
+}
+
 // How one connection attempt ended.
 struct Outcome {
   bool opened = false;
@@ -141,7 +171,7 @@ struct Outcome {
 };
 
 // One open connection's shared bookkeeping (strand only).
-struct SessionCtl {
+struct SessionCtl : std::enable_shared_from_this<SessionCtl> {
   explicit SessionCtl(const Strand& s) : children_done(s), heartbeat(s) {}
   bool over = false;     // the session is ending; the first reason wins
   bool closing = false;  // a close handshake was started by us
@@ -155,24 +185,31 @@ struct SessionCtl {
 
 class State : public std::enable_shared_from_this<State> {
  public:
-  State(net::any_io_executor ex, ClientConfig cfg, Url url, std::optional<net::ssl::context> ssl,
+  // `serial`: ex runs its handlers one at a time (a one-thread io_context);
+  // otherwise the client makes a strand of it.
+  State(net::any_io_executor ex, bool serial, ClientConfig cfg, Url url, std::optional<net::ssl::context> ssl,
         std::pair<Sender<Message>, Receiver<Message>> out, std::pair<Sender<Event>, Receiver<Event>> ev)
       : cfg_(std::move(cfg)),
         url_(std::move(url)),
         log_(cfg_.logger ? cfg_.logger : keel::log::logger()),
-        strand_(net::make_strand(std::move(ex))),
+        strand_(serial ? std::move(ex) : Strand(net::make_strand(std::move(ex)))),
         ssl_(std::move(ssl)),
         out_tx_(std::move(out.first)),
         out_rx_(std::move(out.second)),
         ev_tx_(std::move(ev.first)),
         ev_rx_(std::move(ev.second)),
-        wake_timer_(strand_),
+        pump_timer_(strand_),
         retry_timer_(strand_),
         event_timer_(strand_) {}
 
   // ---- any thread ----
 
   void launch() {
+    if (url_.secure) {
+      spawn_pump<TlsWs>();
+    } else {
+      spawn_pump<PlainWs>();
+    }
     net::co_spawn(strand_, run(), [self = shared_from_this()](const std::exception_ptr& e) {
       if (e) {
         try {
@@ -198,28 +235,15 @@ class State : public std::enable_shared_from_this<State> {
     net::post(strand_, [self = shared_from_this()] { self->on_stop(); });
   }
 
+  // The writer is woken by the send queue itself (keel::asio::async_recv):
+  // a send only counts the message for flush() and stats().
   SendResult<Message> accept(SendResult<Message> r) {
-    if (r) {
-      wake_writer();
-    } else {
-      accepted_.fetch_sub(1, std::memory_order_relaxed);
-    }
+    // relaxed: a counter; flush() orders its reads through done_mu_.
+    if (!r) accepted_.fetch_sub(1, std::memory_order_relaxed);
     return r;
   }
+  // relaxed: as above (counted before the push so queued never underflows).
   void pre_accept() { accepted_.fetch_add(1, std::memory_order_relaxed); }
-
-  // Wakes the writer when it sleeps. Both sides do an RMW on rendezvous_
-  // between their write (the message / the waiting flag) and their read (the
-  // flag / the queue); the RMWs are totally ordered and the later one
-  // acquires the earlier one's release, so one side always sees the other:
-  // a message is never left in the queue with the writer asleep. (An RMW
-  // rather than a seq_cst fence: ThreadSanitizer does not model fences.)
-  void wake_writer() {
-    (void)rendezvous_.fetch_add(1, std::memory_order_acq_rel);
-    if (writer_waiting_.exchange(false, std::memory_order_acq_rel)) {
-      net::post(strand_, [self = shared_from_this()] { self->wake_timer_.cancel(); });
-    }
-  }
 
   Result<void> flush(std::chrono::milliseconds timeout) {
     const auto target = accepted_.load(std::memory_order_acquire);
@@ -251,7 +275,12 @@ class State : public std::enable_shared_from_this<State> {
     return s;
   }
 
-  [[nodiscard]] bool running_here() const noexcept { return strand_.running_in_this_thread(); }
+  [[nodiscard]] bool running_here() const noexcept {
+    if (const auto* s = strand_.target<net::strand<net::any_io_executor>>())
+      return s->running_in_this_thread();
+    if (const auto* e = strand_.target<net::io_context::executor_type>()) return e->running_in_this_thread();
+    return false;
+  }
 
   ClientConfig cfg_;
   Url url_;
@@ -269,8 +298,8 @@ class State : public std::enable_shared_from_this<State> {
 
   void on_stop() {
     stopping_ = true;
+    uncork();  // the close frame must not wait behind a cork
     retry_timer_.cancel();
-    wake_timer_.cancel();
     event_timer_.cancel();
     if (graceful_close_) {
       graceful_close_();
@@ -298,7 +327,8 @@ class State : public std::enable_shared_from_this<State> {
     while (out_rx_.try_recv()) ++dropped;
     if (dropped != 0)
       log_->debug("websocket {}: dropped {} queued messages on close", url_.to_string(), dropped);
-    ev_tx_.close();  // the application drains what is buffered, then gets Errc::closed
+    ev_tx_.close();        // the application drains what is buffered, then gets Errc::closed
+    pump_timer_.cancel();  // a pump holding a message drops it and ends
     {
       const std::lock_guard lock(done_mu_);
       done_.fetch_add(dropped, std::memory_order_release);
@@ -407,16 +437,16 @@ class State : public std::enable_shared_from_this<State> {
     auto& lowest = beast::get_lowest_layer(*ws);
     abort_io_ = [&lowest] {
       ErrorCode ignored;
-      lowest.socket().shutdown(tcp::socket::shutdown_both, ignored);
-      lowest.close();
+      lowest.shutdown(tcp::socket::shutdown_both, ignored);
+      lowest.close(ignored);
     };
     const char* step = "connecting";
     {
       const Deadline d(strand_, cfg_.connect_timeout, abort_io_);
-      co_await lowest.async_connect(endpoints, redirect(ec));
+      co_await net::async_connect(lowest, endpoints, redirect(ec));
       if (!ec) {
         ErrorCode ignored;  // small messages go out at once (no Nagle delay)
-        lowest.socket().set_option(tcp::no_delay(true), ignored);
+        lowest.set_option(tcp::no_delay(true), ignored);
       }
       if constexpr (std::is_same_v<Ws, TlsWs>) {
         if (!ec && !stopping_) {
@@ -456,6 +486,11 @@ class State : public std::enable_shared_from_this<State> {
       for (const auto& [name, value] : cfg_.headers) req.set(name, value);
     }));
     ws->read_message_max(cfg_.max_message_size);
+    // One masked frame per message, masked into a buffer large enough that a
+    // message up to 64 KiB goes out in a single socket write (Beast's default
+    // is 4 KiB frames: 16 writes, 16 frame headers for the peer to parse).
+    ws->auto_fragment(false);
+    ws->write_buffer_bytes(kWriteBufferBytes);
     websocket::response_type res;
     {
       const Deadline d(strand_, cfg_.handshake_timeout, abort_io_);
@@ -507,7 +542,11 @@ class State : public std::enable_shared_from_this<State> {
       ctl.close_code = code;
     }
     ctl.heartbeat.cancel();
-    wake_timer_.cancel();
+    if (live_ctl_ == &ctl) {  // the pump writes no more on this connection
+      uncork();
+      live_ctl_ = nullptr;
+      live_ws_ = nullptr;
+    }
     if (cut && abort_io_) abort_io_();
   }
 
@@ -538,7 +577,7 @@ class State : public std::enable_shared_from_this<State> {
       ctl->closing = true;
       spawn_child(ctl, close_op(ws, ctl));
     };
-    spawn_child(ctl, writer(ws, std::move(first), ctl));
+    spawn_child(ctl, writer(ws, std::move(first), ctl));  // then hands over to the pump
     spawn_child(ctl, heartbeat(ws, ctl));
     if (stopping_) graceful_close_();
 
@@ -551,8 +590,13 @@ class State : public std::enable_shared_from_this<State> {
       Event e{.kind = EventKind::message, .binary = ws.got_binary()};
       e.data = beast::buffers_to_string(buffer.data());
       buffer.consume(buffer.size());
-      co_await emit(std::move(e), ctl.get());
-      reader_blocked_ = false;
+      // The common case without a coroutine call: there is room.
+      auto sent = ev_tx_.try_send(std::move(e));
+      if (!sent && sent.error().code() == Errc::full && !stopping_) {
+        Event back = std::move(sent).error().into_inner();
+        co_await emit(std::move(back), ctl.get());
+        reader_blocked_ = false;
+      }
     }
     if (ec == websocket::error::closed) {
       const auto& r = ws.reason();
@@ -595,6 +639,7 @@ class State : public std::enable_shared_from_this<State> {
       end_session(*ctl, "closed by client", static_cast<std::uint16_t>(websocket::close_code::normal), false);
   }
 
+  // Writes the on_connect messages, then opens the connection to the pump.
   template <class Ws>
   net::awaitable<void> writer(Ws& ws, std::vector<Message> first, std::shared_ptr<SessionCtl> ctl) {
     ErrorCode ec;
@@ -608,30 +653,79 @@ class State : public std::enable_shared_from_this<State> {
       }
       sent_.fetch_add(1, std::memory_order_relaxed);
     }
-    for (;;) {
-      if (ctl->over || stopping_) co_return;
-      auto r = out_rx_.try_recv();
-      if (!r) {
-        writer_waiting_.store(true, std::memory_order_relaxed);
-        (void)rendezvous_.fetch_add(1, std::memory_order_acq_rel);  // pairs with wake_writer()
-        r = out_rx_.try_recv();
-        if (!r) {
-          wake_timer_.expires_at(Clock::time_point::max());
-          co_await wake_timer_.async_wait(redirect(ec));
-          continue;
-        }
-        writer_waiting_.store(false, std::memory_order_relaxed);
+    if (ctl->over || stopping_) co_return;
+    live_ctl_ = ctl.get();
+    live_ws_ = &ws;
+    pump_timer_.cancel();  // a pump holding a message may write it now
+  }
+
+  template <class Ws>
+  void spawn_pump() {
+    net::co_spawn(strand_, pump<Ws>(), [self = shared_from_this()](const std::exception_ptr& e) {
+      if (e) {
+        self->log_->warn("websocket {}: send pump failed", self->url_.to_string());
+        self->request_stop();
       }
-      ws.text(!r->binary);
-      co_await ws.async_write(net::buffer(r->data), redirect(ec));
-      note_done();
-      if (ec && ctl->closing) co_return;  // our close handshake ends the session
-      if (ec) {
-        if (!ctl->over) log_->warn("websocket {}: write failed: {}", url_.to_string(), describe(ec));
-        end_session(*ctl, fmt::format("write: {}", describe(ec)), 0, true);
+    });
+  }
+
+  // Until a connection is open and has sent its on_connect messages (and
+  // the client is not stopping); false once the client has finished.
+  net::awaitable<bool> wait_live() {
+    ErrorCode ec;
+    while (live_ws_ == nullptr || stopping_) {
+      uncork();
+      if (finished_flag_) co_return false;
+      pump_timer_.expires_at(Clock::time_point::max());
+      co_await pump_timer_.async_wait(redirect(ec));
+    }
+    co_return true;
+  }
+
+  // The one consumer of the send queue, for the client's whole life. While a
+  // connection is open it drains the queue with try_recv, and sleeps in
+  // keel::asio::async_recv when the queue is empty (a send wakes it through
+  // the channel; the completion runs on the strand). While none is open it
+  // takes nothing out, so the queue holds send_queue_capacity messages;
+  // only a message received just as the connection dropped is held here
+  // (one more) until the next connection has sent its on_connect messages.
+  // Order is kept across reconnects. It ends when finish() closes the queue.
+  template <class Ws>
+  net::awaitable<void> pump() {
+    auto self = shared_from_this();
+    ErrorCode ec;
+    for (;;) {
+      if (!co_await wait_live()) co_return;
+      auto r = out_rx_.try_recv();
+      if (!r && r.error().code() == Errc::empty) {
+        uncork();
+        r = co_await keel::asio::async_recv(out_rx_, net::use_awaitable);
+      }
+      if (!r) co_return;  // closed by finish(), which counted what was left
+      if (!co_await wait_live()) {
+        note_done();  // dropped on close, like the rest of the queue
         co_return;
       }
-      sent_.fetch_add(1, std::memory_order_relaxed);
+      auto& ws = *static_cast<Ws*>(live_ws_);
+      const auto ctl = live_ctl_->shared_from_this();
+      // More queued behind this one: cork, so the burst leaves in full
+      // segments; uncorked as soon as the queue is empty (or we stop).
+      if (corked_ == nullptr && out_rx_.native_handle()->poll_recv()) {
+        corked_ = &beast::get_lowest_layer(ws);
+        set_cork(*corked_, true);
+      }
+      ++ctl->children;  // the session waits for this write before it drops the stream
+      ws.text(!r->binary);
+      co_await ws.async_write(net::buffer(r->data), redirect(ec));
+      if (ec || stopping_ || !out_rx_.native_handle()->poll_recv()) uncork();
+      note_done();
+      if (!ec) {
+        sent_.fetch_add(1, std::memory_order_relaxed);
+      } else if (!ctl->closing) {  // (our close handshake ends the session by itself)
+        if (!ctl->over) log_->warn("websocket {}: write failed: {}", url_.to_string(), describe(ec));
+        end_session(*ctl, fmt::format("write: {}", describe(ec)), 0, true);
+      }
+      child_done(*ctl);
     }
   }
 
@@ -668,8 +762,6 @@ class State : public std::enable_shared_from_this<State> {
 
   // cross-thread
   std::atomic<bool> stop_requested_{false};
-  std::atomic<bool> writer_waiting_{false};
-  std::atomic<std::uint64_t> rendezvous_{0};
   std::atomic<std::uint64_t> accepted_{0};
   std::atomic<std::uint64_t> done_{0};
   std::atomic<std::uint64_t> sent_{0};
@@ -681,11 +773,20 @@ class State : public std::enable_shared_from_this<State> {
   bool finished_ = false;  // guarded by done_mu_
 
   // strand only
-  net::steady_timer wake_timer_;
+  net::steady_timer pump_timer_;  // wakes a pump that waits for a connection
   net::steady_timer retry_timer_;
   net::steady_timer event_timer_;
   std::function<void()> abort_io_;        // cuts the current resolve or socket
   std::function<void()> graceful_close_;  // starts a close handshake on the open connection
+  void uncork() noexcept {
+    if (corked_ == nullptr) return;
+    set_cork(*corked_, false);  // sends what the kernel held back
+    corked_ = nullptr;
+  }
+
+  tcp::socket* corked_ = nullptr;   // the live socket while the pump has it corked
+  SessionCtl* live_ctl_ = nullptr;  // the open connection the pump writes on,
+  void* live_ws_ = nullptr;         // once its on_connect messages are out
   bool stopping_ = false;
   bool finished_flag_ = false;
   bool reader_blocked_ = false;
@@ -697,6 +798,27 @@ struct Runner {
   net::io_context ioc{1};
   std::thread thread;
 };
+
+// io_context::run(), except that the thread keeps polling for `spin` after
+// its last handler before it sleeps in the reactor (ClientConfig::busy_poll):
+// a send, or the peer's reply, that comes within `spin` is picked up without
+// the kernel having to wake this thread.
+inline void run_busy(net::io_context& ioc, std::chrono::microseconds spin) {
+  auto idle_since = Clock::now();
+  for (;;) {
+    if (ioc.poll() != 0) {
+      idle_since = Clock::now();
+      continue;
+    }
+    if (ioc.stopped()) return;  // out of work, or stop(): as run() would return
+    if (Clock::now() - idle_since < spin) {
+      for (int i = 0; i < 16; ++i) keel::detail::cpu_relax();
+      continue;
+    }
+    if (ioc.run_one() == 0) return;
+    idle_since = Clock::now();
+  }
+}
 
 inline Result<net::ssl::context> make_tls_context(const TlsConfig& tls) {
   try {
@@ -728,13 +850,18 @@ class Client {
   /// (Errc::invalid_argument) or config (Errc::config).
   [[nodiscard]] static Result<Client> start(ClientConfig config) {
     auto runner = std::make_unique<detail::Runner>();
-    KEEL_TRY_ASSIGN(auto state, make_state(runner->ioc.get_executor(), std::move(config)));
+    const auto spin = config.busy_poll;
+    KEEL_TRY_ASSIGN(auto state, make_state(runner->ioc.get_executor(), true, std::move(config)));
     Client c;
     c.state_ = std::move(state);
     c.state_->launch();
-    runner->thread = std::thread([r = runner.get(), log = c.state_->log_] {
+    runner->thread = std::thread([r = runner.get(), log = c.state_->log_, spin] {
       try {
-        r->ioc.run();
+        if (spin.count() > 0) {
+          detail::run_busy(r->ioc, spin);
+        } else {
+          r->ioc.run();
+        }
       } catch (const std::exception& e) {
         log->warn("websocket: io thread stopped: {}", e.what());
       }
@@ -746,7 +873,7 @@ class Client {
   /// Starts a client on the caller's executor (all its work runs on a strand
   /// of it). Keep the execution context running until close() returns.
   [[nodiscard]] static Result<Client> start(boost::asio::any_io_executor executor, ClientConfig config) {
-    KEEL_TRY_ASSIGN(auto state, make_state(std::move(executor), std::move(config)));
+    KEEL_TRY_ASSIGN(auto state, make_state(std::move(executor), false, std::move(config)));
     Client c;
     c.state_ = std::move(state);
     c.state_->launch();
@@ -830,6 +957,7 @@ class Client {
       if (!state_->wait_finished(bound)) {
         state_->log_->warn("websocket {}: close did not finish in time; stopping", state_->url_.to_string());
         runner_->ioc.stop();
+        state_->out_rx_.close();  // the send pump's pending receive must not outlive the io_context
       }
       if (runner_->thread.joinable()) runner_->thread.join();
     } else {
@@ -844,7 +972,7 @@ class Client {
  private:
   Client() = default;
 
-  static Result<std::shared_ptr<detail::State>> make_state(boost::asio::any_io_executor ex,
+  static Result<std::shared_ptr<detail::State>> make_state(boost::asio::any_io_executor ex, bool serial,
                                                            ClientConfig config) {
     KEEL_TRY_ASSIGN(auto url, Url::parse(config.url).context("websocket client url"));
     KEEL_TRY(config.validate().context("websocket client config"));
@@ -855,8 +983,8 @@ class Client {
     }
     KEEL_TRY_ASSIGN(auto out, make_channel<Message>(config.send_queue_capacity));
     KEEL_TRY_ASSIGN(auto ev, make_channel<Event>(config.event_queue_capacity));
-    return std::make_shared<detail::State>(std::move(ex), std::move(config), std::move(url), std::move(ssl),
-                                           std::move(out), std::move(ev));
+    return std::make_shared<detail::State>(std::move(ex), serial, std::move(config), std::move(url),
+                                           std::move(ssl), std::move(out), std::move(ev));
   }
 
   // Declared first so it is destroyed last: the state's timers belong to its io_context.
