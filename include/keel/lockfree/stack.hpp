@@ -119,16 +119,17 @@ class Stack {
 
  private:
   // Bounded exponential backoff after a CAS on head lost to another thread:
-  // 1, 2, 4 ... 64 pause hints. Retrying at once would only make the threads
+  // 1, 2, 4 ... 256 pause hints. Retrying at once would only make the threads
   // collide again (each failed CAS still pulls the line away from the winner);
-  // a short, growing pause lets the winner finish its next operation on a warm
-  // line. Bounded, so it never waits long; no yield (the CAS fails only
-  // because another thread made progress).
+  // a short, growing pause lets the winner finish its next operations on a
+  // warm line. Bounded, so it never waits long; no yield (the CAS fails only
+  // because another thread made progress). The cap was picked by measurement
+  // on 2 threads: 16 gave half the throughput of 64, 256 about 15% more.
   struct Backoff {
     unsigned pauses = 1;
     void operator()() noexcept {
       for (unsigned i = 0; i < pauses; ++i) detail::cpu_relax();
-      if (pauses < 64) pauses *= 2;
+      if (pauses < 256) pauses *= 2;
     }
   };
 
