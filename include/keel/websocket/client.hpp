@@ -709,15 +709,20 @@ class State : public std::enable_shared_from_this<State> {
       auto& ws = *static_cast<Ws*>(live_ws_);
       const auto ctl = live_ctl_->shared_from_this();
       // More queued behind this one: cork, so the burst leaves in full
-      // segments; uncorked as soon as the queue is empty (or we stop).
+      // segments. Uncorked as soon as the queue is empty (or we stop), and
+      // after every kCorkedBurst messages: a queue that never quite empties
+      // (a steady trickle) must not hold data back until the kernel's
+      // 200 ms cork ceiling.
       if (corked_ == nullptr && out_rx_.native_handle()->poll_recv()) {
         corked_ = &beast::get_lowest_layer(ws);
+        corked_count_ = 0;
         set_cork(*corked_, true);
       }
       ++ctl->children;  // the session waits for this write before it drops the stream
       ws.text(!r->binary);
       co_await ws.async_write(net::buffer(r->data), redirect(ec));
-      if (ec || stopping_ || !out_rx_.native_handle()->poll_recv()) uncork();
+      if (ec || stopping_ || ++corked_count_ >= kCorkedBurst || !out_rx_.native_handle()->poll_recv())
+        uncork();
       note_done();
       if (!ec) {
         sent_.fetch_add(1, std::memory_order_relaxed);
@@ -784,7 +789,9 @@ class State : public std::enable_shared_from_this<State> {
     corked_ = nullptr;
   }
 
+  static constexpr std::uint32_t kCorkedBurst = 32;
   tcp::socket* corked_ = nullptr;   // the live socket while the pump has it corked
+  std::uint32_t corked_count_ = 0;  // messages written since it was corked
   SessionCtl* live_ctl_ = nullptr;  // the open connection the pump writes on,
   void* live_ws_ = nullptr;         // once its on_connect messages are out
   bool stopping_ = false;
