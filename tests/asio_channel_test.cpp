@@ -28,8 +28,12 @@ constexpr int kScale = keel_test::sanitizer_scale(8);
 }  // namespace
 
 TEST_CASE("asio_channel: a coroutine receives values sent from another thread", "[asio_channel]") {
+  // Both wake-up barriers: the default (membarrier on Linux) and the fenced
+  // channel the WebSocket client uses.
+  const bool fenced = GENERATE(false, true);
+  CAPTURE(fenced);
   net::io_context io;
-  auto [tx, rx] = keel::channel<int>(4);
+  auto [tx, rx] = keel::detail::make_channel_checked<int>(4, fenced).value();
   const int n = 20000 / kScale;
   long long sum = 0;
   int count = 0;

@@ -352,8 +352,10 @@ namespace {
 // Each producer sends (id << 32 | seq) for seq in 0..per; every consumer
 // checks that each producer's values arrive in increasing order, and the
 // totals check that each value arrived exactly once.
-void stress(int producers, int consumers, std::size_t capacity, int per_producer) {
-  auto [tx, rx] = keel::channel<std::uint64_t>(capacity);
+// `fenced`: the channel the WebSocket client uses (fences on both halves of
+// the wake-up protocol, no spin before parking).
+void stress(int producers, int consumers, std::size_t capacity, int per_producer, bool fenced = false) {
+  auto [tx, rx] = keel::detail::make_channel_checked<std::uint64_t>(capacity, fenced).value();
   std::vector<std::vector<std::uint32_t>> seen(
       static_cast<std::size_t>(consumers), std::vector<std::uint32_t>(static_cast<std::size_t>(producers)));
   std::vector<std::vector<std::uint64_t>> counts(
@@ -424,6 +426,12 @@ TEST_CASE("channel: stress 4 producers 2 consumers", "[channel][stress]") {
 TEST_CASE("channel: stress 6 producers 3 consumers", "[channel][stress]") {
   stress(6, 3, 16, 50000 / kScale);
   stress(6, 3, 3, 10000 / kScale);
+}
+
+TEST_CASE("channel (fenced, no spin): stress 4 producers 2 consumers and 3 x 3", "[channel][stress]") {
+  stress(4, 2, 64, 50000 / kScale, true);
+  stress(4, 2, 1, 10000 / kScale, true);
+  stress(3, 3, 3, 10000 / kScale, true);
 }
 
 TEST_CASE("channel: stress close while busy", "[channel][stress]") {

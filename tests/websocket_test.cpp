@@ -353,6 +353,48 @@ TEST_CASE("echo: a client on the caller's io_context") {
   t.join();
 }
 
+TEST_CASE("echo: a client driven and closed from a coroutine on its own one-thread io_context") {
+  REQUIRE_NODE();
+  NodeServer server("echo");
+  namespace net = boost::asio;
+  net::io_context io{1};
+  auto client = Client::start(io.get_executor(), test_config(server.url()));
+  REQUIRE(client);
+  std::vector<Event> seen;
+  bool closed = false;
+  auto body = [&]() -> net::awaitable<void> {
+    const auto& events = client->events();
+    for (;;) {
+      auto ev = co_await keel::asio::async_recv(events, net::use_awaitable);
+      if (!ev) co_return;
+      seen.push_back(*ev);
+      if (ev->kind == EventKind::connected) {
+        (void)client->try_send(Message{"one thread"});
+      } else if (ev->kind == EventKind::message) {
+        const auto t0 = Clock::now();
+        client->close();  // must not block this thread (the client needs it)
+        CHECK(since(t0) < 100ms * kSlow);
+      }
+    }
+  };
+  net::co_spawn(io, body, [&](const std::exception_ptr& e) {
+    CHECK_FALSE(e);
+    closed = true;  // the event channel closed: the client has finished
+  });
+  // Returns once the client has finished and nothing else is pending.
+  const auto t0 = Clock::now();
+  io.run_for(10s * kSlow);
+  CHECK(since(t0) < 10s * kSlow);
+  CHECK(closed);
+  REQUIRE(seen.size() >= 3);
+  CHECK(seen[0].kind == EventKind::connected);
+  CHECK(seen[1].kind == EventKind::message);
+  CHECK(seen[1].data == "one thread");
+  CHECK(seen.back().kind == EventKind::disconnected);
+  CHECK(seen.back().close_code == 1000);
+  client->close();  // idempotent; returns at once now
+}
+
 // ---------------------------------------------------------------- heartbeat
 
 TEST_CASE("heartbeat: a peer that stops answering pings is dead within the bound, then reconnects") {

@@ -70,18 +70,25 @@ class Receiver;
 namespace detail {
 
 template <class T>
-std::pair<Sender<T>, Receiver<T>> make_channel_pair(std::size_t capacity);
+std::pair<Sender<T>, Receiver<T>> make_channel_pair(std::size_t capacity, bool fenced = false);
 
 enum class ChanOp : std::uint8_t { ok, would_block, closed };
 
 template <class T>
 class Chan {
  public:
-  explicit Chan(std::size_t capacity)
-      : cap_(capacity),
+  /// `fenced`: see WaitList (fences on both sides of the wake-up protocol).
+  /// A fenced channel also parks a blocked send or recv at once, without the
+  /// short spin: it is for values that come at network pace, where a spin
+  /// only takes the core from the thread that produces them.
+  explicit Chan(std::size_t capacity, bool fenced = false)
+      : fenced_(fenced),
+        cap_(capacity),
         batch_(std::clamp<std::size_t>(capacity / 4, 1, 64)),
         pow2_((capacity & (capacity - 1)) == 0),
-        slots_(new Slot[capacity]) {
+        slots_(new Slot[capacity]),
+        recv_wait_(fenced),
+        send_wait_(fenced) {
     for (std::size_t i = 0; i < cap_; ++i) {
       // relaxed: construction happens-before the handles are shared.
       slots_[i].seq.store(2 * i, std::memory_order_relaxed);
@@ -256,6 +263,8 @@ class Chan {
   WaitList& recv_wait() noexcept { return recv_wait_; }
   WaitList& send_wait() noexcept { return send_wait_; }
   void count_send_wait() noexcept { send_waits_.fetch_add(1, std::memory_order_relaxed); }
+  /// Whether a blocked send or recv spins briefly before it parks.
+  [[nodiscard]] bool spins() const noexcept { return !fenced_; }
   void count_recv_wait() noexcept { recv_waits_.fetch_add(1, std::memory_order_relaxed); }
 
  private:
@@ -314,7 +323,8 @@ class Chan {
   // high-water bookkeeping (see note_depth).
   std::atomic<std::uint64_t> head_seen_{0};
   alignas(kCacheLine) std::atomic<std::uint64_t> head_{0};  // next position to read
-  alignas(kCacheLine) const std::size_t cap_;
+  alignas(kCacheLine) const bool fenced_;
+  const std::size_t cap_;
   const std::size_t batch_;
   const bool pow2_;
   const std::unique_ptr<Slot[]> slots_;
@@ -408,7 +418,7 @@ class Sender {
 
  private:
   template <class U>
-  friend std::pair<Sender<U>, Receiver<U>> detail::make_channel_pair(std::size_t);
+  friend std::pair<Sender<U>, Receiver<U>> detail::make_channel_pair(std::size_t, bool);
   template <class U>
   friend class Receiver;
   explicit Sender(std::shared_ptr<detail::Chan<T>> c) noexcept : chan_(std::move(c)) {}
@@ -417,7 +427,7 @@ class Sender {
     if (!chan_) return {Error(Errc::closed), std::move(value)};
     detail::Chan<T>& c = *chan_;
     detail::ChanOp op = c.try_push(value);
-    if (op == detail::ChanOp::would_block) {
+    if (op == detail::ChanOp::would_block && c.spins()) {
       detail::SpinBudget spin;
       while (op == detail::ChanOp::would_block && spin.spin()) {
         if (c.room_for_batch()) op = c.try_push(value);
@@ -543,7 +553,7 @@ class Receiver {
 
  private:
   template <class U>
-  friend std::pair<Sender<U>, Receiver<U>> detail::make_channel_pair(std::size_t);
+  friend std::pair<Sender<U>, Receiver<U>> detail::make_channel_pair(std::size_t, bool);
   explicit Receiver(std::shared_ptr<detail::Chan<T>> c) noexcept : chan_(std::move(c)) {}
 
   static Result<T> finish(detail::ChanOp op, std::optional<T>& out, Errc would_block) {
@@ -564,7 +574,7 @@ class Receiver {
     std::optional<T> out;
     auto sink = [&](T&& v) { out.emplace(std::move(v)); };
     detail::ChanOp op = c.try_pop(sink);
-    if (op == detail::ChanOp::would_block) {
+    if (op == detail::ChanOp::would_block && c.spins()) {
       detail::SpinBudget spin;
       while (op == detail::ChanOp::would_block && spin.spin()) op = c.try_pop(sink);
     }
@@ -585,8 +595,8 @@ class Receiver {
 
 namespace detail {
 template <class T>
-std::pair<Sender<T>, Receiver<T>> make_channel_pair(std::size_t capacity) {
-  auto c = std::make_shared<Chan<T>>(capacity);
+std::pair<Sender<T>, Receiver<T>> make_channel_pair(std::size_t capacity, bool fenced) {
+  auto c = std::make_shared<Chan<T>>(capacity, fenced);
   return {Sender<T>(c), Receiver<T>(std::move(c))};
 }
 }  // namespace detail
@@ -594,10 +604,11 @@ std::pair<Sender<T>, Receiver<T>> make_channel_pair(std::size_t capacity) {
 /// The largest capacity a channel accepts.
 inline constexpr std::size_t kMaxChannelCapacity = std::size_t{1} << 40U;
 
-/// A bounded MPMC channel, or Errc::invalid_argument for capacity 0 (or more
-/// than kMaxChannelCapacity).
+namespace detail {
+/// make_channel, with the choice of wake-up barrier (see WaitList).
 template <class T>
-[[nodiscard]] Result<std::pair<Sender<T>, Receiver<T>>> make_channel(std::size_t capacity) {
+[[nodiscard]] Result<std::pair<Sender<T>, Receiver<T>>> make_channel_checked(std::size_t capacity,
+                                                                             bool fenced) {
   static_assert(std::is_nothrow_move_constructible_v<T>,
                 "keel::channel<T> needs a noexcept move constructor (wrap T in a std::unique_ptr)");
   static_assert(!std::is_reference_v<T>, "keel::channel<T&>: send a pointer or std::reference_wrapper");
@@ -605,7 +616,15 @@ template <class T>
     return fail(Errc::invalid_argument, "channel capacity must be in 1..{}, got {}", kMaxChannelCapacity,
                 capacity);
   }
-  return detail::make_channel_pair<T>(capacity);
+  return make_channel_pair<T>(capacity, fenced);
+}
+}  // namespace detail
+
+/// A bounded MPMC channel, or Errc::invalid_argument for capacity 0 (or more
+/// than kMaxChannelCapacity).
+template <class T>
+[[nodiscard]] Result<std::pair<Sender<T>, Receiver<T>>> make_channel(std::size_t capacity) {
+  return detail::make_channel_checked<T>(capacity, false);
 }
 
 /// `auto [tx, rx] = keel::channel<T>(capacity);` A bounded MPMC channel.

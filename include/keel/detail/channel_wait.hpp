@@ -193,7 +193,12 @@ class DekkerBarrier {
 
 class WaitList {
  public:
-  WaitList() = default;
+  /// `fenced`: both halves of the wake-up protocol are seq_cst fences (every
+  /// notifier pays a fence, a waiter no system call). For channels whose
+  /// waiters register often and whose senders are few and slow next to a
+  /// system call: an Asio coroutine re-arming async_recv after every
+  /// message (the WebSocket client's queues). Otherwise the DekkerBarrier.
+  explicit WaitList(bool fenced = false) noexcept : fenced_(fenced) {}
   WaitList(const WaitList&) = delete;
   WaitList& operator=(const WaitList&) = delete;
 
@@ -279,15 +284,24 @@ class WaitList {
     // order and the later one synchronises with the earlier.
     return interest_.fetch_add(0, std::memory_order_acq_rel);
 #else
-    // relaxed load after the notifier half of the barrier (see DekkerBarrier).
-    DekkerBarrier::light();
+    // relaxed load after the notifier half of the barrier (see DekkerBarrier,
+    // or a plain seq_cst fence pairing with the waiter's when fenced).
+    if (fenced_) {
+      std::atomic_thread_fence(std::memory_order_seq_cst);
+    } else {
+      DekkerBarrier::light();
+    }
     return interest_.load(std::memory_order_relaxed);
 #endif
   }
   // The waiter half, after its seq_cst increment of interest_.
-  static void waiter_fence() noexcept {
+  void waiter_fence() const noexcept {
 #if !KEEL_DETAIL_TSAN
-    DekkerBarrier::heavy();
+    if (fenced_) {
+      std::atomic_thread_fence(std::memory_order_seq_cst);
+    } else {
+      DekkerBarrier::heavy();
+    }
 #endif
   }
 
@@ -328,6 +342,7 @@ class WaitList {
     interest_.fetch_sub(1, std::memory_order_relaxed);
   }
 
+  const bool fenced_;
   std::atomic<std::uint32_t> interest_{0};  // unsignaled_ + waiters_.size()
   std::mutex m_;
   std::condition_variable cv_;

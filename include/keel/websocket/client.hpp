@@ -183,6 +183,23 @@ struct SessionCtl : std::enable_shared_from_this<SessionCtl> {
   net::steady_timer heartbeat;
 };
 
+// The io_context an executor (or a strand of one) belongs to, or null.
+inline net::io_context* io_context_of(const net::any_io_executor& ex) noexcept {
+  if (const auto* e = ex.target<net::io_context::executor_type>()) return &e->context();
+  if (const auto* s = ex.target<net::strand<net::io_context::executor_type>>())
+    return &s->get_inner_executor().context();
+  if (const auto* s = ex.target<net::strand<net::any_io_executor>>())
+    if (const auto* e = s->get_inner_executor().target<net::io_context::executor_type>())
+      return &e->context();
+  return nullptr;
+}
+
+// A strand already serialises its handlers: the client uses it as it is.
+inline bool is_strand(const net::any_io_executor& ex) noexcept {
+  return ex.target<net::strand<net::io_context::executor_type>>() != nullptr ||
+         ex.target<net::strand<net::any_io_executor>>() != nullptr;
+}
+
 class State : public std::enable_shared_from_this<State> {
  public:
   // `serial`: ex runs its handlers one at a time (a one-thread io_context);
@@ -192,7 +209,8 @@ class State : public std::enable_shared_from_this<State> {
       : cfg_(std::move(cfg)),
         url_(std::move(url)),
         log_(cfg_.logger ? cfg_.logger : keel::log::logger()),
-        strand_(serial ? std::move(ex) : Strand(net::make_strand(std::move(ex)))),
+        ioc_(io_context_of(ex)),
+        strand_(serial || is_strand(ex) ? std::move(ex) : Strand(net::make_strand(std::move(ex)))),
         ssl_(std::move(ssl)),
         out_tx_(std::move(out.first)),
         out_rx_(std::move(out.second)),
@@ -275,16 +293,22 @@ class State : public std::enable_shared_from_this<State> {
     return s;
   }
 
+  // True on a thread that runs the client's strand, or the io_context under
+  // it: waiting there for the client to finish would block what it needs.
   [[nodiscard]] bool running_here() const noexcept {
-    if (const auto* s = strand_.target<net::strand<net::any_io_executor>>())
-      return s->running_in_this_thread();
-    if (const auto* e = strand_.target<net::io_context::executor_type>()) return e->running_in_this_thread();
-    return false;
+    if (const auto* s = strand_.target<net::strand<net::any_io_executor>>()) {
+      if (s->running_in_this_thread()) return true;
+    }
+    if (const auto* s = strand_.target<net::strand<net::io_context::executor_type>>()) {
+      if (s->running_in_this_thread()) return true;
+    }
+    return ioc_ != nullptr && ioc_->get_executor().running_in_this_thread();
   }
 
   ClientConfig cfg_;
   Url url_;
   std::shared_ptr<spdlog::logger> log_;
+  net::io_context* ioc_;  // the io_context under the executor, when it is one (else null)
   Strand strand_;
   std::optional<net::ssl::context> ssl_;
   Sender<Message> out_tx_;
@@ -878,7 +902,9 @@ class Client {
   }
 
   /// Starts a client on the caller's executor (all its work runs on a strand
-  /// of it). Keep the execution context running until close() returns.
+  /// of it, or on the executor itself when it is a strand already). Keep the
+  /// execution context running until the client has finished (close() has
+  /// returned, or the event channel has closed).
   [[nodiscard]] static Result<Client> start(boost::asio::any_io_executor executor, ClientConfig config) {
     KEEL_TRY_ASSIGN(auto state, make_state(std::move(executor), false, std::move(config)));
     Client c;
@@ -948,8 +974,11 @@ class Client {
 
   /// Closes: a clean close handshake if open (bounded by close_timeout), or
   /// abandons the connect or retry under way; drops what is still queued.
-  /// Returns once the connection is gone. Idempotent. Called from the
-  /// client's own executor it only starts the close.
+  /// Returns once the connection is gone. Idempotent. Called on a thread
+  /// that runs the client's executor (a handler or coroutine on the caller's
+  /// io_context, on_connect), it only starts the close, since waiting there
+  /// would block the work it waits for: the event channel closes when the
+  /// client has finished.
   void close() {
     if (!state_) return;
     state_->request_stop();
@@ -988,8 +1017,13 @@ class Client {
       KEEL_TRY_ASSIGN(auto ctx, detail::make_tls_context(config.tls));
       ssl.emplace(std::move(ctx));
     }
-    KEEL_TRY_ASSIGN(auto out, make_channel<Message>(config.send_queue_capacity));
-    KEEL_TRY_ASSIGN(auto ev, make_channel<Event>(config.event_queue_capacity));
+    // Fenced wake-ups: the send pump and an application awaiting events with
+    // keel::asio::async_recv re-arm a waiter after nearly every message, and
+    // a membarrier(2) per arm (the default channel's waiter half, which
+    // interrupts every other running thread of the process) would cost more
+    // than a fence on each send and event.
+    KEEL_TRY_ASSIGN(auto out, keel::detail::make_channel_checked<Message>(config.send_queue_capacity, true));
+    KEEL_TRY_ASSIGN(auto ev, keel::detail::make_channel_checked<Event>(config.event_queue_capacity, true));
     return std::make_shared<detail::State>(std::move(ex), serial, std::move(config), std::move(url),
                                            std::move(ssl), std::move(out), std::move(ev));
   }
