@@ -10,7 +10,7 @@ packages=(
   libsqlitecpp-dev libsqlite3-dev sqlite3
   libssl-dev libboost-dev libboost-system-dev
   catch2 libbenchmark-dev librapidcheck-dev
-  clang libclang-rt-14-dev clang-format clang-tidy
+  clang-16 libclang-rt-16-dev clang-format clang-tidy
   libatomic-queue-dev libconcurrentqueue-dev libreaderwriterqueue-dev
   nodejs npm python3 python3-cryptography gnuplot-nox
 )

@@ -14,7 +14,7 @@ for f in "$dir"/fuzz_*; do
   args=("$work")
   [[ -d "$seeds" ]] && args+=("$seeds")
   echo "== $name (${seconds}s)"
-  "$f" -max_total_time="$seconds" -print_final_stats=1 -artifact_prefix="$work/" "${args[@]}" 2>&1 | tail -n 4
+  "$f" -max_total_time="$seconds" -print_final_stats=1 -artifact_prefix="$work/" "${args[@]}" 2>&1 | tail -n 5
   rc=${PIPESTATUS[0]}
   rm -rf "$work"
   [[ $rc -eq 0 ]] || { echo "fuzz: $name failed ($rc)" >&2; exit "$rc"; }
