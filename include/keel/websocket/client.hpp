@@ -38,11 +38,6 @@
 #include <keel/websocket/event.hpp>
 #include <keel/websocket/url.hpp>
 
-#if defined(__linux__)
-#include <netinet/in.h>
-#include <netinet/tcp.h>
-#include <sys/socket.h>
-#endif
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 // Boost 1.74's Asio enables co_await for clang only with <experimental/coroutine>
@@ -148,19 +143,6 @@ class Deadline {
 };
 
 inline constexpr std::size_t kWriteBufferBytes = 64U * 1024;
-
-// TCP_CORK on or off (Linux; elsewhere nothing): while corked the kernel
-// holds partial segments, so a burst of small messages leaves as a few full
-// segments instead of one segment (and one wake-up of the peer) each.
-inline void set_cork(tcp::socket& s, bool on) noexcept {
-#if defined(__linux__) && defined(TCP_CORK)
-  const int v = on ? 1 : 0;
-  (void)::setsockopt(s.native_handle(), IPPROTO_TCP, TCP_CORK, &v, sizeof v);
-#else
-  (void)s;
-  (void)on;
-#endif
-}
 
 // How one connection attempt ended.
 struct Outcome {
@@ -322,7 +304,6 @@ class State : public std::enable_shared_from_this<State> {
 
   void on_stop() {
     stopping_ = true;
-    uncork();  // the close frame must not wait behind a cork
     retry_timer_.cancel();
     event_timer_.cancel();
     if (graceful_close_) {
@@ -567,7 +548,6 @@ class State : public std::enable_shared_from_this<State> {
     }
     ctl.heartbeat.cancel();
     if (live_ctl_ == &ctl) {  // the pump writes no more on this connection
-      uncork();
       live_ctl_ = nullptr;
       live_ws_ = nullptr;
     }
@@ -698,7 +678,6 @@ class State : public std::enable_shared_from_this<State> {
   net::awaitable<bool> wait_live() {
     ErrorCode ec;
     while (live_ws_ == nullptr || stopping_) {
-      uncork();
       if (finished_flag_) co_return false;
       pump_timer_.expires_at(Clock::time_point::max());
       co_await pump_timer_.async_wait(redirect(ec));
@@ -722,7 +701,6 @@ class State : public std::enable_shared_from_this<State> {
       if (!co_await wait_live()) co_return;
       auto r = out_rx_.try_recv();
       if (!r && r.error().code() == Errc::empty) {
-        uncork();
         r = co_await keel::asio::async_recv(out_rx_, net::use_awaitable);
       }
       if (!r) co_return;  // closed by finish(), which counted what was left
@@ -732,21 +710,12 @@ class State : public std::enable_shared_from_this<State> {
       }
       auto& ws = *static_cast<Ws*>(live_ws_);
       const auto ctl = live_ctl_->shared_from_this();
-      // More queued behind this one: cork, so the burst leaves in full
-      // segments. Uncorked as soon as the queue is empty (or we stop), and
-      // after every kCorkedBurst messages: a queue that never quite empties
-      // (a steady trickle) must not hold data back until the kernel's
-      // 200 ms cork ceiling.
-      if (corked_ == nullptr && out_rx_.native_handle()->poll_recv()) {
-        corked_ = &beast::get_lowest_layer(ws);
-        corked_count_ = 0;
-        set_cork(*corked_, true);
-      }
+      // Each message is written as soon as it is taken (TCP_NODELAY): no
+      // TCP_CORK around bursts, which measured slower (the peer could not
+      // start on a burst before its end; see docs/websocket.md).
       ++ctl->children;  // the session waits for this write before it drops the stream
       ws.text(!r->binary);
       co_await ws.async_write(net::buffer(r->data), redirect(ec));
-      if (ec || stopping_ || ++corked_count_ >= kCorkedBurst || !out_rx_.native_handle()->poll_recv())
-        uncork();
       note_done();
       if (!ec) {
         sent_.fetch_add(1, std::memory_order_relaxed);
@@ -807,17 +776,8 @@ class State : public std::enable_shared_from_this<State> {
   net::steady_timer event_timer_;
   std::function<void()> abort_io_;        // cuts the current resolve or socket
   std::function<void()> graceful_close_;  // starts a close handshake on the open connection
-  void uncork() noexcept {
-    if (corked_ == nullptr) return;
-    set_cork(*corked_, false);  // sends what the kernel held back
-    corked_ = nullptr;
-  }
-
-  static constexpr std::uint32_t kCorkedBurst = 32;
-  tcp::socket* corked_ = nullptr;   // the live socket while the pump has it corked
-  std::uint32_t corked_count_ = 0;  // messages written since it was corked
-  SessionCtl* live_ctl_ = nullptr;  // the open connection the pump writes on,
-  void* live_ws_ = nullptr;         // once its on_connect messages are out
+  SessionCtl* live_ctl_ = nullptr;        // the open connection the pump writes on,
+  void* live_ws_ = nullptr;               // once its on_connect messages are out
   bool stopping_ = false;
   bool finished_flag_ = false;
   bool reader_blocked_ = false;
