@@ -395,6 +395,24 @@ TEST_CASE("echo: a client driven and closed from a coroutine on its own one-thre
   client->close();  // idempotent; returns at once now
 }
 
+TEST_CASE("close: a client whose io_context was stopped is closed and destroyed at once") {
+  REQUIRE_NODE();
+  NodeServer server("echo");
+  boost::asio::io_context io;
+  std::thread t;
+  {
+    auto client = Client::start(io.get_executor(), test_config(server.url()));
+    REQUIRE(client);
+    t = std::thread([&] { io.run(); });
+    REQUIRE(wait_for(*client, EventKind::connected, 10s * kSlow));
+    io.stop();  // nothing will run the client's handlers any more
+    t.join();
+    const auto t0 = Clock::now();
+    client->close();  // must not wait for a close that cannot run
+    CHECK(since(t0) < 500ms * kSlow);
+  }  // destroyed here; its pending operations go with the io_context below
+}
+
 // ---------------------------------------------------------------- heartbeat
 
 TEST_CASE("heartbeat: a peer that stops answering pings is dead within the bound, then reconnects") {

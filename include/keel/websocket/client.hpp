@@ -275,6 +275,9 @@ class State : public std::enable_shared_from_this<State> {
     return s;
   }
 
+  // The caller's io_context was stopped: nothing runs the client's handlers.
+  [[nodiscard]] bool context_stopped() const noexcept { return ioc_ != nullptr && ioc_->stopped(); }
+
   // True on a thread that runs the client's strand, or the io_context under
   // it: waiting there for the client to finish would block what it needs.
   [[nodiscard]] bool running_here() const noexcept {
@@ -956,6 +959,13 @@ class Client {
         state_->out_rx_.close();  // the send pump's pending receive must not outlive the io_context
       }
       if (runner_->thread.joinable()) runner_->thread.join();
+    } else if (state_->context_stopped()) {
+      // Nothing will run the close. End both queues, so that the writer's
+      // pending receive (and an application's async_recv on the events),
+      // which hold the client's state, are released with the io_context
+      // instead of waiting in the channels forever.
+      state_->out_rx_.close();
+      state_->ev_tx_.close();
     } else {
       (void)state_->wait_finished(bound);
     }
