@@ -750,7 +750,7 @@ TEST_CASE("send: a full queue pushes back (try_send, send_for) and hands the mes
   blocked.join();
 }
 
-TEST_CASE("send: 8 threads at once, every message echoed once, per-thread order kept") {
+TEST_CASE("send: 8 threads at once (with flushes), every message echoed once, per-thread order kept") {
   REQUIRE_NODE();
   NodeServer server("echo");
   auto cfg = test_config(server.url());
@@ -766,6 +766,9 @@ TEST_CASE("send: 8 threads at once, every message echoed once, per-thread order 
     ts.emplace_back([&, t] {
       for (int i = 0; i < per; ++i) {
         if (!client->send(fmt::format("{}:{}", t, i))) failures.fetch_add(1);
+        // Every 50 messages this thread waits until what it sent is written,
+        // racing the other threads' sends and the writer's counting.
+        if (i % 50 == 49 && !client->flush(20s * kSlow)) failures.fetch_add(1);
       }
     });
   }

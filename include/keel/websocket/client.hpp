@@ -248,9 +248,16 @@ class State : public std::enable_shared_from_this<State> {
   Result<void> flush(std::chrono::milliseconds timeout) {
     const auto target = accepted_.load(std::memory_order_acquire);
     const auto deadline = Clock::now() + timeout;
+    // seq_cst, with the seq_cst load of done_ below: pairs with note_done's
+    // seq_cst increment of done_ and load of flushers_, so either this
+    // flush sees the count reach its target or note_done sees the flusher
+    // and notifies (it locks done_mu_ first, so the notify cannot fall
+    // between our check and our wait).
+    flushers_.fetch_add(1, std::memory_order_seq_cst);
     std::unique_lock lock(done_mu_);
     const bool ok = done_cv_.wait_until(
-        lock, deadline, [&] { return finished_ || done_.load(std::memory_order_acquire) >= target; });
+        lock, deadline, [&] { return finished_ || done_.load(std::memory_order_seq_cst) >= target; });
+    flushers_.fetch_sub(1, std::memory_order_relaxed);  // relaxed: a stale count costs one lock
     if (!ok) return fail(Errc::timeout, "flush: {} messages still queued", target - done_.load());
     if (done_.load(std::memory_order_acquire) < target) return fail(Errc::closed, "client closed");
     return {};
@@ -318,11 +325,12 @@ class State : public std::enable_shared_from_this<State> {
 
   [[nodiscard]] bool stopping() const noexcept { return stopping_; }
 
+  // Counts messages written or dropped; wakes flush() callers only when
+  // there are any (the common case, no flush waiting, takes no lock).
   void note_done(std::uint64_t n = 1) {
-    {
-      const std::lock_guard lock(done_mu_);
-      done_.fetch_add(n, std::memory_order_release);
-    }
+    done_.fetch_add(n, std::memory_order_seq_cst);  // seq_cst: see flush()
+    if (flushers_.load(std::memory_order_seq_cst) == 0) return;
+    { const std::lock_guard lock(done_mu_); }  // a flusher is checking or waiting, not in between
     done_cv_.notify_all();
   }
 
@@ -701,13 +709,14 @@ class State : public std::enable_shared_from_this<State> {
     auto self = shared_from_this();
     ErrorCode ec;
     for (;;) {
-      if (!co_await wait_live()) co_return;
+      // (wait_live() only when not live: a coroutine call per message is not free)
+      if ((live_ws_ == nullptr || stopping_) && !co_await wait_live()) co_return;
       auto r = out_rx_.try_recv();
       if (!r && r.error().code() == Errc::empty) {
         r = co_await keel::asio::async_recv(out_rx_, net::use_awaitable);
       }
       if (!r) co_return;  // closed by finish(), which counted what was left
-      if (!co_await wait_live()) {
+      if ((live_ws_ == nullptr || stopping_) && !co_await wait_live()) {
         note_done();  // dropped on close, like the rest of the queue
         co_return;
       }
@@ -765,6 +774,7 @@ class State : public std::enable_shared_from_this<State> {
   std::atomic<bool> stop_requested_{false};
   std::atomic<std::uint64_t> accepted_{0};
   std::atomic<std::uint64_t> done_{0};
+  std::atomic<std::uint32_t> flushers_{0};  // flush() calls waiting
   std::atomic<std::uint64_t> sent_{0};
   std::atomic<std::uint64_t> received_{0};
   std::atomic<std::uint64_t> connections_{0};
