@@ -27,6 +27,8 @@
 //   The channel is closed after the last event (after close() or gave_up).
 // - close() returns after the connection is closed (close handshake bounded
 //   by close_timeout) whatever the state; on_connect never runs after that.
+//   On a thread that runs the client's own executor it only starts the
+//   close (waiting there would block it); the event channel closes when done.
 #pragma once
 
 #include <keel/asio/channel.hpp>
