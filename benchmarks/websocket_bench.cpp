@@ -175,32 +175,35 @@ std::string make_payload(const benchmark::State& state) {
   return std::string(static_cast<std::size_t>(state.range(0)), 'x');
 }
 
-// ---------------------------------------------------------------- Sync
-
-void BM_RawSync_RoundTrip(benchmark::State& state) {
-  RawClient c;
-  const std::string payload = make_payload(state);
-  beast::flat_buffer buffer;
+// `window` messages out, then their `window` echoes, per iteration, through
+// blocking calls on the benchmark thread (RoundTrip: window 1).
+template <class Send, class Recv>
+void blocking_echo(benchmark::State& state, int window, Send send, Recv recv) {
   for (auto _ : state) {
-    c.ws.write(net::buffer(payload));
-    c.ws.read(buffer);
-    buffer.consume(buffer.size());
+    for (int i = 0; i < window; ++i) send();
+    for (int i = 0; i < window; ++i) recv();
   }
-  count(state, static_cast<std::int64_t>(state.iterations()));
+  count(state, static_cast<std::int64_t>(state.iterations()) * window);
 }
 
-void BM_RawSync_Pipelined(benchmark::State& state) {
+// ---------------------------------------------------------------- Sync
+
+void raw_sync(benchmark::State& state, int window) {
   RawClient c;
   const std::string payload = make_payload(state);
   beast::flat_buffer buffer;
-  for (auto _ : state) {
-    for (int i = 0; i < kWindow; ++i) c.ws.write(net::buffer(payload));
-    for (int i = 0; i < kWindow; ++i) {
-      c.ws.read(buffer);
-      buffer.consume(buffer.size());
-    }
-  }
-  count(state, static_cast<std::int64_t>(state.iterations()) * kWindow);
+  blocking_echo(
+      state, window, [&] { c.ws.write(net::buffer(payload)); },
+      [&] {
+        c.ws.read(buffer);
+        buffer.consume(buffer.size());
+      });
+}
+void BM_RawSync_RoundTrip(benchmark::State& state) {
+  raw_sync(state, 1);
+}
+void BM_RawSync_Pipelined(benchmark::State& state) {
+  raw_sync(state, kWindow);
 }
 
 // ---------------------------------------------------------------- IoThread
@@ -273,64 +276,47 @@ class RawIoThreadClient {
   std::thread thread_;
 };
 
+void raw_io_thread(benchmark::State& state, int window) {
+  RawIoThreadClient c;
+  const std::string payload = make_payload(state);
+  blocking_echo(
+      state, window, [&] { c.send(payload); },
+      [&] {
+        auto m = c.recv();
+        benchmark::DoNotOptimize(m);
+      });
+}
 void BM_RawIoThread_RoundTrip(benchmark::State& state) {
-  RawIoThreadClient c;
-  const std::string payload = make_payload(state);
-  for (auto _ : state) {
-    c.send(payload);
-    auto m = c.recv();
-    benchmark::DoNotOptimize(m);
-  }
-  count(state, static_cast<std::int64_t>(state.iterations()));
+  raw_io_thread(state, 1);
 }
-
 void BM_RawIoThread_Pipelined(benchmark::State& state) {
-  RawIoThreadClient c;
-  const std::string payload = make_payload(state);
-  for (auto _ : state) {
-    for (int i = 0; i < kWindow; ++i) c.send(payload);
-    for (int i = 0; i < kWindow; ++i) {
-      auto m = c.recv();
-      benchmark::DoNotOptimize(m);
-    }
-  }
-  count(state, static_cast<std::int64_t>(state.iterations()) * kWindow);
+  raw_io_thread(state, kWindow);
 }
 
-void keel_round_trip(benchmark::State& state, bool busy_poll) {
+void keel_own_thread(benchmark::State& state, int window, bool busy_poll) {
   auto c = keel_client(busy_poll);
   const std::string payload = make_payload(state);
-  for (auto _ : state) {
-    (void)c.send(keel::ws::Message{payload, true});
-    auto ev = c.next_event();
-    benchmark::DoNotOptimize(ev);
-  }
-  count(state, static_cast<std::int64_t>(state.iterations()));
+  blocking_echo(
+      state, window,
+      [&] {
+        (void)c.send(keel::ws::Message{payload, true});
+      },
+      [&] {
+        auto ev = c.next_event();
+        benchmark::DoNotOptimize(ev);
+      });
 }
 void BM_Keel_RoundTrip(benchmark::State& state) {
-  keel_round_trip(state, false);
+  keel_own_thread(state, 1, false);
 }
 void BM_Keel_BusyPoll_RoundTrip(benchmark::State& state) {
-  keel_round_trip(state, true);
-}
-
-void keel_pipelined(benchmark::State& state, bool busy_poll) {
-  auto c = keel_client(busy_poll);
-  const std::string payload = make_payload(state);
-  for (auto _ : state) {
-    for (int i = 0; i < kWindow; ++i) (void)c.send(keel::ws::Message{payload, true});
-    for (int i = 0; i < kWindow; ++i) {
-      auto ev = c.next_event();
-      benchmark::DoNotOptimize(ev);
-    }
-  }
-  count(state, static_cast<std::int64_t>(state.iterations()) * kWindow);
+  keel_own_thread(state, 1, true);
 }
 void BM_Keel_Pipelined(benchmark::State& state) {
-  keel_pipelined(state, false);
+  keel_own_thread(state, kWindow, false);
 }
 void BM_Keel_BusyPoll_Pipelined(benchmark::State& state) {
-  keel_pipelined(state, true);
+  keel_own_thread(state, kWindow, true);
 }
 
 // ---------------------------------------------------------------- OneThread

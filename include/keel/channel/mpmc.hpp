@@ -82,8 +82,7 @@ class Chan {
   /// short spin: it is for values that come at network pace, where a spin
   /// only takes the core from the thread that produces them.
   explicit Chan(std::size_t capacity, bool fenced = false)
-      : fenced_(fenced),
-        cap_(capacity),
+      : cap_(capacity),
         batch_(std::clamp<std::size_t>(capacity / 4, 1, 64)),
         pow2_((capacity & (capacity - 1)) == 0),
         slots_(new Slot[capacity]),
@@ -264,7 +263,7 @@ class Chan {
   WaitList& send_wait() noexcept { return send_wait_; }
   void count_send_wait() noexcept { send_waits_.fetch_add(1, std::memory_order_relaxed); }
   /// Whether a blocked send or recv spins briefly before it parks.
-  [[nodiscard]] bool spins() const noexcept { return !fenced_; }
+  [[nodiscard]] bool spins() const noexcept { return !recv_wait_.fenced(); }
   void count_recv_wait() noexcept { recv_waits_.fetch_add(1, std::memory_order_relaxed); }
 
  private:
@@ -323,8 +322,7 @@ class Chan {
   // high-water bookkeeping (see note_depth).
   std::atomic<std::uint64_t> head_seen_{0};
   alignas(kCacheLine) std::atomic<std::uint64_t> head_{0};  // next position to read
-  alignas(kCacheLine) const bool fenced_;
-  const std::size_t cap_;
+  alignas(kCacheLine) const std::size_t cap_;
   const std::size_t batch_;
   const bool pow2_;
   const std::unique_ptr<Slot[]> slots_;

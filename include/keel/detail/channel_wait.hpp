@@ -202,6 +202,8 @@ class WaitList {
   WaitList(const WaitList&) = delete;
   WaitList& operator=(const WaitList&) = delete;
 
+  [[nodiscard]] bool fenced() const noexcept { return fenced_; }
+
   /// Call after making the awaited condition true. The fence pairs with the
   /// one in wait()/add(): see the file comment.
   void notify_one() noexcept {

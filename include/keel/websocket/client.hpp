@@ -289,14 +289,12 @@ class State : public std::enable_shared_from_this<State> {
 
   // True on a thread that runs the client's strand, or the io_context under
   // it: waiting there for the client to finish would block what it needs.
+  // (A strand running here means its io_context is running here too; only
+  // a strand over some other execution context needs asking itself.)
   [[nodiscard]] bool running_here() const noexcept {
-    if (const auto* s = strand_.target<net::strand<net::any_io_executor>>()) {
-      if (s->running_in_this_thread()) return true;
-    }
-    if (const auto* s = strand_.target<net::strand<net::io_context::executor_type>>()) {
-      if (s->running_in_this_thread()) return true;
-    }
-    return ioc_ != nullptr && ioc_->get_executor().running_in_this_thread();
+    if (ioc_ != nullptr) return ioc_->get_executor().running_in_this_thread();
+    const auto* s = strand_.target<net::strand<net::any_io_executor>>();
+    return s != nullptr && s->running_in_this_thread();
   }
 
   ClientConfig cfg_;
@@ -686,11 +684,14 @@ class State : public std::enable_shared_from_this<State> {
     });
   }
 
-  // Until a connection is open and has sent its on_connect messages (and
-  // the client is not stopping); false once the client has finished.
+  // A connection is open to the pump (its on_connect messages are out) and
+  // the client is not stopping.
+  [[nodiscard]] bool live() const noexcept { return live_ws_ != nullptr && !stopping_; }
+
+  // Until live(); false once the client has finished.
   net::awaitable<bool> wait_live() {
     ErrorCode ec;
-    while (live_ws_ == nullptr || stopping_) {
+    while (!live()) {
       if (finished_flag_) co_return false;
       pump_timer_.expires_at(Clock::time_point::max());
       co_await pump_timer_.async_wait(redirect(ec));
@@ -712,13 +713,13 @@ class State : public std::enable_shared_from_this<State> {
     ErrorCode ec;
     for (;;) {
       // (wait_live() only when not live: a coroutine call per message is not free)
-      if ((live_ws_ == nullptr || stopping_) && !co_await wait_live()) co_return;
+      if (!live() && !co_await wait_live()) co_return;
       auto r = out_rx_.try_recv();
       if (!r && r.error().code() == Errc::empty) {
         r = co_await keel::asio::async_recv(out_rx_, net::use_awaitable);
       }
       if (!r) co_return;  // closed by finish(), which counted what was left
-      if ((live_ws_ == nullptr || stopping_) && !co_await wait_live()) {
+      if (!live() && !co_await wait_live()) {
         note_done();  // dropped on close, like the rest of the queue
         co_return;
       }
