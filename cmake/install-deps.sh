@@ -13,6 +13,8 @@ packages=(
   clang-16 libclang-rt-16-dev clang-format clang-tidy
   libatomic-queue-dev libconcurrentqueue-dev libreaderwriterqueue-dev
   nodejs npm python3 python3-cryptography gnuplot-nox
+  libargon2-dev libpq-dev postgresql-15 libpqxx-dev tinyproxy
+  qemu-user g++-aarch64-linux-gnu libboost-stacktrace-dev libhyperscan-dev
 )
 
 missing=()

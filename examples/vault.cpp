@@ -15,6 +15,7 @@
 // Every failure prints one line on stderr and exits non-zero:
 // 1 error (wrong password: AUTH_FAILED, missing name: NOT_FOUND, ...), 2 usage.
 #include <keel/crypto.hpp>
+#include <keel/vault.hpp>
 #include <keel/log.hpp>
 #include <keel/sqlite.hpp>
 

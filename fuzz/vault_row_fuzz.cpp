@@ -6,6 +6,7 @@
 // Input layout (each field: a length byte, then that many bytes):
 //   format(8 bytes LE) store_id kdf salt iterations(8 bytes LE) key_check name envelope
 #include <keel/crypto.hpp>
+#include <keel/vault.hpp>
 
 #include <cstddef>
 #include <cstdint>

@@ -1,4 +1,4 @@
-#include <keel/asio/channel.hpp>
+#include <keel/channel/asio.hpp>
 
 #include <catch2/catch.hpp>
 

@@ -1,4 +1,5 @@
 #include <keel/crypto.hpp>
+#include <keel/vault.hpp>
 // (the header under test comes first: it must compile on its own)
 
 #include <SQLiteCpp/Statement.h>

@@ -2,6 +2,7 @@
 // tampering, and an encrypted credential store with a wrong-password check
 // and key rotation.
 #include <keel/crypto.hpp>
+#include <keel/vault.hpp>
 #include <keel/sqlite.hpp>
 
 #include <fmt/format.h>

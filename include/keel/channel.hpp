@@ -6,7 +6,7 @@
 // - keel::broadcast<T>(capacity): every receiver sees every value; a slow
 //   receiver gets Errc::lagged with the count it missed, then catches up.
 // - keel::Selector / keel::select_for: wait on several receivers at once.
-// - <keel/asio/channel.hpp> (keel::websocket target): co_await a send or a
+// - <keel/channel/asio.hpp> (keel::asio target): co_await a send or a
 //   receive from a Boost.Asio coroutine without blocking a thread.
 //
 //     auto [tx, rx] = keel::channel<int>(128);

@@ -31,7 +31,7 @@
 //   close (waiting there would block it); the event channel closes when done.
 #pragma once
 
-#include <keel/asio/channel.hpp>
+#include <keel/channel/asio.hpp>
 #include <keel/backoff.hpp>
 #include <keel/channel.hpp>
 #include <keel/detail/cpu_relax.hpp>
