@@ -57,7 +57,7 @@ TEST_CASE("Errc codes, statuses and the error_code category", "[result]") {
   for (Errc c : all_kinds()) {
     const auto s = keel::to_string(c);
     INFO(s);
-    CHECK(s != "UNKNOWN");
+    if (c != Errc::unknown) CHECK(s != "UNKNOWN");
     CHECK(s.find_first_not_of("ABCDEFGHIJKLMNOPQRSTUVWXYZ_") == std::string_view::npos);
     CHECK(keel::errc_from_string(s) == c);
     CHECK(keel::http_status(c) >= 400);

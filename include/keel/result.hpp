@@ -114,10 +114,12 @@ enum class Errc : std::uint8_t {
   resource_exhausted,
   unavailable,
   internal,
+  data_loss,  ///< Stored data is damaged or missing (a corrupt record, a vault without its header).
+  unknown,    ///< A kind this build does not know (a newer peer's code); the text is kept.
 };
 
 /// Number of Errc kinds (the largest enumerator's value).
-inline constexpr int kErrcCount = 19;
+inline constexpr int kErrcCount = 21;
 
 /// A stable SCREAMING_SNAKE_CASE code ("NOT_FOUND"), or "UNKNOWN" for a value
 /// outside the enumeration. These strings are part of the API: they never change.
@@ -161,6 +163,10 @@ inline constexpr int kErrcCount = 19;
       return "UNAVAILABLE";
     case Errc::internal:
       return "INTERNAL";
+    case Errc::data_loss:
+      return "DATA_LOSS";
+    case Errc::unknown:
+      return "UNKNOWN";
   }
   return "UNKNOWN";
 }
@@ -215,6 +221,10 @@ inline constexpr int kErrcCount = 19;
     case Errc::unavailable:
       return 503;
     case Errc::internal:
+      return 500;
+    case Errc::data_loss:
+      return 500;
+    case Errc::unknown:
       return 500;
   }
   return 500;
