@@ -1,10 +1,13 @@
-// keel/keel.hpp: every dependency-free keel module (target keel::core).
-// The optional modules (json, log, sqlite, crypto, websocket) have their own
-// headers and targets and are not included here.
+// keel/keel.hpp: every keel module (target keel::keel, which links them all).
+// A program that uses one module includes that module's header and links its
+// target instead; <keel/core.hpp> is the dependency-free core alone.
 #pragma once
 
-#include <keel/backoff.hpp>
-#include <keel/channel.hpp>
-#include <keel/lockfree.hpp>
-#include <keel/result.hpp>
-#include <keel/simd.hpp>
+#include <keel/channel/asio.hpp>
+#include <keel/core.hpp>
+#include <keel/crypto.hpp>
+#include <keel/json.hpp>
+#include <keel/log.hpp>
+#include <keel/sqlite.hpp>
+#include <keel/vault.hpp>
+#include <keel/websocket.hpp>

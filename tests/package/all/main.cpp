@@ -1,7 +1,5 @@
-// A user of every component, found through find_package(... COMPONENTS ...).
-#include <keel/json.hpp>
+// A user of every component: find_package(keel COMPONENTS keel), <keel/keel.hpp>.
 #include <keel/keel.hpp>
-#include <keel/log.hpp>
 
 #include <fmt/format.h>
 

@@ -1,5 +1,5 @@
 // A user of keel::core alone: one header, one target, fmt and Threads only.
-#include <keel/keel.hpp>
+#include <keel/core.hpp>
 
 #include <fmt/format.h>
 
