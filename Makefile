@@ -4,6 +4,7 @@
 #   make test      install what is missing, build, run every test (ctest)
 #   make sanitize  the whole suite under ASan+UBSan and under TSan, then the fuzzers briefly
 #   make bench     release benchmarks, keel beside its peers; JSON in build/bench/results
+#   make bench-record  keep that JSON in benchmarks/records/ and regenerate the docs' tables
 #   make install PREFIX=dir
 
 PREFIX ?= /usr/local
@@ -12,7 +13,7 @@ FUZZ_SECONDS ?= 20
 export CMAKE_BUILD_PARALLEL_LEVEL ?= $(JOBS)
 export CTEST_PARALLEL_LEVEL ?= $(JOBS)
 
-.PHONY: all deps demo test sanitize asan tsan fuzz bench install format tidy clean
+.PHONY: all deps demo test sanitize asan tsan fuzz bench bench-record install format tidy clean
 
 all: test
 
@@ -44,6 +45,10 @@ bench: deps
 	cmake --preset bench
 	cmake --build --preset bench
 	bash cmake/run-benchmarks.sh build/bench/benchmarks build/bench/results
+
+bench-record:
+	python3 benchmarks/tables.py record build/bench/results
+	python3 benchmarks/tables.py update
 
 install: deps
 	cmake --preset release
