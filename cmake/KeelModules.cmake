@@ -27,7 +27,7 @@ set(KEEL_json_SUMMARY "JSON for errors and config types")
 
 set(KEEL_log_REQUIRES core)
 set(KEEL_log_PACKAGES spdlog)
-set(KEEL_log_HEADERS "^keel/log\\.hpp$")
+set(KEEL_log_HEADERS "^keel/log\\.hpp$" "^keel/log/")
 set(KEEL_log_SUMMARY "spdlog setup")
 
 set(KEEL_asio_REQUIRES core)
