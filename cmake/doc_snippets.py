@@ -94,9 +94,12 @@ def main():
             name = f"{stem}_{ordinal}"
             src = [f"// {page}:{line}, extracted by cmake/doc_snippets.py", PRELUDE]
             if "body" in modes:
-                src += [decls, "[[maybe_unused]] static void keel_doc_snippet() {", code, "}"]
+                # A block's own #include lines go above the function.
+                incs = [l for l in body if l.startswith("#include")]
+                stmts = "\n".join(l for l in body if not l.startswith("#include"))
+                src += incs + [decls, "static void keel_doc_snippet() {", stmts, "}"]
                 if "int main" not in decls:
-                    src.append("int main() {}")
+                    src.append("int main() { keel_doc_snippet(); }")
             else:
                 src += [decls, code]
                 if not re.search(r"\bint\s+main\s*\(", code + decls):
