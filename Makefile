@@ -1,7 +1,8 @@
 # The README's commands. Each target only calls CMake presets, so CI and a
 # person run exactly the same thing.
 #   make demo      install what is missing, build, run the examples tour
-#   make test      install what is missing, build, run every test (ctest)
+#   make test      install what is missing, build, run every test (ctest), then
+#                  the core tests cross-built for aarch64 under qemu-user
 #   make sanitize  the whole suite under ASan+UBSan and under TSan, then the fuzzers briefly
 #   make bench     release benchmarks, keel beside its peers; JSON in build/bench/results
 #   make bench-record  keep that JSON in benchmarks/records/ and regenerate the docs' tables
@@ -13,7 +14,7 @@ FUZZ_SECONDS ?= 20
 export CMAKE_BUILD_PARALLEL_LEVEL ?= $(JOBS)
 export CTEST_PARALLEL_LEVEL ?= $(JOBS)
 
-.PHONY: all deps demo test sanitize asan tsan fuzz bench bench-record install format tidy clean
+.PHONY: all deps demo test aarch64 sanitize asan tsan fuzz bench bench-record install format tidy clean
 
 all: test
 
@@ -27,6 +28,10 @@ demo: deps
 
 test: deps
 	cmake --workflow --preset dev
+	cmake --workflow --preset aarch64
+
+aarch64: deps
+	cmake --workflow --preset aarch64
 
 asan: deps
 	cmake --workflow --preset asan

@@ -17,6 +17,13 @@ packages=(
   qemu-user g++-aarch64-linux-gnu libboost-stacktrace-dev libhyperscan-dev
 )
 
+# The aarch64 preset cross-builds the core tests against Debian's multiarch
+# target libraries (the compiler and qemu-user are in the list above).
+if ! dpkg --print-foreign-architectures | grep -qx arm64; then
+  if [[ $(id -u) -eq 0 ]]; then dpkg --add-architecture arm64; else sudo dpkg --add-architecture arm64; fi
+fi
+packages+=(libfmt-dev:arm64 librapidcheck-dev:arm64)
+
 missing=()
 for p in "${packages[@]}"; do
   if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
