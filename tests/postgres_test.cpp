@@ -169,6 +169,7 @@ void terminate_backend(const Pool& pool, int pid) {
 // ------------------------------------------------------------ unit parts ---
 
 TEST_CASE("SQLSTATEs map onto keel kinds", "[postgres]") {
+  const Watchdog wd(30s, "sqlstate map");
   using keel::pg::errc_for_sqlstate;
   CHECK(errc_for_sqlstate("23505") == Errc::already_exists);
   CHECK(errc_for_sqlstate("23503") == Errc::database);
@@ -198,6 +199,7 @@ TEST_CASE("SQLSTATEs map onto keel kinds", "[postgres]") {
 }
 
 TEST_CASE("config validation rejects bad settings with Errc::config", "[postgres]") {
+  const Watchdog wd(30s, "config validation");
   const auto bad = [](auto mutate) {
     PoolConfig cfg;
     cfg.conninfo = "host=127.0.0.1";
@@ -227,6 +229,7 @@ TEST_CASE("config validation rejects bad settings with Errc::config", "[postgres
 }
 
 TEST_CASE("timestamps format and parse in every ISO form the server writes", "[postgres]") {
+  const Watchdog wd(30s, "timestamps");
   using keel::pg::Timestamp;
   using keel::pg::detail::parse_timestamp;
   using namespace std::chrono;
