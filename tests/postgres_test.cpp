@@ -1113,3 +1113,40 @@ TEST_CASE("pipeline runs many statements, reports the first error, and composes 
   CHECK(scalar<int>(c, "SELECT 1") == 1);
   exec_ok(c, "DROP TABLE " + t);
 }
+
+TEST_CASE("idle_timeout and max_lifetime retire connections and min_idle is kept", "[postgres]") {
+  const Watchdog wd(60s, "retirement");
+  auto cfg = config(3, 1);
+  cfg.idle_timeout = 150ms;
+  cfg.maintenance_interval = 20ms;
+  auto pool = open_pool(cfg);
+  {
+    auto a = get(pool);
+    auto b = get(pool);
+    auto c = get(pool);
+  }
+  CHECK(pool.stats().idle == 3);
+  bool shrunk = false;
+  for (int i = 0; i < 100 && !shrunk; ++i) {
+    std::this_thread::sleep_for(20ms);
+    shrunk = pool.stats().idle == 1;
+  }
+  CHECK(shrunk);
+  CHECK(pool.stats().size == 1);
+
+  auto cfg2 = config(2, 1);
+  cfg2.max_lifetime = 200ms;
+  cfg2.maintenance_interval = 20ms;
+  cfg2.health_check_after = 1ms;  // every checkout after 1 ms idle pings first
+  auto old = open_pool(cfg2);
+  int first_pid = 0;
+  {
+    auto c = get(old);
+    first_pid = c.backend_pid();
+  }
+  std::this_thread::sleep_for(400ms);
+  auto c = get(old);
+  CHECK(c.backend_pid() != first_pid);
+  CHECK(scalar<int>(c, "SELECT 1") == 1);
+  CHECK(old.stats().closed >= 1);
+}
