@@ -177,7 +177,7 @@ namespace detail {
   const char* det = PQresultErrorField(res, PG_DIAG_MESSAGE_DETAIL);
   const char* hint = PQresultErrorField(res, PG_DIAG_MESSAGE_HINT);
   Errc kind = errc_for_sqlstate(state);
-  // A FATAL error closes the session: whatever its SQLSTATE says, the
+  // A FATAL error closes the connection: whatever its SQLSTATE says, the
   // connection is gone, and the caller needs to know that first.
   if (kind == Errc::database && conn != nullptr && PQstatus(conn) == CONNECTION_BAD) kind = Errc::unavailable;
   return detail::build_error(kind, state, primary, det != nullptr ? det : "", hint != nullptr ? hint : "",

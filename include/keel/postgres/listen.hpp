@@ -19,7 +19,7 @@
 // The thread stops, and the connection closes, when every Receiver is gone
 // or the pool closes (the receivers then drain and see Errc::closed).
 // A full channel makes the thread wait (backpressure): the server keeps the
-// rest queued for this session meanwhile.
+// rest queued for this connection meanwhile.
 //
 // Thread-safety: the Receiver is a keel channel receiver (any thread).
 #pragma once
@@ -46,7 +46,7 @@ namespace keel::pg {
 struct Notification {
   std::string channel;  ///< the channel it was sent on
   std::string payload;  ///< "" when NOTIFY had none
-  int backend_pid = 0;  ///< the server process of the session that sent it
+  int backend_pid = 0;  ///< the server process of the connection that sent it
   /// True for the marker sent after a reconnect (payload empty): anything
   /// sent while the listener was disconnected was missed.
   bool gap = false;

@@ -11,7 +11,7 @@
 //
 // migrations[i] is version i + 1. Applied versions are rows of a
 // `keel_schema_version` table (version, checksum, applied_at). The run holds
-// a session advisory lock (pg_advisory_lock), so processes migrating at once
+// a connection-level advisory lock (pg_advisory_lock), so processes migrating at once
 // take turns and each version is applied once. Each pending migration runs
 // in its own transaction together with the insert of its row (PostgreSQL's
 // DDL is transactional): a failing migration leaves nothing of itself behind
@@ -97,7 +97,7 @@ class AdvisoryUnlock {
   KEEL_TRY(
       conn.exec("SELECT pg_advisory_lock($1)", detail::kMigrateLockKey).context("taking the migration lock"));
   const detail::AdvisoryUnlock unlock(conn);
-  // IF NOT EXISTS still races on the catalog between sessions; the lock above orders them.
+  // IF NOT EXISTS still races on the catalog between connections; the lock above orders them.
   KEEL_TRY(conn.exec(detail::kSchemaVersionTable).context("creating the keel_schema_version table"));
   KEEL_TRY_ASSIGN(Rows applied,
                   conn.exec("SELECT version, checksum FROM keel_schema_version ORDER BY version"));

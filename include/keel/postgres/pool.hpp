@@ -64,7 +64,7 @@ struct PoolConfig {
   /// the server is unreachable) before failing.
   std::chrono::milliseconds connection_timeout{10'000};
   /// The longest one connection attempt may take (TCP, TLS, authentication,
-  /// session setup), whatever the caller's timeout.
+  /// connection setup), whatever the caller's timeout.
   std::chrono::milliseconds connect_timeout{5'000};
   /// An idle connection unused this long is closed (min_idle are kept).
   std::chrono::milliseconds idle_timeout{std::chrono::minutes(10)};
@@ -83,7 +83,7 @@ struct PoolConfig {
   /// Prepared statements kept per connection by prepare_cached (LRU); at least 1.
   std::size_t statement_cache_capacity = 64;
   /// Runs on each new connection after keel's own setup (DateStyle = ISO):
-  /// session settings (SET search_path, statement_timeout, ...); an error
+  /// per-connection settings (SET search_path, statement_timeout, ...); an error
   /// fails the connection.
   std::function<Result<void>(Connection&)> on_connect{};
 
