@@ -1014,12 +1014,18 @@ TEST_CASE("server restarted under a busy pool: errors, no hang, connections repl
       }
     });
   }
+  auto rx = keel::pg::listen(pool, "restarts");
+  REQUIRE(rx);
   std::this_thread::sleep_for(300ms);
   const int before = ok.load();
   ResumeOnExit resume;
   resume.halted = true;
   cluster("restart");
   resume.halted = false;
+  // the listener comes back by itself and says it may have missed some
+  auto gap = rx->recv_for(20s);
+  REQUIRE(gap);
+  CHECK(gap->gap);
   // after the restart, work goes on through fresh connections
   const auto deadline = std::chrono::steady_clock::now() + 20s;
   const int at_restart = ok.load();
@@ -1037,6 +1043,10 @@ TEST_CASE("server restarted under a busy pool: errors, no hang, connections repl
   CHECK(s.opened > 2);
   auto c = get(pool);
   CHECK(scalar<std::int64_t>(c, "SELECT count(*) FROM " + t) >= ok.load() - failed.load());
+  REQUIRE(c.exec("NOTIFY restarts, 'after the restart'"));
+  auto note = rx->recv_for(5s);
+  REQUIRE(note);
+  CHECK(note->payload == "after the restart");
   exec_ok(c, "DROP TABLE " + t);
 }
 
