@@ -10,9 +10,9 @@ int main() {
     bool (*run)();
   };
   const Section sections[] = {
-      {"result", tour::result},       {"channel", tour::channel}, {"lockfree", tour::lockfree},
-      {"simd", tour::simd},           {"sqlite", tour::sqlite},   {"crypto", tour::crypto},
-      {"websocket", tour::websocket},
+      {"result", tour::result}, {"channel", tour::channel},     {"lockfree", tour::lockfree},
+      {"simd", tour::simd},     {"sqlite", tour::sqlite},       {"postgres", tour::postgres},
+      {"crypto", tour::crypto}, {"websocket", tour::websocket},
   };
   int failed = 0;
   for (const auto& s : sections) {

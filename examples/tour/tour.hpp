@@ -8,6 +8,7 @@ bool channel();
 bool lockfree();
 bool simd();
 bool sqlite();
+bool postgres();
 bool crypto();
 bool websocket();
 }  // namespace tour

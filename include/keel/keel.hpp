@@ -8,6 +8,7 @@
 #include <keel/crypto.hpp>
 #include <keel/json.hpp>
 #include <keel/log.hpp>
+#include <keel/postgres.hpp>
 #include <keel/sqlite.hpp>
 #include <keel/vault.hpp>
 #include <keel/websocket.hpp>
