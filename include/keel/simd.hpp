@@ -36,12 +36,15 @@
 #pragma once
 
 #include <keel/detail/simd_core.hpp>
+#include <keel/detail/simd_multi.hpp>
 #include <keel/detail/simd_x86.hpp>
 
 #include <atomic>
+#include <concepts>
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
+#include <initializer_list>
 #include <iterator>
 #include <ranges>
 #include <span>
@@ -217,6 +220,23 @@ inline std::size_t find_substring(const uchar* p, std::size_t n, const uchar* s,
   if (m == 1) return find_byte(p, n, s[0]);
   return n < kShort ? scalar_find_sub(p, n, s, m) : active().find_sub(p, n, s, m);
 }
+inline std::size_t rfind_substring(const uchar* p, std::size_t n, const uchar* s, std::size_t m) noexcept {
+  if (m == 0) return n;
+  if (m > n) return npos;
+  if (m == 1) return rfind_byte(p, n, s[0]);
+  return n < kShort ? scalar_rfind_sub(p, n, s, m) : active().rfind_sub(p, n, s, m);
+}
+inline std::size_t find_substring_icase(const uchar* p, std::size_t n, const uchar* s,
+                                        std::size_t m) noexcept {
+  if (m == 0) return 0;
+  if (m > n) return npos;
+  if (m == 1) {
+    const uchar c = s[0];
+    return is_alpha(c) ? any2(p, n, static_cast<uchar>(c | 0x20u), static_cast<uchar>(c & 0xdfu))
+                       : find_byte(p, n, c);
+  }
+  return n < kShort ? scalar_find_icase(p, n, s, m) : active().find_icase(p, n, s, m);
+}
 inline MatchBlock next_match_block(const uchar* p, std::size_t n, uchar c, std::size_t from) noexcept {
 #ifdef KEEL_SIMD_X86
   if (n - from <= 64) return sse2::next_block(p, n, c, from);
@@ -305,6 +325,183 @@ inline MatchBlock next_match_block(const uchar* p, std::size_t n, uchar c, std::
   return detail::find_substring(detail::bytes(hay), hay.size(), detail::bytes(needle), needle.size());
 }
 
+/// Position of the last occurrence of `needle` in `hay`, or npos; hay.size()
+/// for an empty needle (as std::string_view::rfind). Linear time.
+[[nodiscard]] inline std::size_t rfind(std::string_view hay, std::string_view needle) noexcept {
+  return detail::rfind_substring(detail::bytes(hay), hay.size(), detail::bytes(needle), needle.size());
+}
+[[nodiscard]] inline std::size_t rfind(std::span<const std::byte> hay,
+                                       std::span<const std::byte> needle) noexcept {
+  return detail::rfind_substring(detail::bytes(hay), hay.size(), detail::bytes(needle), needle.size());
+}
+
+/// Position of the first occurrence of `needle` in `hay` ignoring ASCII case
+/// ('A'-'Z' equal 'a'-'z'; every other byte, 0x80-0xff included, compares
+/// exactly), or npos; 0 for an empty needle. Linear time for every input.
+[[nodiscard]] inline std::size_t find_icase(std::string_view hay, std::string_view needle) noexcept {
+  return detail::find_substring_icase(detail::bytes(hay), hay.size(), detail::bytes(needle), needle.size());
+}
+[[nodiscard]] inline std::size_t find_icase(std::span<const std::byte> hay,
+                                            std::span<const std::byte> needle) noexcept {
+  return detail::find_substring_icase(detail::bytes(hay), hay.size(), detail::bytes(needle), needle.size());
+}
+
+// ------------------------------------------------------- many needles ---
+
+/// How MultiFinder compares letters.
+enum class Case : unsigned char {
+  sensitive,         ///< bytes compare exactly
+  ascii_insensitive  ///< 'A'-'Z' equal 'a'-'z'; other bytes compare exactly
+};
+
+/// A match of MultiFinder: where it starts and which needle it is (its index
+/// in the list the finder was built from). `pos == npos` when there is none.
+struct MultiMatch {
+  std::size_t pos = npos;
+  std::size_t index = npos;
+  [[nodiscard]] constexpr explicit operator bool() const noexcept { return pos != npos; }
+  friend constexpr bool operator==(const MultiMatch&, const MultiMatch&) noexcept = default;
+};
+
+/// Searches for many literal needles at once. Built once (it copies what it
+/// needs from the needles, which need not outlive it), then searched any
+/// number of times from any number of threads (const and allocation-free).
+///
+///     keel::simd::MultiFinder finder({"error", "warn", "fatal"});
+///     auto [pos, index] = finder.find(line);            // leftmost match
+///     for (keel::simd::MultiMatch m : finder.matches(text)) count[m.index]++;
+///
+/// The leftmost match wins; of needles starting at the same position, the one
+/// with the lowest index (so list a longer needle before its prefixes to
+/// prefer it). Up to 64 needles, candidates come from a SIMD nibble-table
+/// filter (Teddy) on AVX2, AVX-512 and NEON, verified through a trie; more
+/// needles, or SSE2 and scalar levels, or a filter that keeps failing, use an
+/// Aho-Corasick automaton. A search is O(n + longest needle). Memory is about
+/// 4 bytes x (total needle bytes) x (distinct needle bytes).
+class MultiFinder {
+ public:
+  /// No needles: every search finds nothing.
+  MultiFinder() = default;
+  /// From any range of things convertible to std::string_view (a vector or
+  /// span of string_view or std::string, an array of literals).
+  template <std::ranges::forward_range R>
+  requires std::convertible_to<std::ranges::range_reference_t<R>, std::string_view>
+  explicit MultiFinder(R&& needles, Case c = Case::sensitive)
+      : plan_(static_cast<std::size_t>(std::ranges::distance(needles)), Nth<R>{std::ranges::begin(needles)},
+              c == Case::ascii_insensitive) {}
+  MultiFinder(std::initializer_list<std::string_view> needles, Case c = Case::sensitive)
+      : MultiFinder(std::span<const std::string_view>(needles.begin(), needles.size()), c) {}
+
+  /// Number of needles.
+  [[nodiscard]] std::size_t size() const noexcept { return plan_.size(); }
+  /// Length of needle `index`.
+  [[nodiscard]] std::size_t needle_size(std::size_t index) const noexcept { return plan_.length(index); }
+
+  /// The leftmost match starting at or after `from` (lowest needle index on
+  /// equal starts), or {npos, npos}. An empty needle matches at `from`.
+  [[nodiscard]] MultiMatch find(std::string_view hay, std::size_t from = 0) const noexcept {
+    return find_at(detail::bytes(hay), hay.size(), from);
+  }
+  [[nodiscard]] MultiMatch find(std::span<const std::byte> hay, std::size_t from = 0) const noexcept {
+    return find_at(detail::bytes(hay), hay.size(), from);
+  }
+
+  /// Non-overlapping matches, left to right: each search resumes where the
+  /// previous match ended (one byte later after an empty match).
+  class Range;
+  [[nodiscard]] Range matches(std::string_view hay) const noexcept;
+
+ private:
+  template <class R>
+  struct Nth {
+    std::ranges::iterator_t<R> first;
+    std::string_view operator()(std::size_t i) const {
+      return std::string_view(*std::ranges::next(first, static_cast<std::ranges::range_difference_t<R>>(i)));
+    }
+  };
+
+  MultiMatch find_at(const detail::uchar* p, std::size_t n, std::size_t from) const noexcept {
+    if (from > n || plan_.size() == 0) return {};
+    std::size_t walked = 0;
+    if (plan_.has_empty()) return {from, plan_.verify(p, n, from, walked)};
+    if (n - from < plan_.min_len()) return {};
+    const auto teddy = detail::active().teddy_block;
+    if (teddy != nullptr && plan_.has_teddy()) {
+      std::size_t spent = 0;
+      for (std::size_t pos = from;;) {
+        const detail::MatchBlock b = teddy(p, n, pos, plan_.teddy());
+        if (b.base == npos) return {};
+        for (std::uint64_t m = b.mask; m != 0; m &= m - 1) {
+          const std::size_t at = b.base + static_cast<std::size_t>(std::countr_zero(m));
+          const std::uint32_t index = plan_.verify(p, n, at, walked);
+          if (index != detail::MultiPlan::kNone) return {at, index};
+          spent += walked;
+          if (detail::verify_budget_spent(spent, at - from)) return automaton(p, n, at + 1);
+        }
+        pos = b.base + 64;
+      }
+    }
+    return automaton(p, n, from);
+  }
+  MultiMatch automaton(const detail::uchar* p, std::size_t n, std::size_t from) const noexcept {
+    const std::size_t at = plan_.leftmost_start(p, n, from);
+    if (at == npos) return {};
+    std::size_t walked = 0;
+    return {at, plan_.verify(p, n, at, walked)};
+  }
+
+  detail::MultiPlan plan_;
+};
+
+/// The range of MultiFinder::matches: a forward range of MultiMatch. It refers
+/// to the finder and the haystack; both must outlive the iteration.
+class MultiFinder::Range {
+ public:
+  class iterator {
+   public:
+    using iterator_concept = std::forward_iterator_tag;
+    using iterator_category = std::forward_iterator_tag;
+    using value_type = MultiMatch;
+    using difference_type = std::ptrdiff_t;
+    using pointer = void;
+    using reference = MultiMatch;
+
+    iterator() noexcept = default;
+    [[nodiscard]] MultiMatch operator*() const noexcept { return cur_; }
+    iterator& operator++() noexcept {
+      const std::size_t len = f_->needle_size(cur_.index);
+      cur_ = f_->find(hay_, cur_.pos + (len == 0 ? 1 : len));
+      return *this;
+    }
+    iterator operator++(int) noexcept {
+      iterator old = *this;
+      ++*this;
+      return old;
+    }
+    friend bool operator==(const iterator& a, const iterator& b) noexcept { return a.cur_ == b.cur_; }
+    friend bool operator==(const iterator& a, std::default_sentinel_t) noexcept { return !a.cur_; }
+
+   private:
+    friend class Range;
+    iterator(const MultiFinder* f, std::string_view hay) noexcept : f_(f), hay_(hay), cur_(f->find(hay)) {}
+    const MultiFinder* f_ = nullptr;
+    std::string_view hay_;
+    MultiMatch cur_;
+  };
+
+  Range(const MultiFinder* f, std::string_view hay) noexcept : f_(f), hay_(hay) {}
+  [[nodiscard]] iterator begin() const noexcept { return iterator(f_, hay_); }
+  [[nodiscard]] iterator end() const noexcept { return iterator(); }
+
+ private:
+  const MultiFinder* f_;
+  std::string_view hay_;
+};
+
+inline MultiFinder::Range MultiFinder::matches(std::string_view hay) const noexcept {
+  return Range(this, hay);
+}
+
 // ------------------------------------------------------------- matches ---
 
 /// Every position of one byte, in increasing order, as a forward range.
@@ -384,3 +581,5 @@ class MatchRange {
 
 template <>
 inline constexpr bool std::ranges::enable_borrowed_range<keel::simd::MatchRange> = true;
+template <>
+inline constexpr bool std::ranges::enable_borrowed_range<keel::simd::MultiFinder::Range> = true;
