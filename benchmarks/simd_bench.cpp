@@ -96,6 +96,16 @@ void BM_find_keel(benchmark::State& st) {
   const std::string h = at_end(n_of(st), '|');
   run(st, h, [](std::string_view s) { return ks::find(s, '|'); });
 }
+// The dispatch before the direct call: a load of the kernel table (checked
+// for null), then the kernel's pointer in it. Kept to measure the difference.
+void BM_find_keel_table(benchmark::State& st) {
+  const std::string h = at_end(n_of(st), '|');
+  run(st, h, [](std::string_view s) {
+    const auto* p = reinterpret_cast<const unsigned char*>(s.data());
+    return s.size() < ks::detail::kShort ? ks::detail::short_find(p, s.size(), '|')
+                                         : ks::detail::active().find(p, s.size(), '|');
+  });
+}
 void BM_find_memchr(benchmark::State& st) {
   const std::string h = at_end(n_of(st), '|');
   run(st, h, [](std::string_view s) { return std::memchr(s.data(), '|', s.size()); });
@@ -109,6 +119,7 @@ void BM_find_string_view(benchmark::State& st) {
   run(st, h, [](std::string_view s) { return s.find('|'); });
 }
 BENCHMARK(BM_find_keel)->Apply(sizes);
+BENCHMARK(BM_find_keel_table)->Apply(sizes);
 BENCHMARK(BM_find_memchr)->Apply(sizes);
 BENCHMARK(BM_find_std_find)->Apply(sizes);
 BENCHMARK(BM_find_string_view)->Apply(sizes);

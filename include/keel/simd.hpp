@@ -61,6 +61,9 @@ inline constexpr bool kPreferAvx512 = true;
 
 /// Haystacks shorter than this skip the dispatch.
 inline constexpr std::size_t kShort = 32;
+/// find() of one byte inlines SSE2 up to this many bytes (a 64-byte record or
+/// cache line is a common case, where a call costs as much as the search).
+inline constexpr std::size_t kShortFind = 64;
 
 /// The best level the CPU supports (scalar on non-x86 builds).
 inline Isa supported_isa() noexcept {
@@ -132,6 +135,30 @@ inline const Kernels& active() noexcept {
   return choose_active();
 }
 
+/// One kernel called the way a dynamic linker's ifunc resolves a symbol: a
+/// pointer that starts at a resolver, which on the first call looks up the
+/// kernel of the chosen level, stores it in the pointer and calls it; every
+/// later call is one load and a direct call through it, with no table or null
+/// check in between.
+template <auto Member>
+struct Direct;
+template <class R, class... A, R (*Kernels::*Member)(A...)>
+struct Direct<Member> {
+  using Fn = R (*)(A...);
+  static R resolve(A... a) {
+    const Fn f = active().*Member;
+    // Relaxed: the kernels are code and constant data, nothing to publish; a
+    // thread that still sees the resolver resolves again, to the same kernel.
+    ptr.store(f, std::memory_order_relaxed);
+    return f(a...);
+  }
+  static inline std::atomic<Fn> ptr{&resolve};
+  static R call(A... a) {
+    // Relaxed: see resolve().
+    return ptr.load(std::memory_order_relaxed)(a...);
+  }
+};
+
 inline const uchar* bytes(std::string_view s) noexcept {
   return reinterpret_cast<const uchar*>(s.data());
 }
@@ -148,7 +175,21 @@ constexpr uchar u8(std::byte c) noexcept {
 // The short path: SSE2 for 16-31 bytes, eight-byte words below.
 inline std::size_t short_find(const uchar* p, std::size_t n, uchar c) noexcept {
 #ifdef KEEL_SIMD_X86
-  if (n >= 16) return sse2::find(p, n, c);
+  if (n >= 16) {  // 16-64 bytes: the first and the last 32 (or 16), overlapping
+    const __m128i v = _mm_set1_epi8(static_cast<char>(c));
+    const auto eq16 = [&](std::size_t at) {
+      return static_cast<std::uint32_t>(
+          _mm_movemask_epi8(_mm_cmpeq_epi8(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p + at)), v)));
+    };
+    if (n < 32) {
+      const std::uint32_t m = eq16(0) | eq16(n - 16) << (n - 16);
+      return m != 0 ? static_cast<std::size_t>(std::countr_zero(m)) : npos;
+    }
+    const std::uint32_t head = eq16(0) | eq16(16) << 16;
+    if (head != 0) return static_cast<std::size_t>(std::countr_zero(head));
+    const std::uint32_t tail = eq16(n - 32) | eq16(n - 16) << 16;
+    return tail != 0 ? n - 32 + static_cast<std::size_t>(std::countr_zero(tail)) : npos;
+  }
 #endif
   return scalar_find(p, n, c);
 }
@@ -178,19 +219,19 @@ inline std::size_t short_count(const uchar* p, std::size_t n, uchar c) noexcept 
 }
 
 inline std::size_t find_byte(const uchar* p, std::size_t n, uchar c) noexcept {
-  return n < kShort ? short_find(p, n, c) : active().find(p, n, c);
+  return n <= kShortFind ? short_find(p, n, c) : Direct<&Kernels::find>::call(p, n, c);
 }
 inline std::size_t rfind_byte(const uchar* p, std::size_t n, uchar c) noexcept {
-  return n < kShort ? short_rfind(p, n, c) : active().rfind(p, n, c);
+  return n < kShort ? short_rfind(p, n, c) : Direct<&Kernels::rfind>::call(p, n, c);
 }
 inline std::size_t any2(const uchar* p, std::size_t n, uchar a, uchar b) noexcept {
-  return n < kShort ? short_any2(p, n, a, b) : active().find_any2(p, n, a, b);
+  return n < kShort ? short_any2(p, n, a, b) : Direct<&Kernels::find_any2>::call(p, n, a, b);
 }
 inline std::size_t any3(const uchar* p, std::size_t n, uchar a, uchar b, uchar c) noexcept {
-  return n < kShort ? short_any3(p, n, a, b, c) : active().find_any3(p, n, a, b, c);
+  return n < kShort ? short_any3(p, n, a, b, c) : Direct<&Kernels::find_any3>::call(p, n, a, b, c);
 }
 inline std::size_t count_byte(const uchar* p, std::size_t n, uchar c) noexcept {
-  return n < kShort ? short_count(p, n, c) : active().count(p, n, c);
+  return n < kShort ? short_count(p, n, c) : Direct<&Kernels::count>::call(p, n, c);
 }
 inline std::size_t find_in_set(const uchar* p, std::size_t n, const ByteSet& set) noexcept {
   const uchar* list = ByteSetAccess::list(set);
@@ -212,19 +253,19 @@ inline std::size_t find_in_set(const uchar* p, std::size_t n, const ByteSet& set
     return scalar_find_set(p, n, set);
   }
 #endif
-  return active().find_set(p, n, set);
+  return Direct<&Kernels::find_set>::call(p, n, set);
 }
 inline std::size_t find_substring(const uchar* p, std::size_t n, const uchar* s, std::size_t m) noexcept {
   if (m == 0) return 0;
   if (m > n) return npos;
   if (m == 1) return find_byte(p, n, s[0]);
-  return n < kShort ? scalar_find_sub(p, n, s, m) : active().find_sub(p, n, s, m);
+  return n < kShort ? scalar_find_sub(p, n, s, m) : Direct<&Kernels::find_sub>::call(p, n, s, m);
 }
 inline std::size_t rfind_substring(const uchar* p, std::size_t n, const uchar* s, std::size_t m) noexcept {
   if (m == 0) return n;
   if (m > n) return npos;
   if (m == 1) return rfind_byte(p, n, s[0]);
-  return n < kShort ? scalar_rfind_sub(p, n, s, m) : active().rfind_sub(p, n, s, m);
+  return n < kShort ? scalar_rfind_sub(p, n, s, m) : Direct<&Kernels::rfind_sub>::call(p, n, s, m);
 }
 inline std::size_t find_substring_icase(const uchar* p, std::size_t n, const uchar* s,
                                         std::size_t m) noexcept {
@@ -235,13 +276,13 @@ inline std::size_t find_substring_icase(const uchar* p, std::size_t n, const uch
     return is_alpha(c) ? any2(p, n, static_cast<uchar>(c | 0x20u), static_cast<uchar>(c & 0xdfu))
                        : find_byte(p, n, c);
   }
-  return n < kShort ? scalar_find_icase(p, n, s, m) : active().find_icase(p, n, s, m);
+  return n < kShort ? scalar_find_icase(p, n, s, m) : Direct<&Kernels::find_icase>::call(p, n, s, m);
 }
 inline MatchBlock next_match_block(const uchar* p, std::size_t n, uchar c, std::size_t from) noexcept {
 #ifdef KEEL_SIMD_X86
   if (n - from <= 64) return sse2::next_block(p, n, c, from);
 #endif
-  return active().next_block(p, n, c, from);
+  return Direct<&Kernels::next_block>::call(p, n, c, from);
 }
 
 }  // namespace detail
