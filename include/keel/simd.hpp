@@ -35,6 +35,7 @@
 // signed char).
 #pragma once
 
+#include <keel/detail/simd_arm.hpp>
 #include <keel/detail/simd_core.hpp>
 #include <keel/detail/simd_multi.hpp>
 #include <keel/detail/simd_x86.hpp>
@@ -65,11 +66,13 @@ inline constexpr std::size_t kShort = 32;
 /// cache line is a common case, where a call costs as much as the search).
 inline constexpr std::size_t kShortFind = 64;
 
-/// The best level the CPU supports (scalar on non-x86 builds).
+/// The best level the CPU supports (neon on aarch64, scalar on other builds).
 inline Isa supported_isa() noexcept {
 #ifdef KEEL_SIMD_X86
   static const Isa isa = detect_isa();
   return isa;
+#elif defined(KEEL_SIMD_NEON)
+  return Isa::neon;
 #else
   return Isa::scalar;
 #endif
@@ -77,7 +80,7 @@ inline Isa supported_isa() noexcept {
 
 /// "scalar", "sse2", "avx2" or "avx512" to a level; anything else to nothing.
 constexpr bool parse_isa(std::string_view s, Isa& out) noexcept {
-  for (Isa i : {Isa::scalar, Isa::sse2, Isa::avx2, Isa::avx512}) {
+  for (Isa i : {Isa::scalar, Isa::sse2, Isa::avx2, Isa::avx512, Isa::neon}) {
     if (s == to_string(i)) {
       out = i;
       return true;
@@ -86,8 +89,12 @@ constexpr bool parse_isa(std::string_view s, Isa& out) noexcept {
   return false;
 }
 
-/// The kernels of `want`, or of the best supported level below it.
+/// The kernels of `want`, or of the best supported level below it (on
+/// aarch64: scalar for scalar, neon for every other name).
 inline const Kernels& kernels_for(Isa want) noexcept {
+#ifdef KEEL_SIMD_NEON
+  return want == Isa::scalar ? kScalarKernels : kNeonKernels;
+#else
   Isa isa = want;
   if (static_cast<int>(isa) > static_cast<int>(supported_isa())) isa = supported_isa();
 #ifdef KEEL_SIMD_X86
@@ -99,10 +106,12 @@ inline const Kernels& kernels_for(Isa want) noexcept {
     case Isa::sse2:
       return kSse2Kernels;
     case Isa::scalar:
+    case Isa::neon:
       break;
   }
 #endif
   return kScalarKernels;
+#endif
 }
 
 inline Isa choose_isa() noexcept {
@@ -287,7 +296,7 @@ inline MatchBlock next_match_block(const uchar* p, std::size_t n, uchar c, std::
 
 }  // namespace detail
 
-/// Name of the kernels in use: "avx512", "avx2", "sse2" or "scalar".
+/// Name of the kernels in use: "avx512", "avx2", "sse2", "neon" or "scalar".
 [[nodiscard]] inline std::string_view active_isa() noexcept {
   return to_string(detail::active().isa);
 }

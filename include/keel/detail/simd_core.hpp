@@ -19,12 +19,16 @@ namespace keel::simd {
 /// Returned by every search when nothing matches.
 inline constexpr std::size_t npos = static_cast<std::size_t>(-1);
 
-/// The instruction-set levels keel::simd can run its kernels on, lowest first.
-enum class Isa : unsigned char { scalar = 0, sse2 = 1, avx2 = 2, avx512 = 3 };
+/// The instruction-set levels keel::simd can run its kernels on: scalar, then
+/// the x86-64 levels lowest first, and neon on aarch64 (the only level there
+/// besides scalar).
+enum class Isa : unsigned char { scalar = 0, sse2 = 1, avx2 = 2, avx512 = 3, neon = 4 };
 
-/// "scalar", "sse2", "avx2" or "avx512".
+/// "scalar", "sse2", "avx2", "avx512" or "neon".
 [[nodiscard]] constexpr std::string_view to_string(Isa isa) noexcept {
   switch (isa) {
+    case Isa::neon:
+      return "neon";
     case Isa::sse2:
       return "sse2";
     case Isa::avx2:
@@ -95,6 +99,10 @@ struct ByteSetAccess {
   static const uchar* list(const ByteSet& s) noexcept { return s.list_; }
   static constexpr std::size_t list_max() noexcept { return ByteSet::kListMax; }
 };
+
+// 1 << (nibble & 7) for the second shuffle of the set lookup.
+alignas(16) inline constexpr uchar kBitOfNibble[16] = {1, 2, 4, 8, 16, 32, 64, 128,
+                                                       1, 2, 4, 8, 16, 32, 64, 128};
 
 /// A run of up to 64 match bits: bit i stands for position base + i.
 struct MatchBlock {

@@ -18,10 +18,6 @@
 
 namespace keel::simd::detail {
 
-// 1 << (nibble & 7) for the second shuffle of the set lookup.
-alignas(16) inline constexpr uchar kBitOfNibble[16] = {1, 2, 4, 8, 16, 32, 64, 128,
-                                                       1, 2, 4, 8, 16, 32, 64, 128};
-
 // ------------------------------------------------------------------ SSE2 ---
 namespace sse2 {
 #define KEEL_SIMD_FN inline
