@@ -483,6 +483,8 @@ class MultiFinder {
         if (b.base == npos) return {};
         for (std::uint64_t m = b.mask; m != 0; m &= m - 1) {
           const std::size_t at = b.base + static_cast<std::size_t>(std::countr_zero(m));
+          if (at + plan_.min_len() > n) return {};  // no needle fits from here on
+          if (!plan_.may_start(p, at)) continue;
           const std::uint32_t index = plan_.verify(p, n, at, walked);
           if (index != detail::MultiPlan::kNone) return {at, index};
           spent += walked;

@@ -570,7 +570,10 @@ inline std::size_t scalar_find_icase(const uchar* p, std::size_t n, const uchar*
 struct TeddyTables {
   uchar lo[3][16];
   uchar hi[3][16];
+  uchar lo2[3][16];  // buckets 8-15 when fat
+  uchar hi2[3][16];
   std::size_t k;  // fingerprint bytes, 1-3; every needle is at least k long
+  bool fat;       // 16 buckets (many needles): fewer needles share a bit
 };
 
 /// Candidate bits of starts [from, min(from + 64, n - k + 1)). Needs from + k <= n.
@@ -580,11 +583,13 @@ inline std::uint64_t scalar_teddy_window(const uchar* p, std::size_t n, std::siz
   std::uint64_t mask = 0;
   for (std::size_t i = 0; i < len; ++i) {
     unsigned acc = 0xff;
+    unsigned acc2 = t.fat ? 0xffu : 0u;
     for (std::size_t j = 0; j < t.k; ++j) {
       const uchar x = p[from + i + j];
       acc &= static_cast<unsigned>(t.lo[j][x & 15u] & t.hi[j][x >> 4]);
+      acc2 &= static_cast<unsigned>(t.lo2[j][x & 15u] & t.hi2[j][x >> 4]);
     }
-    mask |= std::uint64_t{acc != 0} << i;
+    mask |= std::uint64_t{(acc | acc2) != 0} << i;
   }
   return mask;
 }

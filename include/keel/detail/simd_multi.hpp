@@ -11,7 +11,10 @@
 //   - per state, the longest needle that ends there (through suffix links),
 //     the lowest needle index it spells and the lowest index in its subtree;
 //   - Teddy nibble tables over the first one to three bytes of every needle,
-//     when there are at most 64 needles and none is empty.
+//     when there are at most 64 needles and none is empty;
+//   - a 65536-bit filter of the needles' first (up to) four bytes, hashed by
+//     class, which rejects most Teddy candidates with one bit test before the
+//     trie walk (with many needles the nibble tables pass many starts).
 // Searches: candidate starts from the Teddy kernel, each verified by walking
 // the trie from that start; once verification has cost more than the bytes
 // scanned (plus a constant), or without Teddy, the automaton scans the rest,
@@ -111,6 +114,14 @@ class MultiPlan {
     parent_.clear();
     parent_.shrink_to_fit();
     build_teddy(get, icase);
+    if (teddy_ok_) {
+      prefix_ = std::min<std::size_t>(4, min_len_);
+      filter_.assign(kFilterBits / 64, 0);
+      for (std::size_t i = 0; i < count; ++i) {
+        const std::uint32_t h = prefix_hash(reinterpret_cast<const uchar*>(get(i).data()));
+        filter_[h >> 6] |= std::uint64_t{1} << (h & 63);
+      }
+    }
   }
 
   [[nodiscard]] std::size_t size() const noexcept { return count_; }
@@ -120,6 +131,12 @@ class MultiPlan {
   [[nodiscard]] std::size_t min_len() const noexcept { return min_len_; }
   /// Whether some needle is empty (it matches at every position).
   [[nodiscard]] bool has_empty() const noexcept { return empty_ != kNone; }
+
+  /// False when no needle can start at p + at (at + min_len() <= n holds).
+  [[nodiscard]] bool may_start(const uchar* p, std::size_t at) const noexcept {
+    const std::uint32_t h = prefix_hash(p + at);
+    return ((filter_[h >> 6] >> (h & 63)) & 1u) != 0;
+  }
 
   /// Lowest index of a needle starting at p + at, or kNone; *walked gets the
   /// number of bytes examined.
@@ -155,6 +172,14 @@ class MultiPlan {
 
  private:
   static uchar key(uchar b, bool icase) noexcept { return icase ? fold(b) : b; }
+  static constexpr std::size_t kFilterBits = 65536;
+
+  /// Hash of the classes of the first prefix_ bytes at q, 16 bits.
+  std::uint32_t prefix_hash(const uchar* q) const noexcept {
+    std::uint32_t k = 0;
+    for (std::size_t j = 0; j < prefix_; ++j) k |= static_cast<std::uint32_t>(cls_[q[j]]) << (8 * j);
+    return (k * 0x9e3779b1u) >> 16;
+  }
 
   void add_state(std::uint32_t parent, std::uint32_t depth) {
     delta_.resize(delta_.size() + classes_, 0);
@@ -180,15 +205,23 @@ class MultiPlan {
       return v;
     };
     std::stable_sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) { return fp(a) < fp(b); });
+    // More than 16 needles: 16 buckets in two sets of nibble tables (with
+    // fewer, two needles a bucket already keep candidates rare, and the
+    // second set only costs shuffles).
+    teddy_.fat = count_ > 16;
+    const std::size_t buckets = teddy_.fat ? 16 : 8;
     for (std::size_t r = 0; r < count_; ++r) {
-      const auto bit = static_cast<uchar>(1u << (r * 8 / count_));
+      const std::size_t bucket = r * buckets / count_;
+      const auto bit = static_cast<uchar>(1u << (bucket & 7u));
+      auto& lo = bucket < 8 ? teddy_.lo : teddy_.lo2;
+      auto& hi = bucket < 8 ? teddy_.hi : teddy_.hi2;
       const std::string_view s = get(order[r]);
       for (std::size_t j = 0; j < k; ++j) {
         const auto b = static_cast<uchar>(s[j]);
         const uchar variants[2] = {b, icase && is_alpha(b) ? static_cast<uchar>(b ^ 0x20u) : b};
         for (uchar x : variants) {
-          teddy_.lo[j][x & 15u] = static_cast<uchar>(teddy_.lo[j][x & 15u] | bit);
-          teddy_.hi[j][x >> 4] = static_cast<uchar>(teddy_.hi[j][x >> 4] | bit);
+          lo[j][x & 15u] = static_cast<uchar>(lo[j][x & 15u] | bit);
+          hi[j][x >> 4] = static_cast<uchar>(hi[j][x >> 4] | bit);
         }
       }
     }
@@ -210,6 +243,8 @@ class MultiPlan {
   std::uint32_t empty_ = kNone;  // lowest index of an empty needle
   TeddyTables teddy_{};
   bool teddy_ok_ = false;
+  std::size_t prefix_ = 0;             // bytes the filter hashes
+  std::vector<std::uint64_t> filter_;  // kFilterBits bits, when teddy_ok_
 };
 
 }  // namespace keel::simd::detail
