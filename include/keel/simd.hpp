@@ -2,37 +2,45 @@
 //
 // memchr and friends for protocol and log parsers: the first/last position of
 // a byte, of any of two or three bytes, of any byte of a set; how many times a
-// byte occurs; where a substring starts; and a range over every match.
+// byte occurs; where a substring starts (forwards, backwards, or ignoring
+// ASCII case); many needles at once; and a range over every match.
 //
 //     std::string_view text = read_all();
 //     std::size_t lines = keel::simd::count(text, '\n');
-//     std::size_t eol = keel::simd::find_any(text, '\r', '\n');
-//     std::size_t key = keel::simd::find(text, "Content-Length:");
-//     for (std::size_t pos : keel::simd::matches(text, '\n')) on_line_end(pos);
+//     std::size_t key = keel::simd::find_icase(text, "content-length:");
+//     keel::simd::MultiFinder levels({"ERROR", "WARN"});
+//     auto [pos, which] = levels.find(text);
+//     for (std::size_t eol : keel::simd::matches(text, '\n')) on_line_end(eol);
 //
 // Every function returns a position or keel::simd::npos (equal to
 // std::string_view::npos), and has an overload taking std::span<const std::byte>.
 //
 // Dispatch: the best of AVX-512BW, AVX2, SSE2 and portable scalar code (eight
 // bytes at a time) is chosen once, on first use, from CPUID and XGETBV (the OS
-// must save the wide registers). On this library's measurements AVX-512 is
-// only chosen by default where it is faster (see kPreferAvx512 below and
-// docs/simd.md); `active_isa()` names the choice. The environment variable
-// KEEL_SIMD=scalar|sse2|avx2|avx512, read once at that first use, forces a
-// level the CPU supports (a level it lacks falls back to the best it has), so
-// one machine can test every path. Haystacks under 32 bytes take an inlined
-// path (SSE2, part of x86-64, and eight-byte words) before any dispatch.
+// must save the wide registers); aarch64 builds use NEON. On this library's
+// measurements AVX-512 is only chosen by default where it is faster (see
+// kPreferAvx512 below and docs/simd.md); `active_isa()` names the choice.
+// Each kernel is then called through a pointer resolved on its first call, as
+// a dynamic linker resolves an ifunc. The environment variable
+// KEEL_SIMD=scalar|sse2|avx2|avx512|neon, read once at that first use, forces
+// a level the CPU supports (a level it lacks falls back to the best it has),
+// so one machine can test every path. Haystacks under 32 bytes (64 for find
+// of one byte) take an inlined path (SSE2, part of x86-64, and eight-byte
+// words) before any dispatch.
 //
 // Thread-safety: all functions are pure and may be called from any thread;
-// the one-time choice of kernels is a thread-safe static initialisation.
+// the one-time choice of kernels is a thread-safe static initialisation, and
+// a MultiFinder is immutable once built.
 //
 // Guarantees: no read ever leaves [data, data + size): tails are handled with
 // overlapping loads or AVX-512 masked loads, so ASan sees no over-read and a
-// haystack flush against an unmapped page is safe. Substring search is linear
-// in the haystack for every input (a rare-byte SIMD prefilter whose
-// verification work is bounded, then Crochemore-Perrin Two-Way). Nothing here
-// allocates or throws. Bytes compare as unsigned (0x80-0xff work with a
-// signed char).
+// haystack flush against an unmapped page is safe. Substring search (find,
+// rfind, find_icase) is linear in the haystack for every input (a rare-byte
+// SIMD prefilter whose verification work is bounded, then Crochemore-Perrin
+// Two-Way); MultiFinder::find is O(n + longest needle). Nothing here
+// allocates or throws, except building a MultiFinder (which allocates its
+// tables). Bytes compare as unsigned (0x80-0xff work with a signed char).
+// Needs the standard library only.
 #pragma once
 
 #include <keel/detail/simd_arm.hpp>
