@@ -193,7 +193,10 @@ class MultiPlan {
   void build_teddy(Get get, bool icase) {
     teddy_ = {};
     if (count_ == 0 || count_ > kTeddyMax || empty_ != kNone) return;
-    const std::size_t k = std::min<std::size_t>(3, min_len_);
+    // Two fingerprint bytes (four shuffles per vector instead of six) while
+    // each needle has its bucket, the prefix filter taking the few extra
+    // candidates; three once needles share buckets.
+    const std::size_t k = std::min<std::size_t>(count_ > 8 ? 3 : 2, min_len_);
     teddy_.k = k;
     // Needles with the same first bytes share a bucket, which keeps the
     // nibble tables sparse: sort by fingerprint, then cut into 8 runs.
