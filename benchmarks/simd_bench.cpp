@@ -12,7 +12,12 @@
 
 #include <benchmark/benchmark.h>
 
+#ifdef KEEL_BENCH_HYPERSCAN
+#include <hs/hs.h>
+#endif
+
 #include <algorithm>
+#include <chrono>
 #include <cstdint>
 #include <cstring>
 #include <functional>
@@ -91,6 +96,16 @@ void BM_find_keel(benchmark::State& st) {
   const std::string h = at_end(n_of(st), '|');
   run(st, h, [](std::string_view s) { return ks::find(s, '|'); });
 }
+// The dispatch before the direct call: a load of the kernel table (checked
+// for null), then the kernel's pointer in it. Kept to measure the difference.
+void BM_find_keel_table(benchmark::State& st) {
+  const std::string h = at_end(n_of(st), '|');
+  run(st, h, [](std::string_view s) {
+    const auto* p = reinterpret_cast<const unsigned char*>(s.data());
+    return s.size() < ks::detail::kShort ? ks::detail::short_find(p, s.size(), '|')
+                                         : ks::detail::active().find(p, s.size(), '|');
+  });
+}
 void BM_find_memchr(benchmark::State& st) {
   const std::string h = at_end(n_of(st), '|');
   run(st, h, [](std::string_view s) { return std::memchr(s.data(), '|', s.size()); });
@@ -104,6 +119,7 @@ void BM_find_string_view(benchmark::State& st) {
   run(st, h, [](std::string_view s) { return s.find('|'); });
 }
 BENCHMARK(BM_find_keel)->Apply(sizes);
+BENCHMARK(BM_find_keel_table)->Apply(sizes);
 BENCHMARK(BM_find_memchr)->Apply(sizes);
 BENCHMARK(BM_find_std_find)->Apply(sizes);
 BENCHMARK(BM_find_string_view)->Apply(sizes);
@@ -303,6 +319,174 @@ BENCHMARK(BM_sub_aaab_keel)->Apply(sizes);
 BENCHMARK(BM_sub_aaab_memmem)->Apply(sizes);
 BENCHMARK(BM_sub_aaab_string_view)->Apply(sizes);
 BENCHMARK(BM_sub_aaab_bmh)->Apply(sizes);
+
+// -------------------------------- substring on 1 MiB of text (memmem) ---
+// 8- and 16-byte needles absent from the text, beside memmem and beside
+// keel's own scan for one absent byte over the same text (the ceiling of a
+// prefilter that must look at every byte).
+const std::vector<std::int64_t> kTextSizes = {64, 64 << 10, 1 << 20};
+void text_sizes(benchmark::internal::Benchmark* b) {
+  for (auto s : kTextSizes) b->Arg(s);
+}
+constexpr std::string_view kNeedle8 = "pipeline";           // absent
+constexpr std::string_view kNeedle16 = "database cluster";  // absent
+const std::string& text_without(std::size_t n) {
+  static std::map<std::size_t, std::string> cache;
+  auto& h = cache[n];
+  if (h.size() != n) {
+    h = text_hay(n);
+    for (std::string_view nd : {kNeedle8, kNeedle16}) {
+      for (std::size_t at; (at = h.find(nd)) != std::string::npos;) h[at] = '_';
+    }
+  }
+  return h;
+}
+void BM_sub8_keel(benchmark::State& st) {
+  run(st, text_without(n_of(st)), [](std::string_view h) { return ks::find(h, kNeedle8); });
+}
+void BM_sub8_memmem(benchmark::State& st) {
+  run(st, text_without(n_of(st)), [](std::string_view h) { return memmem_sub(h, kNeedle8); });
+}
+void BM_sub16_keel(benchmark::State& st) {
+  run(st, text_without(n_of(st)), [](std::string_view h) { return ks::find(h, kNeedle16); });
+}
+void BM_sub16_memmem(benchmark::State& st) {
+  run(st, text_without(n_of(st)), [](std::string_view h) { return memmem_sub(h, kNeedle16); });
+}
+void BM_byte_scan_keel(benchmark::State& st) {  // the ceiling: one absent byte
+  run(st, text_without(n_of(st)), [](std::string_view h) { return ks::find(h, '|'); });
+}
+BENCHMARK(BM_sub8_keel)->Apply(text_sizes);
+BENCHMARK(BM_sub8_memmem)->Apply(text_sizes);
+BENCHMARK(BM_sub16_keel)->Apply(text_sizes);
+BENCHMARK(BM_sub16_memmem)->Apply(text_sizes);
+BENCHMARK(BM_byte_scan_keel)->Apply(text_sizes);
+
+// ------------------------------------------- reverse substring (vs find) ---
+void BM_rsub16_keel(benchmark::State& st) {
+  run(st, text_without(n_of(st)), [](std::string_view h) { return ks::rfind(h, kNeedle16); });
+}
+void BM_rsub16_string_view(benchmark::State& st) {
+  run(st, text_without(n_of(st)), [](std::string_view h) { return h.rfind(kNeedle16); });
+}
+BENCHMARK(BM_rsub16_keel)->Apply(text_sizes);
+BENCHMARK(BM_rsub16_string_view)->Apply(text_sizes);
+
+// --------------------------------------- case-insensitive (strcasestr) ---
+constexpr std::string_view kIcaseNeedle = "Pipeline STAGE";  // absent in any case
+void BM_icase_keel(benchmark::State& st) {
+  run(st, text_without(n_of(st)), [](std::string_view h) { return ks::find_icase(h, kIcaseNeedle); });
+}
+void BM_icase_strcasestr(benchmark::State& st) {
+  const std::string& hay = text_without(n_of(st));  // NUL-terminated
+  const std::string needle(kIcaseNeedle);
+  run(st, hay, [&](std::string_view h) { return strcasestr(h.data(), needle.c_str()); });
+}
+BENCHMARK(BM_icase_keel)->Apply(text_sizes);
+BENCHMARK(BM_icase_strcasestr)->Apply(text_sizes);
+
+// -------------------------------------------- many needles (Hyperscan) ---
+// Lower-case words of 5-10 letters absent from the text, 8, 16 or 64 at once.
+const std::vector<std::string>& absent_words(std::size_t count) {
+  static std::map<std::size_t, std::vector<std::string>> cache;
+  auto& w = cache[count];
+  if (w.empty()) {
+    std::mt19937 rng(static_cast<std::uint32_t>(count));
+    const std::string& text = text_without(1 << 20);
+    while (w.size() < count) {
+      std::string s;
+      const std::size_t len = 5 + rng() % 6;
+      for (std::size_t i = 0; i < len; ++i) s += static_cast<char>('a' + rng() % 26);
+      if (text.find(s) == std::string::npos) w.push_back(s);
+    }
+  }
+  return w;
+}
+const std::vector<std::int64_t> kNeedleCounts = {8, 16, 64};
+void multi_args(benchmark::internal::Benchmark* b) {
+  for (auto c : kNeedleCounts) b->Args({c, 1 << 20});
+}
+void BM_multi_keel(benchmark::State& st) {
+  const auto& words = absent_words(static_cast<std::size_t>(st.range(0)));
+  const ks::MultiFinder finder(words);
+  const std::string& h = text_without(static_cast<std::size_t>(st.range(1)));
+  run(st, h, [&](std::string_view s) { return finder.find(s).pos; });
+}
+void BM_multi_find_loop(benchmark::State& st) {  // one keel::simd::find per needle
+  const auto& words = absent_words(static_cast<std::size_t>(st.range(0)));
+  const std::string& h = text_without(static_cast<std::size_t>(st.range(1)));
+  run(st, h, [&](std::string_view s) {
+    std::size_t best = ks::npos;
+    for (const auto& w : words) best = std::min(best, ks::find(s, w));
+    return best;
+  });
+}
+void BM_multi_setup_keel(benchmark::State& st) {
+  const auto& words = absent_words(static_cast<std::size_t>(st.range(0)));
+  for (auto _ : st) {
+    ks::MultiFinder finder(words);
+    benchmark::DoNotOptimize(&finder);
+  }
+}
+BENCHMARK(BM_multi_keel)->Apply(multi_args);
+BENCHMARK(BM_multi_find_loop)->Apply(multi_args);
+BENCHMARK(BM_multi_setup_keel)->Apply(multi_args);
+#ifdef KEEL_BENCH_HYPERSCAN
+struct HsDb {
+  hs_database_t* db = nullptr;
+  hs_scratch_t* scratch = nullptr;
+  explicit HsDb(const std::vector<std::string>& words) {
+    std::vector<const char*> exprs;
+    std::vector<unsigned> flags, ids;
+    for (std::size_t i = 0; i < words.size(); ++i) {
+      exprs.push_back(words[i].c_str());  // lower-case letters: literal as a pattern
+      flags.push_back(HS_FLAG_SINGLEMATCH);
+      ids.push_back(static_cast<unsigned>(i));
+    }
+    hs_compile_error_t* err = nullptr;
+    if (hs_compile_multi(exprs.data(), flags.data(), ids.data(), static_cast<unsigned>(exprs.size()),
+                         HS_MODE_BLOCK, nullptr, &db, &err) != HS_SUCCESS) {
+      hs_free_compile_error(err);
+      db = nullptr;
+      return;
+    }
+    hs_alloc_scratch(db, &scratch);
+  }
+  ~HsDb() {
+    hs_free_scratch(scratch);
+    hs_free_database(db);
+  }
+  HsDb(const HsDb&) = delete;
+  HsDb& operator=(const HsDb&) = delete;
+};
+int hs_on_match(unsigned, unsigned long long, unsigned long long to, unsigned, void* ctx) {
+  *static_cast<unsigned long long*>(ctx) = to;
+  return 1;  // stop at the first match
+}
+void BM_multi_hyperscan(benchmark::State& st) {
+  const auto& words = absent_words(static_cast<std::size_t>(st.range(0)));
+  HsDb hs(words);
+  if (hs.db == nullptr) {
+    st.SkipWithError("hs_compile_multi failed");
+    return;
+  }
+  const std::string& h = text_without(static_cast<std::size_t>(st.range(1)));
+  run(st, h, [&](std::string_view s) {
+    unsigned long long end = 0;
+    hs_scan(hs.db, s.data(), static_cast<unsigned>(s.size()), 0, hs.scratch, hs_on_match, &end);
+    return end;
+  });
+}
+void BM_multi_setup_hyperscan(benchmark::State& st) {
+  const auto& words = absent_words(static_cast<std::size_t>(st.range(0)));
+  for (auto _ : st) {
+    HsDb hs(words);
+    benchmark::DoNotOptimize(hs.db);
+  }
+}
+BENCHMARK(BM_multi_hyperscan)->Apply(multi_args);
+BENCHMARK(BM_multi_setup_hyperscan)->Apply(multi_args);
+#endif
 
 }  // namespace
 

@@ -1,9 +1,12 @@
 #!/bin/sh
 # Draws docs/simd_bench.svg from simd_bench's Google Benchmark JSON: throughput
-# (GB/s, log scale) at one haystack size, keel beside its peers.
+# (GB/s, log scale) at one haystack size, keel beside its peers. Benchmarks
+# with a needle count before the size (BM_multi_keel/64/1048576) get the
+# count appended to their name.
 #
 #   ./build/bench/benchmarks/simd_bench --benchmark_out=simd.json --benchmark_out_format=json
 #   benchmarks/simd_chart.sh simd.json docs/simd_bench.svg [size, default 65536]
+#   benchmarks/simd_chart.sh benchmarks/records/intel-r-xeon-r-processor-2cpu/2026-12-03/simd_bench.json docs/simd_text_bench.svg 1048576
 #
 # Needs python3 and gnuplot (Debian: gnuplot-nox).
 set -eu
@@ -22,26 +25,31 @@ order = []
 for b in data["benchmarks"]:
     if b.get("run_type") == "aggregate" and b.get("aggregate_name") != "median":
         continue
-    name, _, arg = b["name"].partition("/")
-    arg = arg.split("/")[0]
-    if arg != size:
+    if "bytes_per_second" not in b:  # set-up timings
         continue
-    parts = name[3:].split("_")  # BM_<op>_<impl>
+    name, _, arg = b.get("run_name", b["name"]).partition("/")
+    args = arg.split("/")  # the haystack size is the last argument
+    if args[-1] != size:
+        continue
+    parts = name[3:].split("_")  # BM_<op>_<impl>[/<needle count>]/<size>
     # op = everything up to the implementation name
     for i in range(1, len(parts)):
         impl = "_".join(parts[i:])
         if impl in ("keel", "keel_byteset", "keel_matches", "memchr", "memrchr", "memmem", "strcspn",
-                    "std_find", "std_count", "string_view", "bmh", "memchr_loop"):
+                    "std_find", "std_count", "string_view", "bmh", "memchr_loop", "strcasestr",
+                    "hyperscan", "find_loop"):
             op = "_".join(parts[:i])
             break
     else:
         continue
+    if len(args) > 1:
+        op += "_" + "_".join(args[:-1])
     if op not in rows:
         rows[op] = {}
         order.append(op)
     rows[op][impl] = b["bytes_per_second"] / 1e9
 impls = ["keel", "keel_byteset", "keel_matches", "memchr", "memrchr", "memchr_loop", "memmem", "strcspn",
-         "std_find", "std_count", "string_view", "bmh"]
+         "std_find", "std_count", "string_view", "bmh", "strcasestr", "hyperscan", "find_loop"]
 impls = [i for i in impls if any(i in r for r in rows.values())]
 print("op " + " ".join(impls))
 for op in order:

@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <array>
+#include <cctype>
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
@@ -68,6 +69,8 @@ std::size_t naive_sub(std::string_view h, std::string_view s) {
   }
   return npos;
 }
+std::size_t naive_icase(std::string_view h, std::string_view s);
+std::size_t naive_rsub(std::string_view h, std::string_view s);
 std::vector<std::size_t> naive_matches(std::string_view h, char c) {
   std::vector<std::size_t> out;
   for (std::size_t i = 0; i < h.size(); ++i) {
@@ -188,6 +191,16 @@ void check_all(Failures& f, std::string_view h, const Kernels* k, std::mt19937& 
   const std::size_t sub = k->find_sub(p, n, u(needle), needle.size());
   f.check(sub == naive_sub(h, needle),
           [&] { return describe("k.find_sub", h, sub, naive_sub(h, needle)) + " needle=" + needle; });
+  const std::size_t rsub = k->rfind_sub(p, n, u(needle), needle.size());
+  f.check(rsub == naive_rsub(h, needle),
+          [&] { return describe("k.rfind_sub", h, rsub, naive_rsub(h, needle)) + " needle=" + needle; });
+  std::string folded = needle;
+  for (char& ch : folded) {
+    if (rng() % 2 == 0 && ((ch | 0x20) >= 'a' && (ch | 0x20) <= 'z')) ch = static_cast<char>(ch ^ 0x20);
+  }
+  const std::size_t icase = k->find_icase(p, n, u(folded), folded.size());
+  f.check(icase == naive_icase(h, folded),
+          [&] { return describe("k.find_icase", h, icase, naive_icase(h, folded)) + " needle=" + folded; });
   std::vector<std::size_t> got;
   for (std::size_t from = 0;;) {
     const auto b = k->next_block(p, n, uc, from);
@@ -488,4 +501,254 @@ TEST_CASE("matches is a forward range", "[simd]") {
   static_assert(std::forward_iterator<ks::MatchRange::iterator>);
   CHECK(ks::matches("", 'x').begin() == ks::matches("", 'x').end());
   CHECK(static_cast<std::size_t>(std::distance(r.begin(), r.end())) == 2);
+}
+
+// ------------------------------------------ icase, rfind, MultiFinder ---
+namespace {
+
+char lower(char c) {
+  return c >= 'A' && c <= 'Z' ? static_cast<char>(c | 0x20) : c;
+}
+std::size_t naive_icase(std::string_view h, std::string_view s) {
+  if (s.size() > h.size()) return npos;
+  for (std::size_t i = 0; i + s.size() <= h.size(); ++i) {
+    bool ok = true;
+    for (std::size_t j = 0; j < s.size() && ok; ++j) ok = lower(h[i + j]) == lower(s[j]);
+    if (ok) return i;
+  }
+  return npos;
+}
+std::size_t naive_rsub(std::string_view h, std::string_view s) {
+  if (s.size() > h.size()) return npos;
+  for (std::size_t i = h.size() - s.size() + 1; i-- > 0;) {
+    if (h.substr(i, s.size()) == s) return i;
+  }
+  return npos;
+}
+ks::MultiMatch naive_multi(std::string_view h, const std::vector<std::string>& needles, std::size_t from,
+                           bool icase) {
+  for (std::size_t i = from; i <= h.size(); ++i) {
+    for (std::size_t k = 0; k < needles.size(); ++k) {
+      const std::string_view s = needles[k];
+      if (s.size() > h.size() - i) continue;
+      const std::string_view at = h.substr(i, s.size());
+      if (icase ? naive_icase(at, s) == 0 : at == s) return {i, k};
+    }
+  }
+  return {};
+}
+std::vector<ks::MultiMatch> naive_multi_all(std::string_view h, const std::vector<std::string>& needles,
+                                            bool icase) {
+  std::vector<ks::MultiMatch> out;
+  for (std::size_t from = 0;;) {
+    const ks::MultiMatch m = naive_multi(h, needles, from, icase);
+    if (!m) break;
+    out.push_back(m);
+    from = m.pos + std::max<std::size_t>(needles[m.index].size(), 1);
+  }
+  return out;
+}
+std::vector<ks::MultiMatch> all_of(const ks::MultiFinder& f, std::string_view h) {
+  std::vector<ks::MultiMatch> out;
+  for (ks::MultiMatch m : f.matches(h)) out.push_back(m);
+  return out;
+}
+
+// Random case flips of a string.
+std::string flip_case(std::string s, std::mt19937& rng) {
+  for (char& c : s) {
+    if (std::isalpha(static_cast<unsigned char>(c)) != 0 && rng() % 2 == 0) c = static_cast<char>(c ^ 0x20);
+  }
+  return s;
+}
+
+// Checks find_icase, rfind(substring) and MultiFinder on one haystack.
+void check_more(Failures& f, std::string_view h, std::mt19937& rng, std::string_view alphabet) {
+  const auto pick = [&] { return alphabet[rng() % alphabet.size()]; };
+  const auto make_needle = [&](std::size_t max_len) {
+    std::string needle;
+    if (!h.empty() && rng() % 2 == 0) {
+      needle = std::string(h.substr(rng() % h.size(), rng() % (max_len + 1)));
+    } else {
+      const std::size_t len = rng() % (max_len + 1);
+      for (std::size_t i = 0; i < len; ++i) needle += pick();
+    }
+    return needle;
+  };
+  const std::string needle = flip_case(make_needle(20), rng);
+  f.check(ks::find_icase(h, needle) == naive_icase(h, needle), [&] {
+    return describe("find_icase", h, ks::find_icase(h, needle), naive_icase(h, needle)) + " needle=" + needle;
+  });
+  const std::string rneedle = make_needle(20);
+  f.check(ks::rfind(h, rneedle) == naive_rsub(h, rneedle), [&] {
+    return describe("rfind(substring)", h, ks::rfind(h, rneedle), naive_rsub(h, rneedle)) +
+           " needle=" + rneedle;
+  });
+  std::vector<std::string> needles(1 + rng() % (rng() % 4 == 0 ? 70 : 8));
+  for (auto& s : needles) s = make_needle(rng() % 3 == 0 ? 20 : 4);
+  if (rng() % 4 != 0) {  // empty needles match everywhere: keep them rarer
+    for (auto& s : needles) {
+      if (s.empty()) s = std::string(1, pick());
+    }
+  }
+  const bool icase = rng() % 3 == 0;
+  if (icase) {
+    for (auto& s : needles) s = flip_case(s, rng);
+  }
+  const ks::MultiFinder finder(needles, icase ? ks::Case::ascii_insensitive : ks::Case::sensitive);
+  const auto want = naive_multi_all(h, needles, icase);
+  const auto got = all_of(finder, h);
+  f.check(got == want, [&] {
+    std::string s =
+        describe("MultiFinder", h, got.size(), want.size()) + " icase=" + std::to_string(icase) + " needles=";
+    for (const auto& n : needles) s += "[" + n + "]";
+    for (std::size_t i = 0; i < std::min(got.size(), want.size()); ++i) {
+      if (!(got[i] == want[i])) {
+        s += " first diff #" + std::to_string(i) + " got " + std::to_string(got[i].pos) + "/" +
+             std::to_string(got[i].index) + " want " + std::to_string(want[i].pos) + "/" +
+             std::to_string(want[i].index);
+        break;
+      }
+    }
+    return s;
+  });
+}
+
+// Every length 0-300 at every offset 0-63, as differential() does.
+void differential_more(std::uint32_t seed) {
+  std::mt19937 rng(seed);
+  Failures f;
+  alignas(64) static char buf[64 + 320];
+  const std::array<std::string, 3> alpha = {std::string("aB"), std::string("abAB\xc3\xe3 "), all_bytes()};
+  for (const std::string& alphabet : alpha) {
+    for (std::size_t len = 0; len <= 300; ++len) {
+      for (std::size_t off = (len % kOffsetStep); off < 64; off += kOffsetStep) {
+        for (std::size_t i = 0; i < len; ++i) buf[off + i] = alphabet[rng() % alphabet.size()];
+        check_more(f, std::string_view(buf + off, len), rng, alphabet);
+      }
+    }
+  }
+  KEEL_EXPECT_ALL(f);
+}
+
+}  // namespace
+
+TEST_CASE("find_icase, rfind(substring) and MultiFinder match naive loops at every length and offset",
+          "[simd][isa]") {
+  differential_more(4321);
+}
+
+TEST_CASE("properties: find_icase, rfind(substring) and MultiFinder agree with naive twins", "[simd][isa]") {
+  rc::prop("random haystacks 0-300 over small alphabets, needles 0-20, 1-70 needles", [] {
+    const auto alphabet =
+        *rc::gen::element(std::string("ab"), std::string("aAbB"), std::string("xyXY\xe9\xc9 "), all_bytes());
+    const auto hlen = *rc::gen::inRange<std::size_t>(0, 301);
+    std::string h;
+    for (std::size_t i = 0; i < hlen; ++i) h += *rc::gen::elementOf(alphabet);
+    const auto needle_gen = rc::gen::container<std::string>(rc::gen::elementOf(alphabet));
+    const auto small = [&] {
+      std::string s = *needle_gen;
+      if (s.size() > 20) s.resize(20);
+      return s;
+    };
+    const std::string needle = small();
+    RC_ASSERT(ks::find_icase(h, needle) == naive_icase(h, needle));
+    RC_ASSERT(ks::rfind(h, needle) == naive_rsub(h, needle));
+    const auto count = *rc::gen::inRange<std::size_t>(1, 71);
+    std::vector<std::string> needles;
+    for (std::size_t i = 0; i < count; ++i) needles.push_back(small());
+    const bool icase = *rc::gen::arbitrary<bool>();
+    const ks::MultiFinder finder(needles, icase ? ks::Case::ascii_insensitive : ks::Case::sensitive);
+    RC_ASSERT(all_of(finder, h) == naive_multi_all(h, needles, icase));
+    const auto from = *rc::gen::inRange<std::size_t>(0, hlen + 2);
+    RC_ASSERT(finder.find(h, from) == naive_multi(h, needles, from, icase));
+  });
+}
+
+TEST_CASE("find_icase, rfind and MultiFinder never read past a guard page", "[simd][isa]") {
+  const auto page = static_cast<std::size_t>(sysconf(_SC_PAGESIZE));
+  void* mem = mmap(nullptr, 3 * page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  REQUIRE(mem != MAP_FAILED);
+  auto* base = static_cast<char*>(mem);
+  REQUIRE(mprotect(base, page, PROT_NONE) == 0);
+  REQUIRE(mprotect(base + 2 * page, page, PROT_NONE) == 0);
+  char* mid = base + page;
+  std::mt19937 rng(17);
+  for (std::size_t i = 0; i < page; ++i) mid[i] = "aAb"[rng() % 3];
+  Failures f;
+  const ks::MultiFinder finder({"aab", "bbb", "AbA"});
+  const ks::MultiFinder one({"b"});
+  for (std::size_t n = 0; n <= 300; ++n) {
+    for (const char* start : {mid, mid + page - n}) {
+      const std::string_view h(start, n);
+      for (std::string_view s : {"ab", "aAbaB", "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb", "b"}) {
+        f.check(ks::find_icase(h, s) == naive_icase(h, s), "find_icase");
+        f.check(ks::rfind(h, s) == naive_rsub(h, s), "rfind");
+      }
+      f.check(finder.find(h) == naive_multi(h, {"aab", "bbb", "AbA"}, 0, false), "multi");
+      f.check(all_of(one, h).size() == naive_count(h, 'b'), "multi one");
+      check_more(f, h, rng, "aAb");
+    }
+  }
+  munmap(mem, 3 * page);
+  KEEL_EXPECT_ALL(f);
+}
+
+TEST_CASE("find_icase, rfind and MultiFinder stay linear on adversarial inputs", "[simd][isa]") {
+  // Correctness here; the work is bounded by construction (see the header).
+  Failures f;
+  const std::string hay(200000, 'a');
+  const std::string with = hay + "b";
+  for (std::size_t m : {2u, 3u, 16u, 33u, 100u, 1000u}) {
+    const std::string aab = std::string(m - 1, 'a') + "b";
+    const std::string baa = "b" + std::string(m - 1, 'a');
+    const std::string upper = std::string(m - 1, 'A') + "B";
+    f.check(ks::find_icase(hay, upper) == npos, "icase absent");
+    f.check(ks::find_icase(with, upper) == with.size() - m, "icase at end");
+    f.check(ks::rfind(hay, baa) == npos, "rfind absent");
+    f.check(ks::rfind("b" + hay, baa) == 0, "rfind at start");
+    f.check(ks::rfind(with, aab) == with.size() - m, "rfind at end");
+    const ks::MultiFinder finder({aab, std::string(m, 'c'), baa});
+    f.check(!finder.find(hay), "multi absent");
+    f.check(finder.find(with) == ks::MultiMatch{with.size() - m, 0}, "multi at end");
+    const ks::MultiFinder shortest_last({std::string(m, 'a'), "a"});
+    f.check(all_of(shortest_last, hay).size() == hay.size() / m + hay.size() % m, "dense matches");
+  }
+  // More needles than the SIMD filter takes.
+  std::vector<std::string> many;
+  for (std::size_t i = 0; i < 200; ++i)
+    many.push_back(std::string(1 + i % 30, 'a') + static_cast<char>('b' + i % 20));
+  const ks::MultiFinder big(many);
+  f.check(!big.find(hay), "many absent");
+  f.check(big.find(with) == naive_multi(with, many, 0, false), "many at end");
+  KEEL_EXPECT_ALL(f);
+}
+
+TEST_CASE("MultiFinder: construction forms, ties, empty needles and ranges", "[simd]") {
+  const std::vector<std::string_view> views = {"abc", "ab", "b"};
+  const ks::MultiFinder from_vector(views);
+  CHECK(from_vector.find("xxabcx") == ks::MultiMatch{2, 0});
+  const ks::MultiFinder tie({"ab", "abc"});
+  CHECK(tie.find("xabc") == ks::MultiMatch{1, 0});  // equal starts: lowest index
+  const std::vector<std::string> strings = {"needle", "hay"};
+  const ks::MultiFinder from_strings(strings);
+  CHECK(from_strings.find("a haystack with a needle") == ks::MultiMatch{2, 1});
+  CHECK(from_strings.size() == 2);
+  CHECK(from_strings.needle_size(0) == 6);
+  const std::array<std::string_view, 2> arr = {"x", "y"};
+  CHECK(ks::MultiFinder(std::span(arr)).find("aay") == ks::MultiMatch{2, 1});
+  CHECK(!ks::MultiFinder().find("abc"));
+  const ks::MultiFinder empty({"zz", ""});
+  CHECK(empty.find("abc") == ks::MultiMatch{0, 1});
+  CHECK(all_of(empty, "ab").size() == 3);  // 0, 1, 2
+  const ks::MultiFinder icase({"Hello", "WORLD"}, ks::Case::ascii_insensitive);
+  CHECK(icase.find("say hELLo world") == ks::MultiMatch{4, 0});
+  const auto m = all_of(icase, "world HELLO");
+  REQUIRE(m.size() == 2);
+  CHECK(m[1] == ks::MultiMatch{6, 0});
+  static_assert(std::forward_iterator<ks::MultiFinder::Range::iterator>);
+  CHECK(ks::find_icase("Content-LENGTH: 5", "content-length:") == 0);
+  CHECK(ks::find_icase("\xc3\xa9t\xc3\xa9", "\xc3\x89") == npos);  // bytes >= 0x80 compare exactly
+  CHECK(ks::rfind("abcabc", "") == 6);
+  CHECK(ks::rfind("abcabc", "bc") == 4);
 }

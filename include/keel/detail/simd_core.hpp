@@ -19,12 +19,16 @@ namespace keel::simd {
 /// Returned by every search when nothing matches.
 inline constexpr std::size_t npos = static_cast<std::size_t>(-1);
 
-/// The instruction-set levels keel::simd can run its kernels on, lowest first.
-enum class Isa : unsigned char { scalar = 0, sse2 = 1, avx2 = 2, avx512 = 3 };
+/// The instruction-set levels keel::simd can run its kernels on: scalar, then
+/// the x86-64 levels lowest first, and neon on aarch64 (the only level there
+/// besides scalar).
+enum class Isa : unsigned char { scalar = 0, sse2 = 1, avx2 = 2, avx512 = 3, neon = 4 };
 
-/// "scalar", "sse2", "avx2" or "avx512".
+/// "scalar", "sse2", "avx2", "avx512" or "neon".
 [[nodiscard]] constexpr std::string_view to_string(Isa isa) noexcept {
   switch (isa) {
+    case Isa::neon:
+      return "neon";
     case Isa::sse2:
       return "sse2";
     case Isa::avx2:
@@ -96,11 +100,17 @@ struct ByteSetAccess {
   static constexpr std::size_t list_max() noexcept { return ByteSet::kListMax; }
 };
 
+// 1 << (nibble & 7) for the second shuffle of the set lookup.
+alignas(16) inline constexpr uchar kBitOfNibble[16] = {1, 2, 4, 8, 16, 32, 64, 128,
+                                                       1, 2, 4, 8, 16, 32, 64, 128};
+
 /// A run of up to 64 match bits: bit i stands for position base + i.
 struct MatchBlock {
   std::size_t base;
   std::uint64_t mask;
 };
+
+struct TeddyTables;
 
 /// The kernels of one ISA level. Kernels get haystacks of any length.
 struct Kernels {
@@ -114,6 +124,14 @@ struct Kernels {
   std::size_t (*find_sub)(const uchar* p, std::size_t n, const uchar* s, std::size_t m);
   // First window at or after `from` holding a match: {npos, 0} when none.
   MatchBlock (*next_block)(const uchar* p, std::size_t n, uchar c, std::size_t from);
+  // Last occurrence of a substring (n for an empty one), or npos.
+  std::size_t (*rfind_sub)(const uchar* p, std::size_t n, const uchar* s, std::size_t m);
+  // First ASCII case-insensitive occurrence, or npos.
+  std::size_t (*find_icase)(const uchar* p, std::size_t n, const uchar* s, std::size_t m);
+  // First block of Teddy candidate starts at or after `from`: {npos, 0} when
+  // none. Null on levels without a byte shuffle (multi-needle search then
+  // runs its automaton).
+  MatchBlock (*teddy_block)(const uchar* p, std::size_t n, std::size_t from, const TeddyTables& t);
 };
 
 // ------------------------------------------------------------------ SWAR ---
@@ -259,8 +277,32 @@ struct MaxSuffix {
   std::ptrdiff_t period;  // period of that suffix
 };
 
+/// ASCII lower case: 'A'-'Z' to 'a'-'z', every other byte unchanged.
+constexpr uchar fold(uchar b) noexcept {
+  return static_cast<uchar>(static_cast<unsigned>(b - 'A') < 26u ? b | 0x20u : b);
+}
+constexpr bool is_alpha(uchar b) noexcept {
+  return static_cast<unsigned>((b | 0x20u) - 'a') < 26u;
+}
+
+// Byte views Two-Way runs over: the bytes as they are, reversed (index i is
+// the i-th byte from the end, for searching backwards), or ASCII-folded.
+struct Forward {
+  const uchar* p;
+  uchar operator[](std::ptrdiff_t i) const noexcept { return p[i]; }
+};
+struct Backward {
+  const uchar* end;  // one past the last byte
+  uchar operator[](std::ptrdiff_t i) const noexcept { return end[-1 - i]; }
+};
+struct Folded {
+  const uchar* p;
+  uchar operator[](std::ptrdiff_t i) const noexcept { return fold(p[i]); }
+};
+
 /// Maximal suffix of s under the byte order (reversed = true: the opposite order).
-inline MaxSuffix max_suffix(const uchar* s, std::ptrdiff_t m, bool reversed) noexcept {
+template <class S>
+inline MaxSuffix max_suffix(const S& s, std::ptrdiff_t m, bool reversed) noexcept {
   std::ptrdiff_t best = -1;  // start of the current best suffix, minus one
   std::ptrdiff_t j = 0;      // candidate compared against it
   std::ptrdiff_t k = 1;      // offset inside the comparison
@@ -289,8 +331,9 @@ inline MaxSuffix max_suffix(const uchar* s, std::ptrdiff_t m, bool reversed) noe
   return {best, period};
 }
 
-/// First occurrence of s[0, m) in p[0, n), or npos. Needs m >= 1.
-inline std::size_t two_way(const uchar* p, std::size_t n_, const uchar* s, std::size_t m_) noexcept {
+/// First occurrence of s[0, m) in p[0, n) as seen through the views, or npos.
+template <class H, class S>
+inline std::size_t two_way_view(const H& p, std::size_t n_, const S& s, std::size_t m_) noexcept {
   if (m_ == 0) return 0;
   if (m_ > n_) return npos;
   const auto n = static_cast<std::ptrdiff_t>(n_);
@@ -300,7 +343,9 @@ inline std::size_t two_way(const uchar* p, std::size_t n_, const uchar* s, std::
   const std::ptrdiff_t ell = a.pos > b.pos ? a.pos : b.pos;  // critical position
   std::ptrdiff_t period = a.pos > b.pos ? a.period : b.period;
 
-  if (std::memcmp(s, s + period, static_cast<std::size_t>(ell + 1)) == 0) {
+  bool periodic = true;  // s[0, ell] == s[period, period + ell]
+  for (std::ptrdiff_t i = 0; i <= ell && periodic; ++i) periodic = s[i] == s[i + period];
+  if (periodic) {
     // Periodic needle: remember how much of the left part is known to match.
     std::ptrdiff_t memory = -1;
     for (std::ptrdiff_t j = 0; j <= n - m;) {
@@ -335,6 +380,39 @@ inline std::size_t two_way(const uchar* p, std::size_t n_, const uchar* s, std::
   return npos;
 }
 
+/// First occurrence of s[0, m) in p[0, n), or npos (0 for m == 0).
+inline std::size_t two_way(const uchar* p, std::size_t n, const uchar* s, std::size_t m) noexcept {
+  return two_way_view(Forward{p}, n, Forward{s}, m);
+}
+/// Last occurrence of s[0, m) in p[0, n), or npos (n for m == 0).
+inline std::size_t two_way_last(const uchar* p, std::size_t n, const uchar* s, std::size_t m) noexcept {
+  const std::size_t r = two_way_view(Backward{p + n}, n, Backward{s + m}, m);
+  return r == npos ? npos : n - r - m;
+}
+/// First ASCII case-insensitive occurrence of s[0, m) in p[0, n), or npos.
+inline std::size_t two_way_icase(const uchar* p, std::size_t n, const uchar* s, std::size_t m) noexcept {
+  return two_way_view(Folded{p}, n, Folded{s}, m);
+}
+
+/// p[0, m) equals s[0, m) ignoring ASCII case.
+inline bool equal_icase(const uchar* p, const uchar* s, std::size_t m) noexcept {
+  std::size_t i = 0;
+  // Eight bytes at a time: equal words need no folding; otherwise fold both.
+  for (; i + 8 <= m; i += 8) {
+    std::uint64_t a, b;
+    std::memcpy(&a, p + i, 8);
+    std::memcpy(&b, s + i, 8);
+    if (a == b) continue;
+    for (std::size_t j = i; j < i + 8; ++j) {
+      if (fold(p[j]) != fold(s[j])) return false;
+    }
+  }
+  for (; i < m; ++i) {
+    if (fold(p[i]) != fold(s[i])) return false;
+  }
+  return true;
+}
+
 // ------------------------------------------------------------- rare bytes ---
 // How common a byte is in typical text and binary data (0 = rarest). The
 // substring prefilter looks for the two rarest needle bytes, so a guess that
@@ -363,19 +441,28 @@ struct RarePair {
 };
 
 /// The two needle positions holding the rarest bytes (distinct byte values
-/// when the needle has two). Needs m >= 2.
+/// when the needle has two). Needs m >= 2. With Icase, bytes are compared
+/// folded and a letter is as common as its commoner case.
+template <bool Icase = false>
 inline RarePair rare_pair(const uchar* s, std::size_t m) noexcept {
+  const auto key = [](uchar b) { return Icase ? fold(b) : b; };
+  const auto rank = [](uchar b) -> unsigned {
+    if constexpr (Icase) {
+      if (is_alpha(b)) return std::max(kByteCommonness.v[b | 0x20u], kByteCommonness.v[b & ~0x20u & 0xffu]);
+    }
+    return kByteCommonness.v[b];
+  };
   // One pass: i1 is the rarest so far, i2 the rarest with a different value
   // (when i1 moves to a new value, the old i1 is the best of the rest). The
   // ranks and bytes stay in registers so iterations do not chain loads.
   std::size_t i1 = 0;
   std::size_t i2 = npos;
-  uchar b1 = s[0];
-  unsigned r1 = kByteCommonness.v[b1];
+  uchar b1 = key(s[0]);
+  unsigned r1 = rank(s[0]);
   unsigned r2 = 256;
   for (std::size_t i = 1; i < m; ++i) {
-    const uchar b = s[i];
-    const unsigned r = kByteCommonness.v[b];
+    const uchar b = key(s[i]);
+    const unsigned r = rank(s[i]);
     if (r < r1) {
       if (b != b1) {
         i2 = i1;
@@ -426,9 +513,110 @@ inline std::size_t scalar_find_sub(const uchar* p, std::size_t n, const uchar* s
   return npos;
 }
 
+/// Scalar reverse substring search: the last occurrence, n for m == 0.
+inline std::size_t scalar_rfind_sub(const uchar* p, std::size_t n, const uchar* s, std::size_t m) noexcept {
+  if (m == 0) return n;
+  if (m > n) return npos;
+  if (m == 1) return scalar_rfind(p, n, s[0]);
+  const RarePair r = rare_pair(s, m);
+  const uchar b1 = s[r.i1];
+  const uchar b2 = s[r.i2];
+  const std::size_t last = n - m;
+  std::size_t spent = 0;
+  std::size_t end = last + 1;  // starts >= end are done
+  while (end > 0) {
+    const std::size_t cand = scalar_rfind(p + r.i1, end, b1);
+    if (cand == npos) return npos;
+    if (p[cand + r.i2] == b2 && std::memcmp(p + cand, s, m) == 0) return cand;
+    spent += m;
+    if (verify_budget_spent(spent, last - cand)) return two_way_last(p, cand + m - 1, s, m);
+    end = cand;
+  }
+  return npos;
+}
+
+/// Scalar ASCII case-insensitive substring search.
+inline std::size_t scalar_find_icase(const uchar* p, std::size_t n, const uchar* s, std::size_t m) noexcept {
+  if (m == 0) return 0;
+  if (m > n) return npos;
+  const RarePair r = m == 1 ? RarePair{0, 0} : rare_pair<true>(s, m);
+  const uchar b1 = fold(s[r.i1]);
+  const uchar b2 = fold(s[r.i2]);
+  const uchar u1 = is_alpha(b1) ? static_cast<uchar>(b1 & ~0x20u) : b1;
+  const std::size_t last = n - m;
+  std::size_t spent = 0;
+  std::size_t start = 0;
+  while (start <= last) {
+    const std::size_t hit = swar_find(p + start + r.i1, last - start + 1, Eq2{b1, u1});
+    if (hit == npos) return npos;
+    const std::size_t cand = start + hit;
+    if (fold(p[cand + r.i2]) == b2 && equal_icase(p + cand, s, m)) return cand;
+    spent += m;
+    if (verify_budget_spent(spent, cand)) {
+      const std::size_t rest = two_way_icase(p + cand + 1, n - cand - 1, s, m);
+      return rest == npos ? npos : cand + 1 + rest;
+    }
+    start = cand + 1;
+  }
+  return npos;
+}
+
+// ----------------------------------------------------------------- Teddy ---
+// Candidate starts of a multi-needle search: each needle sits in one of eight
+// buckets; for fingerprint byte j (the needle's first k <= 3 bytes), lo[j][x]
+// has the bits of the buckets holding a needle whose byte j has low nibble x,
+// hi[j][x] the same for the high nibble. A start is a candidate when, for
+// every j, the two lookups of the byte at start + j share a bucket bit.
+struct TeddyTables {
+  uchar lo[3][16];
+  uchar hi[3][16];
+  uchar lo2[3][16];  // buckets 8-15 when fat
+  uchar hi2[3][16];
+  std::size_t k;  // fingerprint bytes, 1-3; every needle is at least k long
+  bool fat;       // 16 buckets (many needles): fewer needles share a bit
+};
+
+/// Candidate bits of starts [from, min(from + 64, n - k + 1)). Needs from + k <= n.
+inline std::uint64_t scalar_teddy_window(const uchar* p, std::size_t n, std::size_t from,
+                                         const TeddyTables& t) noexcept {
+  const std::size_t len = std::min<std::size_t>(64, n - t.k + 1 - from);
+  std::uint64_t mask = 0;
+  for (std::size_t i = 0; i < len; ++i) {
+    unsigned acc = 0xff;
+    unsigned acc2 = t.fat ? 0xffu : 0u;
+    for (std::size_t j = 0; j < t.k; ++j) {
+      const uchar x = p[from + i + j];
+      acc &= static_cast<unsigned>(t.lo[j][x & 15u] & t.hi[j][x >> 4]);
+      acc2 &= static_cast<unsigned>(t.lo2[j][x & 15u] & t.hi2[j][x >> 4]);
+    }
+    mask |= std::uint64_t{(acc | acc2) != 0} << i;
+  }
+  return mask;
+}
+inline MatchBlock scalar_teddy_block(const uchar* p, std::size_t n, std::size_t from,
+                                     const TeddyTables& t) noexcept {
+  for (; from + t.k <= n; from += 64) {
+    if (const std::uint64_t m = scalar_teddy_window(p, n, from, t)) return {from, m};
+  }
+  return {npos, 0};
+}
+
+// The narrower level of the SSE2 kernels, under the names the vector kernels use.
+namespace scalar {
+inline std::size_t find_sub(const uchar* p, std::size_t n, const uchar* s, std::size_t m) noexcept {
+  return scalar_find_sub(p, n, s, m);
+}
+inline std::size_t rfind_sub(const uchar* p, std::size_t n, const uchar* s, std::size_t m) noexcept {
+  return scalar_rfind_sub(p, n, s, m);
+}
+inline std::size_t find_icase(const uchar* p, std::size_t n, const uchar* s, std::size_t m) noexcept {
+  return scalar_find_icase(p, n, s, m);
+}
+}  // namespace scalar
+
 inline constexpr Kernels kScalarKernels = {
-    Isa::scalar,     scalar_find,  scalar_rfind,    scalar_find_any2,  scalar_find_any3,
-    scalar_find_set, scalar_count, scalar_find_sub, scalar_next_block,
+    Isa::scalar,  scalar_find,     scalar_rfind,      scalar_find_any2, scalar_find_any3,  scalar_find_set,
+    scalar_count, scalar_find_sub, scalar_next_block, scalar_rfind_sub, scalar_find_icase, nullptr,
 };
 
 }  // namespace detail

@@ -18,14 +18,10 @@
 
 namespace keel::simd::detail {
 
-// 1 << (nibble & 7) for the second shuffle of the set lookup.
-alignas(16) inline constexpr uchar kBitOfNibble[16] = {1, 2, 4, 8, 16, 32, 64, 128,
-                                                       1, 2, 4, 8, 16, 32, 64, 128};
-
 // ------------------------------------------------------------------ SSE2 ---
 namespace sse2 {
 #define KEEL_SIMD_FN inline
-#define KEEL_SIMD_NARROWER_SUB scalar_find_sub
+#define KEEL_SIMD_NARROWER scalar
 inline constexpr std::size_t W = 16;
 using V = __m128i;
 using M = __m128i;
@@ -47,6 +43,9 @@ KEEL_SIMD_FN M mor(M a, M b) {
 KEEL_SIMD_FN M mand(M a, M b) {
   return _mm_and_si128(a, b);
 }
+KEEL_SIMD_FN V vor(V a, V b) {
+  return _mm_or_si128(a, b);
+}
 KEEL_SIMD_FN std::uint64_t bits(M m) {
   return static_cast<std::uint32_t>(_mm_movemask_epi8(m));
 }
@@ -62,7 +61,7 @@ KEEL_SIMD_FN std::size_t hsum8(V a) {
          static_cast<std::size_t>(_mm_cvtsi128_si64(_mm_unpackhi_epi64(s, s)));
 }
 #include <keel/detail/simd_kernels.inc>
-#undef KEEL_SIMD_NARROWER_SUB
+#undef KEEL_SIMD_NARROWER
 #undef KEEL_SIMD_FN
 }  // namespace sse2
 
@@ -70,7 +69,7 @@ KEEL_SIMD_FN std::size_t hsum8(V a) {
 namespace avx2 {
 #define KEEL_SIMD_FN __attribute__((target("avx2,bmi,popcnt"))) inline
 #define KEEL_SIMD_SHUFFLE 1
-#define KEEL_SIMD_NARROWER_SUB sse2::find_sub
+#define KEEL_SIMD_NARROWER sse2
 inline constexpr std::size_t W = 32;
 using V = __m256i;
 using M = __m256i;
@@ -132,7 +131,7 @@ KEEL_SIMD_FN std::size_t hsum8(V a) {
 }
 #include <keel/detail/simd_kernels.inc>
 #undef KEEL_SIMD_SHUFFLE
-#undef KEEL_SIMD_NARROWER_SUB
+#undef KEEL_SIMD_NARROWER
 #undef KEEL_SIMD_FN
 }  // namespace avx2
 
@@ -141,7 +140,7 @@ namespace avx512 {
 #define KEEL_SIMD_FN __attribute__((target("avx512f,avx512bw,avx2,bmi,popcnt"))) inline
 #define KEEL_SIMD_SHUFFLE 1
 #define KEEL_SIMD_MASKED 1
-#define KEEL_SIMD_NARROWER_SUB avx2::find_sub
+#define KEEL_SIMD_NARROWER avx2
 inline constexpr std::size_t W = 64;
 using V = __m512i;
 using M = std::uint64_t;  // a __mmask64
@@ -196,21 +195,22 @@ KEEL_SIMD_FN bool any(M m) {
 #include <keel/detail/simd_kernels.inc>
 #undef KEEL_SIMD_MASKED
 #undef KEEL_SIMD_SHUFFLE
-#undef KEEL_SIMD_NARROWER_SUB
+#undef KEEL_SIMD_NARROWER
 #undef KEEL_SIMD_FN
 }  // namespace avx512
 
 inline constexpr Kernels kSse2Kernels = {
-    Isa::sse2,      sse2::find,  sse2::rfind,    sse2::find_any2,  sse2::find_any3,
-    sse2::find_set, sse2::count, sse2::find_sub, sse2::next_block,
+    Isa::sse2,   sse2::find,     sse2::rfind,      sse2::find_any2, sse2::find_any3,  sse2::find_set,
+    sse2::count, sse2::find_sub, sse2::next_block, sse2::rfind_sub, sse2::find_icase, nullptr,
 };
 inline constexpr Kernels kAvx2Kernels = {
-    Isa::avx2,      avx2::find,  avx2::rfind,    avx2::find_any2,  avx2::find_any3,
-    avx2::find_set, avx2::count, avx2::find_sub, avx2::next_block,
+    Isa::avx2,   avx2::find,     avx2::rfind,      avx2::find_any2, avx2::find_any3,  avx2::find_set,
+    avx2::count, avx2::find_sub, avx2::next_block, avx2::rfind_sub, avx2::find_icase, avx2::teddy_block,
 };
 inline constexpr Kernels kAvx512Kernels = {
-    Isa::avx512,      avx512::find,  avx512::rfind,    avx512::find_any2,  avx512::find_any3,
-    avx512::find_set, avx512::count, avx512::find_sub, avx512::next_block,
+    Isa::avx512,        avx512::find,      avx512::rfind,      avx512::find_any2,
+    avx512::find_any3,  avx512::find_set,  avx512::count,      avx512::find_sub,
+    avx512::next_block, avx512::rfind_sub, avx512::find_icase, avx512::teddy_block,
 };
 
 /// The best level this CPU and OS support: CPUID for the instructions and
