@@ -4,9 +4,17 @@
 #include <catch2/catch.hpp>
 
 #include <algorithm>
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
 #include <memory>
+#include <new>
+#include <optional>
+#include <stdexcept>
 #include <string>
 #include <system_error>
+#include <type_traits>
+#include <utility>
 #include <vector>
 
 using keel::Errc;
@@ -367,4 +375,424 @@ TEST_CASE("properties", "[result][property]") {
     RC_ASSERT(fmt::format("{}", e) == expect);
     RC_ASSERT(e.chain().size() == ctx.size() + 1);
   });
+}
+
+// ---------------------------------------------------------------------------
+// Exception safety: a type that throws when armed, and allocation failure.
+
+namespace {
+
+// Counts down the operations of Throwy (and, when alloc_armed, allocations);
+// the one that reaches zero throws. -1: disarmed.
+int g_throw_countdown = -1;
+bool g_alloc_armed = false;
+
+void tick() {
+  if (g_throw_countdown < 0) return;
+  if (g_throw_countdown-- == 0) {
+    g_throw_countdown = -1;
+    throw std::runtime_error("armed");
+  }
+}
+
+// RAII: arm for the n-th (0-based) operation from now, disarm on scope exit.
+struct Armed {
+  explicit Armed(int n, bool allocations = false) {
+    g_throw_countdown = n;
+    g_alloc_armed = allocations;
+  }
+  Armed(const Armed&) = delete;
+  Armed& operator=(const Armed&) = delete;
+  ~Armed() {
+    g_throw_countdown = -1;
+    g_alloc_armed = false;
+  }
+};
+
+// Owns heap memory, so a double destruction is a double free under ASan.
+struct Throwy {
+  std::vector<int> payload;
+  explicit Throwy(int v) : payload(4, v) {}
+  Throwy(const Throwy& o) : payload((tick(), o.payload)) {}
+  Throwy(Throwy&& o) noexcept(false) : payload((tick(), std::move(o.payload))) {}
+  Throwy& operator=(const Throwy& o) {
+    tick();
+    payload = o.payload;
+    return *this;
+  }
+  Throwy& operator=(Throwy&& o) noexcept(false) {
+    tick();
+    payload = std::move(o.payload);
+    return *this;
+  }
+  ~Throwy() = default;
+  [[nodiscard]] int v() const { return payload.empty() ? -1 : payload.front(); }
+};
+
+// Throws when made from an int, but moves without throwing.
+struct NothrowMove {
+  std::vector<int> payload;
+  explicit NothrowMove(int v) : payload((tick(), std::vector<int>(4, v))) {}
+  NothrowMove(const NothrowMove&) = default;
+  NothrowMove(NothrowMove&&) noexcept = default;
+  NothrowMove& operator=(const NothrowMove&) = default;
+  NothrowMove& operator=(NothrowMove&&) noexcept = default;
+};
+
+Result<Throwy> throwy_error() {
+  return keel::fail(Errc::busy, "old error {}", 1);
+}
+
+}  // namespace
+
+// Allocation failure on demand: every allocation of the test program goes
+// through these; when armed, the counted one throws std::bad_alloc.
+void* operator new(std::size_t n) {
+  if (g_alloc_armed && g_throw_countdown >= 0 && g_throw_countdown-- == 0) {
+    g_throw_countdown = -1;
+    throw std::bad_alloc();
+  }
+  if (void* p = std::malloc(n == 0 ? 1 : n)) return p;
+  throw std::bad_alloc();
+}
+void operator delete(void* p) noexcept {
+  std::free(p);
+}
+void operator delete(void* p, std::size_t /*n*/) noexcept {
+  std::free(p);
+}
+
+TEST_CASE("assignment over each state pair keeps the old contents when a copy throws",
+          "[result][exception]") {
+  const Result<Throwy> val(std::in_place, 7);
+  const Result<Throwy> err = throwy_error();
+
+  SECTION("value = value: T's copy assignment throws") {
+    Result<Throwy> r(std::in_place, 1);
+    {
+      const Armed a(0);
+      CHECK_THROWS_AS(r = val, std::runtime_error);
+    }
+    REQUIRE(r.has_value());
+    CHECK(r->v() == 1);
+  }
+  SECTION("error = value: T's copy constructor throws") {
+    Result<Throwy> r = throwy_error();
+    {
+      const Armed a(0);
+      CHECK_THROWS_AS(r = val, std::runtime_error);
+    }
+    REQUIRE_FALSE(r.has_value());
+    CHECK(r.error().code() == Errc::busy);
+    CHECK(r.error().message() == "old error 1");
+  }
+  SECTION("value = error: copying the Error runs out of memory") {
+    Result<Throwy> r(std::in_place, 1);
+    {
+      const Armed a(0, true);
+      CHECK_THROWS_AS(r = err, std::bad_alloc);
+    }
+    REQUIRE(r.has_value());
+    CHECK(r->v() == 1);
+  }
+  SECTION("error = error: copying the Error runs out of memory") {
+    Result<Throwy> r = keel::fail(Errc::closed, "mine");
+    {
+      const Armed a(0, true);
+      CHECK_THROWS_AS(r = err, std::bad_alloc);
+    }
+    REQUIRE_FALSE(r.has_value());
+    CHECK(r.error().message() == "mine");
+  }
+  SECTION("error = value by move: T's move constructor throws") {
+    Result<Throwy> r = throwy_error();
+    Result<Throwy> src(std::in_place, 3);
+    {
+      const Armed a(0);
+      CHECK_THROWS_AS(r = std::move(src), std::runtime_error);
+    }
+    REQUIRE_FALSE(r.has_value());
+    CHECK(r.error().message() == "old error 1");
+  }
+  SECTION("value = value by move: T's move assignment throws") {
+    Result<Throwy> r(std::in_place, 1);
+    Result<Throwy> src(std::in_place, 3);
+    {
+      const Armed a(0);
+      CHECK_THROWS_AS(r = std::move(src), std::runtime_error);
+    }
+    REQUIRE(r.has_value());
+    CHECK(r->v() == 1);
+  }
+  // Every case above leaves r destructible exactly once (ASan checks).
+}
+
+TEST_CASE("emplace gives the strong guarantee where it can, never a double destruction",
+          "[result][exception]") {
+  SECTION("over an error: the error comes back") {
+    Result<Throwy> r = throwy_error();
+    const Throwy src(5);
+    {
+      const Armed a(0);
+      CHECK_THROWS_AS(r.emplace(src), std::runtime_error);
+    }
+    REQUIRE_FALSE(r.has_value());
+    CHECK(r.error().message() == "old error 1");
+    r.emplace(src);
+    CHECK(r->v() == 5);
+  }
+  SECTION("over a value, T moves without throwing: the value stays") {
+    Result<NothrowMove> r(std::in_place, 2);
+    {
+      const Armed a(0);
+      CHECK_THROWS_AS(r.emplace(9), std::runtime_error);
+    }
+    REQUIRE(r.has_value());
+    CHECK(r->payload.front() == 2);
+  }
+  SECTION("over a value, T's move may throw: a defined error state") {
+    Result<Throwy> r(std::in_place, 2);
+    const Throwy src(5);
+    {
+      const Armed a(0);
+      CHECK_THROWS_AS(r.emplace(src), std::runtime_error);
+    }
+    REQUIRE_FALSE(r.has_value());
+    CHECK(r.error().code() == Errc::internal);
+  }
+}
+
+TEST_CASE("allocation failure through Result operations leaves defined states", "[result][exception]") {
+  Result<std::string> r = keel::fail(Errc::io, "disk {}", "gone");
+  const Result<std::string> copy_src = keel::fail(Errc::io, "other");
+  for (int n = 0; n < 4; ++n) {
+    INFO(n);
+    {
+      const Armed a(n, true);
+      try {
+        Result<std::string> c = copy_src;  // copies the record
+        c = r;
+        r = Result<std::string>(std::string(100, 'x'));
+        r = copy_src;
+        auto t = std::move(r).context("ctx");
+        r = std::move(t);
+      } catch (const std::bad_alloc&) {
+      }
+    }
+    // Whatever happened, r is usable and destructible.
+    if (r) {
+      CHECK(r->size() == 100);
+    } else {
+      CHECK(r.error().code() == Errc::io);
+    }
+  }
+}
+
+TEST_CASE("noexcept specifications are true", "[result]") {
+  // Copying may copy an Error's record: it allocates.
+  STATIC_REQUIRE_FALSE(std::is_nothrow_copy_constructible_v<Result<int>>);
+  STATIC_REQUIRE_FALSE(std::is_nothrow_copy_assignable_v<Result<int>>);
+  STATIC_REQUIRE_FALSE(std::is_nothrow_copy_constructible_v<Result<void>>);
+  STATIC_REQUIRE_FALSE(std::is_nothrow_copy_constructible_v<Error>);
+  STATIC_REQUIRE(std::is_nothrow_move_constructible_v<Result<int>>);
+  STATIC_REQUIRE(std::is_nothrow_move_assignable_v<Result<int>>);
+  STATIC_REQUIRE(std::is_nothrow_move_constructible_v<Result<void>>);
+  STATIC_REQUIRE(std::is_nothrow_move_constructible_v<Error>);
+  STATIC_REQUIRE(std::is_nothrow_move_assignable_v<Error>);
+  STATIC_REQUIRE_FALSE(std::is_nothrow_move_constructible_v<Result<Throwy>>);
+  // A move constructor that cannot throw with a move assignment that can.
+  struct MoveAssignThrows {
+    MoveAssignThrows() = default;
+    MoveAssignThrows(MoveAssignThrows&&) noexcept = default;
+    MoveAssignThrows& operator=(MoveAssignThrows&&) noexcept(false) { return *this; }
+  };
+  STATIC_REQUIRE(std::is_nothrow_move_constructible_v<Result<MoveAssignThrows>>);
+  STATIC_REQUIRE_FALSE(std::is_nothrow_move_assignable_v<Result<MoveAssignThrows>>);
+  STATIC_REQUIRE(std::is_nothrow_constructible_v<Result<int>, Errc>);
+  STATIC_REQUIRE(std::is_nothrow_constructible_v<Result<int>, Error>);
+}
+
+// ---------------------------------------------------------------------------
+// Lifetimes: views from a temporary Error.
+
+namespace {
+Result<int> failing_with_context() {
+  return Result<int>(keel::fail(Errc::not_found, "no row {}", 42)).context("loading").context("serving");
+}
+}  // namespace
+
+TEST_CASE("message, contexts and chain on a temporary own their text", "[result][lifetime]") {
+  std::vector<std::string> seen;
+  for (auto s : failing_with_context().error().chain()) seen.emplace_back(s);
+  CHECK(seen == std::vector<std::string>{"serving", "loading", "no row 42"});
+
+  seen.clear();
+  for (const auto& s : failing_with_context().error().contexts()) seen.emplace_back(s);
+  CHECK(seen == std::vector<std::string>{"serving", "loading"});
+
+  const std::string m = failing_with_context().error().message();
+  CHECK(m == "no row 42");
+
+  STATIC_REQUIRE(std::is_same_v<decltype(std::declval<Error>().message()), std::string>);
+  STATIC_REQUIRE(std::is_same_v<decltype(std::declval<const Error&&>().message()), std::string>);
+  STATIC_REQUIRE(std::is_same_v<decltype(std::declval<Error&>().message()), std::string_view>);
+  STATIC_REQUIRE(
+      std::is_same_v<decltype(std::declval<const Error&>().chain()), std::vector<std::string_view>>);
+  STATIC_REQUIRE(std::is_same_v<decltype(std::declval<Error>().chain()), std::vector<std::string>>);
+  STATIC_REQUIRE(std::is_same_v<decltype(std::declval<Error>().contexts()), std::vector<std::string>>);
+}
+
+TEST_CASE("fail records the caller's location", "[result]") {
+  const unsigned line = __LINE__ + 1;
+  const Result<int> r = keel::fail(Errc::config, "bad {}", 1);
+  CHECK(r.error().where().line() == line);
+  CHECK(std::string_view(r.error().where().file_name()).find("result_test.cpp") != std::string_view::npos);
+  CHECK_FALSE(std::string_view(r.error().where().function_name()).empty());
+  const unsigned ctor_line = __LINE__ + 1;
+  const Error via_ctor(Errc::io, "x");
+  CHECK(via_ctor.where().line() == ctor_line);
+}
+
+// ---------------------------------------------------------------------------
+// std::error_code interop.
+
+TEST_CASE("errno table, whole", "[result][errno]") {
+  const std::vector<std::pair<int, Errc>> table = {
+      {EINVAL, Errc::invalid_argument},
+      {EDOM, Errc::invalid_argument},
+      {ERANGE, Errc::invalid_argument},
+      {ENAMETOOLONG, Errc::invalid_argument},
+      {ENOENT, Errc::not_found},
+      {ESRCH, Errc::not_found},
+      {EEXIST, Errc::already_exists},
+      {ETIMEDOUT, Errc::timeout},
+      {ETIME, Errc::timeout},
+      {ECANCELED, Errc::cancelled},
+      {EBUSY, Errc::busy},
+      {ETXTBSY, Errc::busy},
+      {EAGAIN, Errc::busy},
+      {EWOULDBLOCK, Errc::busy},
+      {EINTR, Errc::busy},
+      {EACCES, Errc::auth_failed},
+      {EPERM, Errc::auth_failed},
+      {EPROTO, Errc::protocol},
+      {EBADMSG, Errc::protocol},
+      {ENOMEM, Errc::resource_exhausted},
+      {ENOBUFS, Errc::resource_exhausted},
+      {EMFILE, Errc::resource_exhausted},
+      {ENFILE, Errc::resource_exhausted},
+      {ENOSPC, Errc::resource_exhausted},
+      {EDQUOT, Errc::resource_exhausted},
+      {ECONNREFUSED, Errc::unavailable},
+      {ECONNRESET, Errc::unavailable},
+      {ECONNABORTED, Errc::unavailable},
+      {EHOSTUNREACH, Errc::unavailable},
+      {ENETUNREACH, Errc::unavailable},
+      {ENETDOWN, Errc::unavailable},
+      {ENETRESET, Errc::unavailable},
+  };
+  // Every errno value Linux defines (1..133), each checked: the listed ones
+  // get their kind, every other one Errc::io.
+  for (int e = 1; e <= 133; ++e) {
+    INFO("errno " << e << " (" << std::strerror(e) << ")");
+    Errc expect = Errc::io;
+    for (const auto& [v, kind] : table) {
+      if (v == e) expect = kind;
+    }
+    CHECK(keel::errc_from_errno(e) == expect);
+    const std::error_code generic(e, std::generic_category());
+    const std::error_code system(e, std::system_category());
+    CHECK(keel::errc_from(generic) == expect);
+    CHECK(keel::errc_from(system) == expect);
+    const Error err = Error::from(system);
+    CHECK(err.code() == expect);
+    CHECK(err.message().find(std::strerror(e)) != std::string_view::npos);
+    CHECK(generic == expect);
+    CHECK(system == expect);
+  }
+  // The transient ones a retry loop must see as such.
+  for (int e : {EAGAIN, EWOULDBLOCK, EINTR, ETIMEDOUT, EBUSY, ECONNREFUSED}) {
+    CHECK(Error::from(std::error_code(e, std::generic_category())).is_transient());
+  }
+}
+
+TEST_CASE("a success error_code is not turned into an error silently", "[result][errno]") {
+  const Error e = Error::from(std::error_code{});
+  CHECK(e.code() == Errc::internal);
+  CHECK(e.message().find("success") != std::string_view::npos);
+  CHECK(keel::errc_from(std::error_code{}) == Errc::internal);
+  CHECK_FALSE(std::error_code{} == Errc::internal);
+  CHECK(keel::errc_from_errno(0) == Errc::internal);
+}
+
+TEST_CASE("keel codes are recognised by category name, not only by address", "[result][errno]") {
+  // Another copy of the category, as a second shared library holding its own
+  // instance of the header-only category would have.
+  static const keel::detail::KeelCategory other_copy;
+  REQUIRE(&other_copy != &keel::keel_category());
+  const std::error_code ec(static_cast<int>(Errc::lagged), other_copy);
+  CHECK(keel::is_keel_category(other_copy));
+  CHECK(Error::from(ec).code() == Errc::lagged);
+  CHECK(Error::from(ec).message().empty());  // a bare kind, as for our own copy
+  CHECK(ec == Errc::lagged);
+  const std::error_code future(200, keel::keel_category());
+  CHECK(Error::from(future).code() == Errc::unknown);
+  CHECK(Error::from(Errc::lagged).code() == Errc::lagged);
+}
+
+TEST_CASE("an error_code compares with a kind like a condition", "[result][errno]") {
+  const std::error_code timed_out = std::make_error_code(std::errc::timed_out);
+  CHECK(timed_out == Errc::timeout);
+  CHECK(Errc::timeout == timed_out);
+  CHECK(timed_out != Errc::busy);
+  CHECK(std::error_code(ETIMEDOUT, std::system_category()) == Errc::timeout);
+  const std::error_code keel_code = Errc::timeout;
+  CHECK(keel_code == Errc::timeout);
+  CHECK(keel_code != Errc::busy);
+  CHECK(keel_code == std::errc::timed_out);  // and the portable condition still works
+  // A category with no portable condition equals no kind.
+  struct Foreign final : std::error_category {
+    [[nodiscard]] const char* name() const noexcept override { return "foreign"; }
+    [[nodiscard]] std::string message(int) const override { return "foreign"; }
+  };
+  static const Foreign foreign;
+  const std::error_code f(5, foreign);
+  for (Errc c : all_kinds()) CHECK(f != c);
+  CHECK(keel::errc_from(f) == Errc::io);
+}
+
+// ---------------------------------------------------------------------------
+// Which of value and error an Errc initialises.
+
+TEST_CASE("Result<Errc> and Result<std::error_code> hold a kind as their value", "[result]") {
+  // As std::expected<T, Error> would: where T is made from the Errc, the Errc
+  // is the value; failures are spelled keel::fail / keel::unexpected.
+  Result<Errc> kind = Errc::timeout;
+  REQUIRE(kind.has_value());
+  CHECK(*kind == Errc::timeout);
+  Result<Errc> failed = keel::fail(Errc::io, "read");
+  REQUIRE_FALSE(failed.has_value());
+  CHECK(failed.error().code() == Errc::io);
+  Result<Errc> failed_bare = keel::fail(Errc::io);
+  CHECK_FALSE(failed_bare.has_value());
+  Result<Errc> from_error = Error(Errc::busy);  // an Error is not an Errc: still an error
+  CHECK_FALSE(from_error.has_value());
+
+  Result<std::error_code> ec = Errc::closed;
+  REQUIRE(ec.has_value());
+  CHECK(*ec == Errc::closed);
+  Result<std::error_code> ec_from_error = Error(Errc::busy, "held");
+  REQUIRE(ec_from_error.has_value());
+  CHECK(*ec_from_error == Errc::busy);
+  Result<std::error_code> ec_failed = keel::fail(Errc::busy);
+  CHECK_FALSE(ec_failed.has_value());
+
+  Result<Error> err_value = Errc::busy;
+  CHECK(err_value.has_value());
+
+  // Everywhere else the keel extension holds: an Errc is an error.
+  Result<int> i = Errc::timeout;
+  CHECK_FALSE(i.has_value());
+  Result<std::optional<int>> o = Errc::timeout;
+  CHECK_FALSE(o.has_value());
 }
