@@ -4,6 +4,7 @@
 #include <catch2/catch.hpp>
 
 #include <chrono>
+#include <cstdint>
 #include <limits>
 #include <set>
 #include <vector>
@@ -91,4 +92,32 @@ TEST_CASE("retry stops at success, at a permanent error, or after max attempts",
   });
   CHECK(calls == 4);
   CHECK(fmt::format("{}", exhausted.error()) == "gave up after 4 attempts: UNAVAILABLE: down");
+}
+
+TEST_CASE("no cap: milliseconds::max() saturates exactly, attempt 70 included", "[backoff]") {
+  const auto no_cap = std::chrono::milliseconds::max();
+  Backoff fixed({.initial = 1ms, .factor = 2.0, .max = no_cap, .jitter = false}, 1);
+  for (int i = 0; i < 70; ++i) {
+    const auto d = fixed.next();
+    INFO("attempt " << i);
+    REQUIRE(d >= 0ms);
+    if (i < 62) REQUIRE(d.count() == (std::int64_t{1} << i));  // exact powers of two
+  }
+  CHECK(fixed.attempt() == 70);
+  CHECK(fixed.ceiling() == no_cap);
+  CHECK(fixed.next() == no_cap);
+
+  Backoff jittered({.initial = 1ms, .factor = 2.0, .max = no_cap}, 7);
+  for (int i = 0; i < 200; ++i) {
+    const auto d = jittered.next();
+    REQUIRE(d >= 0ms);
+    REQUIRE(d <= no_cap);
+  }
+  // A huge factor reaches the cap at once, and a huge initial is the cap.
+  Backoff steep({.initial = 1ms, .factor = 1e300, .max = no_cap, .jitter = false}, 1);
+  CHECK(steep.next() == 1ms);
+  CHECK(steep.next() == no_cap);
+  Backoff big({.initial = no_cap, .factor = 2.0, .max = no_cap, .jitter = false}, 1);
+  CHECK(big.next() == no_cap);
+  CHECK(big.next() == no_cap);
 }

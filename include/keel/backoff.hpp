@@ -63,16 +63,24 @@ class Backoff {
     const auto cap = ceiling();
     if (attempt_ < UINT32_MAX) ++attempt_;
     if (!policy_.jitter || cap.count() == 0) return cap;
-    std::uniform_int_distribution<std::int64_t> dist(0, static_cast<std::int64_t>(cap.count()));
+    std::uniform_int_distribution<std::int64_t> dist(0, cap.count());
     return std::chrono::milliseconds(dist(rng_));
   }
 
   /// The ceiling of the next delay: min(max, initial x factor^attempt).
+  /// Saturates at max however large the attempt count or max (even
+  /// milliseconds::max()): the growth is computed in floating point but only
+  /// ever converted back when it is below max, so the result is exact.
   [[nodiscard]] std::chrono::milliseconds ceiling() const noexcept {
+    const std::int64_t max = policy_.max.count();
     const double raw = static_cast<double>(policy_.initial.count()) *
                        std::pow(policy_.factor, static_cast<double>(attempt_));
-    const auto max = static_cast<double>(policy_.max.count());
-    return std::chrono::milliseconds(static_cast<std::int64_t>(std::min(raw, max)));
+    // static_cast<double>(max) may round up (2^63 for milliseconds::max()):
+    // anything not strictly below it saturates, so the conversion below only
+    // sees values under 2^63 and never overflows.
+    if (!(raw < static_cast<double>(max))) return policy_.max;
+    const auto grown = static_cast<std::int64_t>(raw);
+    return std::chrono::milliseconds(std::min(grown, max));
   }
 
   /// Attempts counted by next() since construction or reset().
