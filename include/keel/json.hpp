@@ -11,47 +11,110 @@
 // detail that does not belong in a response. Round trip: error_from_json(
 // to_json(e)) == e (same code, message and context).
 //
+// A code this build does not know (a newer peer's kind) decodes as
+// Errc::unknown with its message and context kept, as Abseil and gRPC treat
+// an unknown status code. to_json never throws: text that is not valid UTF-8
+// (a file name, an OS error message) has each invalid sequence replaced by
+// U+FFFD, so dump() always succeeds.
+//
 // Thread-safety: pure functions. error_from_json takes untrusted input: any
-// malformed document gives Errc::invalid_argument, never an exception.
+// malformed document gives Errc::invalid_argument, never an exception, and an
+// error about it quotes at most 64 bytes of it. The header compiles with
+// -fno-exceptions (the ADL from_json then aborts on malformed input).
 #pragma once
 
 #include <keel/result.hpp>
 
 #include <nlohmann/json.hpp>
 
+#include <cstddef>
+#include <cstdio>
+#include <cstdlib>
+#include <optional>
 #include <string>
 #include <string_view>
 
 namespace keel {
 
-/// {"code":"NOT_FOUND","status":404,"message":"...","context":[...]}
+namespace detail {
+/// `text` as valid UTF-8: each maximal invalid subsequence becomes U+FFFD
+/// (the W3C/Unicode "substitution of maximal subparts" practice). Valid text
+/// is copied unchanged.
+[[nodiscard]] inline std::string valid_utf8(std::string_view text) {
+  const auto byte = [&](std::size_t i) { return static_cast<unsigned char>(text[i]); };
+  std::string out;
+  out.reserve(text.size());
+  std::size_t i = 0;
+  while (i < text.size()) {
+    const unsigned char b = byte(i);
+    if (b < 0x80) {
+      out.push_back(static_cast<char>(b));
+      ++i;
+      continue;
+    }
+    std::size_t len = 0;
+    unsigned char lo = 0x80;
+    unsigned char hi = 0xBF;  // range of the second byte
+    if (b >= 0xC2 && b <= 0xDF) {
+      len = 2;
+    } else if (b >= 0xE0 && b <= 0xEF) {
+      len = 3;
+      if (b == 0xE0) lo = 0xA0;  // no overlong forms
+      if (b == 0xED) hi = 0x9F;  // no surrogates
+    } else if (b >= 0xF0 && b <= 0xF4) {
+      len = 4;
+      if (b == 0xF0) lo = 0x90;  // no overlong forms
+      if (b == 0xF4) hi = 0x8F;  // nothing above U+10FFFF
+    }
+    std::size_t good = len == 0 ? 0 : 1;  // bytes of a valid prefix seen
+    while (good != 0 && good < len && i + good < text.size()) {
+      const unsigned char c = byte(i + good);
+      const unsigned char min = good == 1 ? lo : 0x80;
+      const unsigned char max = good == 1 ? hi : 0xBF;
+      if (c < min || c > max) break;
+      ++good;
+    }
+    if (len != 0 && good == len) {
+      out.append(text.substr(i, len));
+      i += len;
+    } else {
+      out += "\xEF\xBF\xBD";  // U+FFFD REPLACEMENT CHARACTER
+      i += good == 0 ? 1 : good;
+    }
+  }
+  return out;
+}
+}  // namespace detail
+
+/// {"code":"NOT_FOUND","status":404,"message":"...","context":[...]}.
+/// Never throws on any Error's text (invalid UTF-8 is replaced), so the
+/// result's dump() does not throw either; std::bad_alloc aside.
 [[nodiscard]] inline nlohmann::json to_json(const Error& e) {
   nlohmann::json ctx = nlohmann::json::array();
-  for (std::string_view c : e.contexts()) ctx.push_back(std::string(c));
+  for (std::string_view c : e.contexts()) ctx.push_back(detail::valid_utf8(c));
   return nlohmann::json{{"code", std::string(to_string(e.code()))},
                         {"status", e.http_status()},
-                        {"message", std::string(e.message())},
+                        {"message", detail::valid_utf8(e.message())},
                         {"context", std::move(ctx)}};
 }
 
-/// Rebuilds an Error from to_json's form. "code" is required; "message" and
-/// "context" are optional; "status" is ignored (it follows from the code).
+/// Rebuilds an Error from to_json's form. "code" is required (a string; one
+/// this build does not know gives Errc::unknown); "message" and "context" are
+/// optional; "status" is ignored (it follows from the code).
 [[nodiscard]] inline Result<Error> error_from_json(const nlohmann::json& j) {
   if (!j.is_object()) return fail(Errc::invalid_argument, "error JSON must be an object");
   const auto code_it = j.find("code");
   if (code_it == j.end() || !code_it->is_string()) {
     return fail(Errc::invalid_argument, "error JSON needs a string \"code\"");
   }
-  const auto code = errc_from_string(code_it->get_ref<const std::string&>());
-  if (!code) {
-    return fail(Errc::invalid_argument, "unknown error code \"{}\"", code_it->get_ref<const std::string&>());
-  }
+  // A code this build does not know is a newer peer's kind: keep the text.
+  const Errc code = errc_from_string(code_it->get_ref<const std::string&>()).value_or(Errc::unknown);
   std::string message;
   if (const auto m = j.find("message"); m != j.end()) {
     if (!m->is_string()) return fail(Errc::invalid_argument, "error JSON \"message\" must be a string");
     message = m->get<std::string>();
   }
-  Error e = message.empty() ? Error(*code) : Error(*code, std::move(message));
+  Error e = message.empty() ? Error(code) : Error(code, std::move(message));
   if (const auto c = j.find("context"); c != j.end()) {
     if (!c->is_array()) return fail(Errc::invalid_argument, "error JSON \"context\" must be an array");
     // Stored outermost first; re-add innermost first so the order survives.
@@ -78,7 +141,14 @@ inline void to_json(nlohmann::json& j, const Error& e) {
 }
 inline void from_json(const nlohmann::json& j, Error& e) {
   auto r = error_from_json(j);
-  if (!r) throw nlohmann::json::other_error::create(599, r.error().to_string(), &j);
+  if (!r) {
+#if KEEL_HAS_EXCEPTIONS
+    throw nlohmann::json::other_error::create(599, r.error().to_string(), &j);
+#else
+    std::fprintf(stderr, "keel: %s\n", r.error().to_string().c_str());
+    std::abort();
+#endif
+  }
   e = std::move(*r);
 }
 
