@@ -46,10 +46,19 @@
 #include <memory>
 #include <new>
 #include <optional>
+#include <stdexcept>
 #include <string>
 #include <system_error>
 #include <type_traits>
 #include <utility>
+
+#include <version>
+#if defined(__cpp_lib_expected) && __cpp_lib_expected >= 202202L
+#include <expected>
+#define KEEL_HAS_STD_EXPECTED 1
+#else
+#define KEEL_HAS_STD_EXPECTED 0
+#endif
 
 // Private: try/catch that compiles away under -fno-exceptions.
 #if KEEL_HAS_EXCEPTIONS
@@ -129,6 +138,12 @@ template <class T>
 struct is_result<Result<T>> : std::true_type {};
 template <class T>
 inline constexpr bool is_result_v = is_result<std::remove_cvref_t<T>>::value;
+template <class T>
+struct is_unexpected : std::false_type {};
+template <class E>
+struct is_unexpected<unexpected<E>> : std::true_type {};
+template <class T>
+inline constexpr bool is_unexpected_v = is_unexpected<std::remove_cvref_t<T>>::value;
 // Whether an Error / an Errc initialises a Result<T>'s value rather than its
 // error: only where T is made from it, as std::expected<T, Error> would.
 template <class T>
@@ -182,6 +197,79 @@ class [[nodiscard]] Result {
   // NOLINTNEXTLINE(google-explicit-constructor)
   Result(const unexpected<Errc>& u) noexcept : has_(false) { ::new (&err_) Error(u.error()); }
 
+  /// Result<U> -> Result<T> where a T can be made from a U (explicit when the
+  /// conversion U -> T is); the error passes as it is.
+  template <class U>
+  requires(!std::is_void_v<U> && !std::is_same_v<U, T> &&
+           std::is_constructible_v<T, const U&>) explicit(!std::is_convertible_v<const U&, T>)
+      Result(const Result<U>& o)
+      : has_(o.has_) {
+    if (has_) {
+      ::new (&val_) T(o.val_);
+    } else {
+      ::new (&err_) Error(o.err_);
+    }
+  }
+  template <class U>
+  requires(!std::is_void_v<U> && !std::is_same_v<U, T> &&
+           std::is_constructible_v<T, U>) explicit(!std::is_convertible_v<U, T>) Result(Result<U>&& o)
+      : has_(o.has_) {
+    if (has_) {
+      ::new (&val_) T(std::move(o.val_));
+    } else {
+      ::new (&err_) Error(std::move(o.err_));
+    }
+  }
+#if KEEL_HAS_STD_EXPECTED
+  /// From std::expected<U, keel::Error> (C++23), and back with to_expected()
+  /// or an implicit conversion.
+  template <class U>
+  requires std::is_constructible_v<T, const U&>
+  // NOLINTNEXTLINE(google-explicit-constructor)
+  Result(const std::expected<U, Error>& e) : has_(e.has_value()) {
+    if (has_) {
+      ::new (&val_) T(*e);
+    } else {
+      ::new (&err_) Error(e.error());
+    }
+  }
+  template <class U>
+  requires std::is_constructible_v<T, U>
+  // NOLINTNEXTLINE(google-explicit-constructor)
+  Result(std::expected<U, Error>&& e) : has_(e.has_value()) {
+    if (has_) {
+      ::new (&val_) T(std::move(*e));
+    } else {
+      ::new (&err_) Error(std::move(e.error()));
+    }
+  }
+// g++ 12 at -O1 flags the inactive union member as maybe-uninitialized
+// through std::expected's constructor; only the active one is read.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
+  [[nodiscard]] std::expected<T, Error> to_expected() const& {
+    if (has_) return std::expected<T, Error>(std::in_place, val_);
+    return std::expected<T, Error>(std::unexpect, err_);
+  }
+  [[nodiscard]] std::expected<T, Error> to_expected() && {
+    if (has_) return std::expected<T, Error>(std::in_place, std::move(val_));
+    return std::expected<T, Error>(std::unexpect, std::move(err_));
+  }
+  // NOLINTNEXTLINE(google-explicit-constructor)
+  operator std::expected<T, Error>() const& {
+    return to_expected();
+  }
+  // NOLINTNEXTLINE(google-explicit-constructor)
+  operator std::expected<T, Error>() && {
+    return std::move(*this).to_expected();
+  }
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic pop
+#endif
+#endif
+
   /// Copying an error copies its record, which allocates: never noexcept.
   Result(const Result& o) requires std::is_copy_constructible_v<T> : has_(o.has_) {
     if (has_) {
@@ -209,10 +297,16 @@ class [[nodiscard]] Result {
     if (this != &o) assign(std::move(o));
     return *this;
   }
-  ~Result() { destroy(); }
+  ~Result() {
+    destroy();
+  }
 
-  [[nodiscard]] bool has_value() const noexcept { return has_; }
-  explicit operator bool() const noexcept { return has_; }
+  [[nodiscard]] bool has_value() const noexcept {
+    return has_;
+  }
+  explicit operator bool() const noexcept {
+    return has_;
+  }
 
   /// The value; on an error throws BadResultAccess (or aborts without exceptions).
   T& value() & KEEL_LIFETIMEBOUND {
@@ -335,22 +429,48 @@ class [[nodiscard]] Result {
     return Result(unexpected<Error>(std::invoke(std::forward<F>(f), std::move(err_))));
   }
 
-  /// Adds a context frame to an error (anyhow's .context()); a value passes.
-  Result context(std::string what) && {
-    if (!has_) err_.context(std::move(what));
+  /// Adds a context frame to an error (anyhow's .context()), recording the
+  /// caller's location; a value passes.
+  Result context(std::string what, SourceLocation where = ::keel::SourceLocation::current()) && {
+    if (!has_) err_.context(std::move(what), where);
     return std::move(*this);
   }
   /// Like context(), but builds the text only on the error path.
   template <class F>
-  Result with_context(F&& make) && {
-    if (!has_) err_.context(std::string(std::invoke(std::forward<F>(make))));
+  Result with_context(F&& make, SourceLocation where = ::keel::SourceLocation::current()) && {
+    if (!has_) err_.context(std::string(std::invoke(std::forward<F>(make))), where);
+    return std::move(*this);
+  }
+  /// Attaches a typed payload to an error (see Error::attach); a value passes.
+  template <class P>
+  Result attach(P payload) && {
+    if (!has_) err_.attach(std::move(payload));
+    return std::move(*this);
+  }
+  /// Re-kinds an error, keeping it as the cause (see Error::wrap); a value passes.
+  Result wrap(Errc kind, std::string message = {},
+              SourceLocation where = ::keel::SourceLocation::current()) && {
+    if (!has_) err_ = std::move(err_).wrap(kind, std::move(message), where);
     return std::move(*this);
   }
 
-  friend bool operator==(const Result& a, const Result& b) requires requires(const T& x) { x == x; }
+  friend bool operator==(const Result& a, const Result& b) requires requires(const T& x) {
+    x == x;
+  }
   {
     if (a.has_ != b.has_) return false;
     return a.has_ ? a.val_ == b.val_ : a.err_ == b.err_;
+  }
+  /// Holds an error equal to e (kind, message and context).
+  friend bool operator==(const Result& r, const unexpected<Error>& e) noexcept {
+    return !r.has_ && r.err_ == e.error();
+  }
+  friend bool operator==(const Result& r, const Error& e) noexcept requires(!detail::error_is_value_v<T>) {
+    return !r.has_ && r.err_ == e;
+  }
+  /// Holds an error of kind c.
+  friend bool operator==(const Result& r, Errc c) noexcept requires(!detail::errc_is_value_v<T>) {
+    return !r.has_ && r.err_.code() == c;
   }
 
  private:
@@ -538,20 +658,69 @@ class [[nodiscard]] Result<void> {
     if (has_value()) return std::move(*this);
     return Result(Error(std::invoke(std::forward<F>(f), std::move(*err_))));
   }
-  Result context(std::string what) && {
-    if (err_) err_->context(std::move(what));
+  Result context(std::string what, SourceLocation where = ::keel::SourceLocation::current()) && {
+    if (err_) err_->context(std::move(what), where);
     return std::move(*this);
   }
   template <class F>
-  Result with_context(F&& make) && {
-    if (err_) err_->context(std::string(std::invoke(std::forward<F>(make))));
+  Result with_context(F&& make, SourceLocation where = ::keel::SourceLocation::current()) && {
+    if (err_) err_->context(std::string(std::invoke(std::forward<F>(make))), where);
+    return std::move(*this);
+  }
+  Result wrap(Errc kind, std::string message = {},
+              SourceLocation where = ::keel::SourceLocation::current()) && {
+    if (err_) *err_ = std::move(*err_).wrap(kind, std::move(message), where);
     return std::move(*this);
   }
   friend bool operator==(const Result& a, const Result& b) noexcept { return a.err_ == b.err_; }
+  friend bool operator==(const Result& r, const unexpected<Error>& e) noexcept {
+    return r.err_ && *r.err_ == e.error();
+  }
+  friend bool operator==(const Result& r, const Error& e) noexcept { return r.err_ && *r.err_ == e; }
+  friend bool operator==(const Result& r, Errc c) noexcept { return r.err_ && r.err_->code() == c; }
+#if KEEL_HAS_STD_EXPECTED
+  // NOLINTNEXTLINE(google-explicit-constructor)
+  Result(const std::expected<void, Error>& e) {
+    if (!e) err_.emplace(e.error());
+  }
+  // NOLINTNEXTLINE(google-explicit-constructor)
+  Result(std::expected<void, Error>&& e) noexcept {
+    if (!e) err_.emplace(std::move(e.error()));
+  }
+  [[nodiscard]] std::expected<void, Error> to_expected() const& {
+    if (err_) return std::expected<void, Error>(std::unexpect, *err_);
+    return {};
+  }
+  [[nodiscard]] std::expected<void, Error> to_expected() && {
+    if (err_) return std::expected<void, Error>(std::unexpect, std::move(*err_));
+    return {};
+  }
+  // NOLINTNEXTLINE(google-explicit-constructor)
+  operator std::expected<void, Error>() const& {
+    return to_expected();
+  }
+  // NOLINTNEXTLINE(google-explicit-constructor)
+  operator std::expected<void, Error>() && {
+    return std::move(*this).to_expected();
+  }
+#endif
 
  private:
   std::optional<Error> err_;
 };
+
+/// A Result holding a value equal to v. (A namespace-scope template, so that
+/// nothing converts to a Result to reach it.)
+template <class T, class U>
+requires(!std::is_void_v<T> && !detail::is_result_v<U> && !detail::is_unexpected_v<U> &&
+         (detail::error_is_value_v<T> ||
+          !std::is_same_v<U, Error>)&&(detail::errc_is_value_v<T> ||
+                                       !std::is_same_v<U, Errc>)&&requires(const T& t, const U& u) {
+           static_cast<bool>(t == u);
+         }) [[nodiscard]] bool
+operator==(const Result<T>& r, const U& v) {
+  return r.has_value() && static_cast<bool>(*r == v);
+}
 
 static_assert(sizeof(Result<int>) <= 16, "Result<int> fits two words");
 static_assert(sizeof(Result<void>) <= 16, "Result<void> fits two words");
@@ -566,6 +735,91 @@ template <class... Args>
 /// A bare error result (no message, no allocation).
 [[nodiscard]] inline unexpected<Error> fail(Errc code) noexcept {
   return unexpected<Error>(Error(code));
+}
+
+#if KEEL_HAS_EXCEPTIONS
+namespace detail {
+// An Error of `kind` saying `what`; the bare kind if even that cannot be
+// allocated.
+[[nodiscard]] inline Error error_saying(Errc kind, const char* what, SourceLocation where) noexcept {
+  try {
+    return {kind, std::string(what), where};
+  } catch (...) {
+    return {kind};
+  }
+}
+// The exception being handled, as an Error: keel's own keep their Error;
+// std::system_error maps its code; std::bad_alloc is a bare
+// resource_exhausted (nothing more is allocated); the std::logic_error family
+// that means a bad argument is invalid_argument; any other std::exception is
+// internal; anything else is unknown.
+[[nodiscard]] inline Error current_exception_error(SourceLocation where) noexcept {
+  try {
+    throw;
+  } catch (const BadResultAccess& ex) {
+    try {
+      return ex.error();
+    } catch (...) {
+      return {ex.error().code()};
+    }
+  } catch (const std::system_error& ex) {
+    return error_saying(errc_from(ex.code()), ex.what(), where);
+  } catch (const std::bad_alloc&) {
+    return {Errc::resource_exhausted};
+  } catch (const std::invalid_argument& ex) {
+    return error_saying(Errc::invalid_argument, ex.what(), where);
+  } catch (const std::domain_error& ex) {
+    return error_saying(Errc::invalid_argument, ex.what(), where);
+  } catch (const std::out_of_range& ex) {
+    return error_saying(Errc::invalid_argument, ex.what(), where);
+  } catch (const std::length_error& ex) {
+    return error_saying(Errc::invalid_argument, ex.what(), where);
+  } catch (const std::exception& ex) {
+    return error_saying(Errc::internal, ex.what(), where);
+  } catch (...) {
+    return error_saying(Errc::unknown, "an exception of a type not derived from std::exception", where);
+  }
+}
+}  // namespace detail
+#endif
+
+/// Calls fn() and turns an exception it throws into an error Result, at the
+/// boundary with code that throws (a dependency, a std container):
+///
+///     auto n = keel::catch_result([&] { return std::stoi(text); });  // Result<int>
+///
+/// fn may return a value (Result<T>), void (Result<void>) or a keel::Result
+/// (returned as is). The mapping: keel::BadResultAccess gives back its Error;
+/// std::system_error its code's kind (see keel::errc_from) with what();
+/// std::bad_alloc a bare Errc::resource_exhausted; std::invalid_argument,
+/// std::domain_error, std::out_of_range and std::length_error
+/// Errc::invalid_argument; any other std::exception Errc::internal; anything
+/// else Errc::unknown. The location is the caller's. Without exceptions it
+/// just calls fn.
+template <class F>
+[[nodiscard]] auto catch_result(F&& fn, SourceLocation where = ::keel::SourceLocation::current()) {
+  using R = std::invoke_result_t<F&>;
+  using Out = std::conditional_t<detail::is_result_v<R>, std::remove_cvref_t<R>, Result<std::remove_cv_t<R>>>;
+  auto call = [&]() -> Out {
+    if constexpr (detail::is_result_v<R>) {
+      return std::invoke(fn);
+    } else if constexpr (std::is_void_v<R>) {
+      std::invoke(fn);
+      return Out();
+    } else {
+      return Out(std::in_place, std::invoke(fn));
+    }
+  };
+#if KEEL_HAS_EXCEPTIONS
+  try {
+    return call();
+  } catch (...) {
+    return Out(unexpected<Error>(detail::current_exception_error(where)));
+  }
+#else
+  static_cast<void>(where);
+  return call();
+#endif
 }
 
 namespace detail {
@@ -602,13 +856,38 @@ template <class R>
   } while (false)
 #endif
 
-#define KEEL_DETAIL_TRY_ASSIGN(tmp, decl, ...)                                                       \
+// KEEL_DETAIL_DEPAREN(x): x without its parentheses if it has them, else x,
+// so a declaration holding commas can be passed as one macro argument.
+#define KEEL_DETAIL_DEPAREN(x) KEEL_DETAIL_DEPAREN_ESC(KEEL_DETAIL_DEPAREN_ISH x)
+#define KEEL_DETAIL_DEPAREN_ISH(...) KEEL_DETAIL_DEPAREN_ISH __VA_ARGS__
+#define KEEL_DETAIL_DEPAREN_ESC(...) KEEL_DETAIL_DEPAREN_ESC_(__VA_ARGS__)
+#define KEEL_DETAIL_DEPAREN_ESC_(...) KEEL_DETAIL_DEPAREN_VAN##__VA_ARGS__
+#define KEEL_DETAIL_DEPAREN_VANKEEL_DETAIL_DEPAREN_ISH
+
+#define KEEL_DETAIL_TRY_ASSIGN(ret, tmp, decl, ...)                                                  \
   auto&& tmp = (__VA_ARGS__);                                                                        \
   static_assert(::keel::detail::is_result_v<decltype(tmp)>, "KEEL_TRY_ASSIGN needs a keel::Result"); \
-  if (!tmp.has_value()) return ::keel::detail::propagate(std::forward<decltype(tmp)>(tmp));          \
-  decl = *std::forward<decltype(tmp)>(tmp)
+  if (!tmp.has_value()) ret ::keel::detail::propagate(std::forward<decltype(tmp)>(tmp));             \
+  KEEL_DETAIL_DEPAREN(decl) = *std::forward<decltype(tmp)>(tmp)
 
 /// `KEEL_TRY_ASSIGN(auto x, expr);` declares x from a Result's value or
-/// returns its error. Commas inside expr are fine.
+/// returns its error; portable (no statement expression). Commas inside expr
+/// are fine; a declaration holding commas goes in parentheses:
+/// `KEEL_TRY_ASSIGN((auto [key, value]), split(line));`
 #define KEEL_TRY_ASSIGN(decl, ...) \
-  KEEL_DETAIL_TRY_ASSIGN(KEEL_DETAIL_CONCAT(keel_try_tmp_, __COUNTER__), decl, __VA_ARGS__)
+  KEEL_DETAIL_TRY_ASSIGN(return, KEEL_DETAIL_CONCAT(keel_try_tmp_, __COUNTER__), decl, __VA_ARGS__)
+
+/// KEEL_TRY for coroutines: `KEEL_CO_TRY(expr);` evaluates a Result and
+/// `co_return`s its error (the coroutine's return_value must accept a
+/// keel::Result); a statement, so the value is dropped: use
+/// KEEL_CO_TRY_ASSIGN(decl, expr) to keep it.
+#define KEEL_CO_TRY(...)                                                                           \
+  do {                                                                                             \
+    auto&& keel_co_try_r_ = (__VA_ARGS__);                                                         \
+    static_assert(::keel::detail::is_result_v<decltype(keel_co_try_r_)>,                           \
+                  "KEEL_CO_TRY needs a keel::Result");                                             \
+    if (!keel_co_try_r_.has_value())                                                               \
+      co_return ::keel::detail::propagate(std::forward<decltype(keel_co_try_r_)>(keel_co_try_r_)); \
+  } while (false)
+#define KEEL_CO_TRY_ASSIGN(decl, ...) \
+  KEEL_DETAIL_TRY_ASSIGN(co_return, KEEL_DETAIL_CONCAT(keel_try_tmp_, __COUNTER__), decl, __VA_ARGS__)
