@@ -140,3 +140,77 @@ TEST_CASE("JSON round trip property", "[json][property]") {
     RC_ASSERT(keel::detail::valid_utf8(fixed) == fixed);  // idempotent
   });
 }
+
+TEST_CASE("a wrapped cause survives the round trip; nesting is bounded", "[json]") {
+  Error root(Errc::not_found, "no row 7");
+  root.context("reading users");
+  Error e = std::move(root).wrap(Errc::internal, "user table out of sync");
+  e.context("GET /users/7");
+  const auto j = keel::to_json(e);
+  CHECK(j.at("cause").at("code") == "NOT_FOUND");
+  CHECK(j.at("cause").at("context").at(0) == "reading users");
+  auto back = keel::error_from_json(std::string_view(j.dump()));
+  REQUIRE(back);
+  CHECK(*back == e);
+  CHECK(back->root_code() == Errc::not_found);
+  CHECK(fmt::format("{}", *back) == fmt::format("{}", e));
+  CHECK_FALSE(keel::to_json(Error(Errc::busy)).contains("cause"));
+
+  std::string deep;
+  for (int i = 0; i < 40; ++i) deep += R"({"code":"IO","cause":)";
+  deep += R"({"code":"IO"})";
+  deep += std::string(40, '}');
+  auto r = keel::error_from_json(std::string_view(deep));
+  REQUIRE_FALSE(r);
+  CHECK(r.error().code() == Errc::invalid_argument);
+  auto bad_cause = keel::error_from_json(std::string_view(R"({"code":"IO","cause":3})"));
+  REQUIRE_FALSE(bad_cause);
+  CHECK(bad_cause.error().code() == Errc::invalid_argument);
+}
+
+namespace payload_test {
+struct RetryAfter {
+  long long ms = 0;
+};
+void to_json(nlohmann::json& j, const RetryAfter& r) {
+  j = r.ms;
+}
+void from_json(const nlohmann::json& j, RetryAfter& r) {
+  r.ms = j.get<long long>();
+}
+struct SqlState {
+  std::string code;
+};
+void to_json(nlohmann::json& j, const SqlState& s) {
+  j = s.code;
+}
+void from_json(const nlohmann::json& j, SqlState& s) {
+  s.code = j.get<std::string>();
+}
+struct Unregistered {
+  int v = 0;
+};
+}  // namespace payload_test
+
+TEST_CASE("registered payloads go through JSON; others are left out", "[json][payload]") {
+  REQUIRE(keel::register_json_payload<payload_test::RetryAfter>("retry_after_ms"));
+  REQUIRE(keel::register_json_payload<payload_test::RetryAfter>("retry_after_ms"));  // again: harmless
+  CHECK(keel::register_json_payload<payload_test::SqlState>("retry_after_ms").error().code() ==
+        Errc::already_exists);  // one name, one type
+  Error e(Errc::resource_exhausted, "slow down");
+  e.attach(payload_test::RetryAfter{1500}).attach(payload_test::Unregistered{1});
+  const auto j = keel::to_json(e);
+  CHECK(j.at("payload") == nlohmann::json{{"retry_after_ms", 1500}});
+  auto back = keel::error_from_json(std::string_view(j.dump()));
+  REQUIRE(back);
+  REQUIRE(back->payload<payload_test::RetryAfter>() != nullptr);
+  CHECK(back->payload<payload_test::RetryAfter>()->ms == 1500);
+  CHECK(back->payload<payload_test::Unregistered>() == nullptr);
+  // A newer peer's payload is skipped; a registered one of the wrong shape is refused.
+  CHECK(keel::error_from_json(std::string_view(R"({"code":"BUSY","payload":{"later":{"x":1}}})")));
+  auto bad =
+      keel::error_from_json(std::string_view(R"({"code":"BUSY","payload":{"retry_after_ms":"soon"}})"));
+  REQUIRE_FALSE(bad);
+  CHECK(bad.error().code() == Errc::invalid_argument);
+  CHECK_FALSE(keel::error_from_json(std::string_view(R"({"code":"BUSY","payload":[1]})")));
+}

@@ -30,9 +30,11 @@
 #include <cstddef>
 #include <cstdio>
 #include <cstdlib>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace keel {
 
@@ -86,22 +88,88 @@ namespace detail {
 }
 }  // namespace detail
 
-/// {"code":"NOT_FOUND","status":404,"message":"...","context":[...]}.
+namespace detail {
+struct JsonPayloadCodec {
+  const void* type;
+  std::string name;
+  nlohmann::json (*encode)(const void* value);
+  bool (*decode)(const nlohmann::json& j, Error& into);
+};
+struct JsonPayloadRegistry {
+  std::mutex mu;
+  std::vector<JsonPayloadCodec> codecs;
+};
+inline JsonPayloadRegistry& json_payload_registry() {
+  static JsonPayloadRegistry r;
+  return r;
+}
+}  // namespace detail
+
+/// Gives Error payloads of type P (see Error::attach) a JSON form, written by
+/// to_json as "payload":{"<name>": <P as JSON>} and read back by
+/// error_from_json; P needs nlohmann's to_json/from_json. Call it once at
+/// start-up per type (again with the same name: harmless); a name can only
+/// mean one type. Payloads of unregistered types are left out of JSON, and an
+/// unknown name in a document is skipped (a newer peer's payload).
+template <class P>
+[[nodiscard]] Result<void> register_json_payload(std::string name) {
+  auto& reg = detail::json_payload_registry();
+  const std::lock_guard lock(reg.mu);
+  for (const auto& c : reg.codecs) {
+    if (c.name == name && c.type == &detail::payload_type_tag<P>) return {};
+    if (c.name == name || c.type == &detail::payload_type_tag<P>) {
+      return fail(Errc::already_exists, "JSON payload name \"{}\" or its type is registered already",
+                  detail::excerpt(name));
+    }
+  }
+  reg.codecs.push_back(detail::JsonPayloadCodec{
+      &detail::payload_type_tag<P>, std::move(name),
+      [](const void* value) -> nlohmann::json { return nlohmann::json(*static_cast<const P*>(value)); },
+      [](const nlohmann::json& j, Error& into) -> bool {
+#if KEEL_HAS_EXCEPTIONS
+        try {
+          into.attach(j.get<P>());
+        } catch (const nlohmann::json::exception&) {
+          return false;
+        }
+#else
+        into.attach(j.get<P>());
+#endif
+        return true;
+      }});
+  return {};
+}
+
+/// {"code":"NOT_FOUND","status":404,"message":"...","context":[...]}, and
+/// "cause":{...} (the same form) for an error that wraps another, and
+/// "payload":{...} for its registered payloads.
 /// Never throws on any Error's text (invalid UTF-8 is replaced), so the
 /// result's dump() does not throw either; std::bad_alloc aside.
 [[nodiscard]] inline nlohmann::json to_json(const Error& e) {
   nlohmann::json ctx = nlohmann::json::array();
   for (std::string_view c : e.contexts()) ctx.push_back(detail::valid_utf8(c));
-  return nlohmann::json{{"code", std::string(to_string(e.code()))},
-                        {"status", e.http_status()},
-                        {"message", detail::valid_utf8(e.message())},
-                        {"context", std::move(ctx)}};
+  nlohmann::json j{{"code", std::string(to_string(e.code()))},
+                   {"status", e.http_status()},
+                   {"message", detail::valid_utf8(e.message())},
+                   {"context", std::move(ctx)}};
+  if (const Error* cause = e.cause()) j["cause"] = to_json(*cause);
+  nlohmann::json payloads = nlohmann::json::object();
+  e.for_each_payload([&](const void* type, const void* value) {
+    auto& reg = detail::json_payload_registry();
+    const std::lock_guard lock(reg.mu);
+    for (const auto& c : reg.codecs) {
+      if (c.type == type) payloads[c.name] = c.encode(value);
+    }
+  });
+  if (!payloads.empty()) j["payload"] = std::move(payloads);
+  return j;
 }
 
-/// Rebuilds an Error from to_json's form. "code" is required (a string; one
-/// this build does not know gives Errc::unknown); "message" and "context" are
-/// optional; "status" is ignored (it follows from the code).
-[[nodiscard]] inline Result<Error> error_from_json(const nlohmann::json& j) {
+/// How deeply error_from_json follows "cause" (deeper is invalid_argument).
+inline constexpr int kMaxErrorJsonDepth = 32;
+
+namespace detail {
+[[nodiscard]] inline Result<Error> error_from_json_at(const nlohmann::json& j, int depth) {
   if (!j.is_object()) return fail(Errc::invalid_argument, "error JSON must be an object");
   const auto code_it = j.find("code");
   if (code_it == j.end() || !code_it->is_string()) {
@@ -114,7 +182,30 @@ namespace detail {
     if (!m->is_string()) return fail(Errc::invalid_argument, "error JSON \"message\" must be a string");
     message = m->get<std::string>();
   }
-  Error e = message.empty() ? Error(code) : Error(code, std::move(message));
+  std::optional<Error> cause;
+  if (const auto c = j.find("cause"); c != j.end()) {
+    if (depth + 1 >= kMaxErrorJsonDepth) {
+      return fail(Errc::invalid_argument, "error JSON \"cause\" nests deeper than {}", kMaxErrorJsonDepth);
+    }
+    auto inner = error_from_json_at(*c, depth + 1);
+    if (!inner) return unexpected<Error>(std::move(inner).error().context("in \"cause\""));
+    cause.emplace(std::move(*inner));
+  }
+  Error e = cause             ? std::move(*cause).wrap(code, std::move(message))
+            : message.empty() ? Error(code)
+                              : Error(code, std::move(message));
+  if (const auto p = j.find("payload"); p != j.end()) {
+    if (!p->is_object()) return fail(Errc::invalid_argument, "error JSON \"payload\" must be an object");
+    auto& reg = json_payload_registry();
+    const std::lock_guard lock(reg.mu);
+    for (const auto& [name, value] : p->items()) {
+      for (const auto& codec : reg.codecs) {
+        if (codec.name == name && !codec.decode(value, e)) {
+          return fail(Errc::invalid_argument, "error JSON payload \"{}\" does not decode", excerpt(name));
+        }
+      }
+    }
+  }
   if (const auto c = j.find("context"); c != j.end()) {
     if (!c->is_array()) return fail(Errc::invalid_argument, "error JSON \"context\" must be an array");
     // Stored outermost first; re-add innermost first so the order survives.
@@ -124,6 +215,15 @@ namespace detail {
     }
   }
   return e;
+}
+}  // namespace detail
+
+/// Rebuilds an Error from to_json's form. "code" is required (a string; one
+/// this build does not know gives Errc::unknown); "message", "context" and
+/// "cause" are optional ("cause" nested at most kMaxErrorJsonDepth deep);
+/// "status" is ignored (it follows from the code).
+[[nodiscard]] inline Result<Error> error_from_json(const nlohmann::json& j) {
+  return detail::error_from_json_at(j, 0);
 }
 
 /// Parses text then rebuilds the Error; malformed JSON is Errc::invalid_argument.
