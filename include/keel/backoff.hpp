@@ -36,7 +36,7 @@
 
 namespace keel {
 
-/// How delays grow. Defaults match design.md's WebSocket client.
+/// How delays grow. The defaults are the WebSocket client's reconnect schedule.
 struct BackoffPolicy {
   std::chrono::milliseconds initial{100};  ///< ceiling of the first delay (> 0)
   double factor = 2.0;                     ///< growth per attempt (>= 1)
