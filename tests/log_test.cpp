@@ -4,8 +4,12 @@
 
 #include <spdlog/sinks/ostream_sink.h>
 
+#include <atomic>
 #include <cstdlib>
 #include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
 
 using keel::log::count_verbosity;
 using keel::log::level_for_verbosity;
@@ -62,4 +66,74 @@ TEST_CASE("setup honours KEEL_LOG and a user's logger is used", "[log]") {
   CHECK(out.str().find("hello 42") != std::string::npos);
   keel::log::set_logger(nullptr);
   CHECK(keel::log::logger() == spdlog::default_logger());
+}
+
+TEST_CASE("logger() is never null, even after spdlog::drop_all() or shutdown()", "[log]") {
+  keel::log::set_logger(nullptr);
+  spdlog::drop_all();
+  auto a = keel::log::logger();
+  REQUIRE(a != nullptr);
+  a->debug("still usable");
+  spdlog::shutdown();
+  auto b = keel::log::logger();
+  REQUIRE(b != nullptr);
+  b->debug("still usable after shutdown");
+  keel::log::set_verbosity(0);  // works on the fallback too
+  // spdlog is usable again afterwards: setup() registers a fresh logger.
+  ::unsetenv("KEEL_LOG");
+  auto lg = keel::log::setup(0, "keel-after-shutdown");
+  REQUIRE(lg);
+  CHECK(keel::log::logger() == *lg);
+  keel::log::set_logger(nullptr);
+}
+
+TEST_CASE("concurrent setup() calls all succeed with the same logger", "[log][stress]") {
+  ::unsetenv("KEEL_LOG");
+  for (int round = 0; round < 20; ++round) {
+    const std::string name = "keel-race-" + std::to_string(round);
+    constexpr int kThreads = 8;
+    std::vector<std::shared_ptr<spdlog::logger>> got(kThreads);
+    std::vector<std::string> errors(kThreads);
+    std::atomic<int> ready{0};
+    std::vector<std::thread> threads;
+    for (int t = 0; t < kThreads; ++t) {
+      threads.emplace_back([&, t] {
+        ready.fetch_add(1);
+        while (ready.load() < kThreads) std::this_thread::yield();
+        auto r = keel::log::setup(1, name);
+        if (r) {
+          got[static_cast<std::size_t>(t)] = *r;
+        } else {
+          errors[static_cast<std::size_t>(t)] = r.error().to_string();
+        }
+      });
+    }
+    for (auto& th : threads) th.join();
+    for (int t = 0; t < kThreads; ++t) {
+      INFO(errors[static_cast<std::size_t>(t)]);
+      REQUIRE(got[static_cast<std::size_t>(t)] != nullptr);
+      CHECK(got[static_cast<std::size_t>(t)] == got[0]);
+    }
+  }
+  keel::log::set_logger(nullptr);
+}
+
+TEST_CASE("set_verbosity reports a bad KEEL_LOG instead of ignoring it", "[log]") {
+  std::ostringstream out;
+  auto mine =
+      std::make_shared<spdlog::logger>("mine-bad", std::make_shared<spdlog::sinks::ostream_sink_mt>(out));
+  keel::log::set_logger(mine);
+  ::setenv("KEEL_LOG", "verbose\x01please", 1);
+  keel::log::set_verbosity(1);
+  ::unsetenv("KEEL_LOG");
+  mine->flush();
+  CHECK(mine->level() == spdlog::level::info);  // the count still applies
+  CHECK(out.str().find("KEEL_LOG") != std::string::npos);
+  CHECK(out.str().find("verbose?please") != std::string::npos);  // control bytes not echoed
+  keel::log::set_logger(nullptr);
+
+  const std::string long_value(5000, 'x');
+  auto r = keel::log::parse_level(long_value);
+  REQUIRE_FALSE(r);
+  CHECK(r.error().to_string().size() < 300);
 }

@@ -12,11 +12,15 @@
 // Verbosity: 0 warn, 1 info, 2 debug, 3+ trace. The KEEL_LOG environment
 // variable overrides it: a level name (trace, debug, info, warn, error,
 // critical, off) or a number (the verbosity count).
-// Which logger: set_logger()'s if one was given, else spdlog's default logger.
+// Which logger: set_logger()'s if one was given, else spdlog's default logger,
+// else (after spdlog::shutdown() or drop_all() left none) keel's own stderr
+// logger, so logger() is never null.
 // Modules log routine events at debug and faults at warn; the core logs nothing.
 //
 // Thread-safety: every function here may be called from any thread;
-// set_logger() takes effect for log calls made after it returns.
+// set_logger() takes effect for log calls made after it returns; concurrent
+// setup() calls with the same name all succeed and return the same logger.
+// Built with -fno-exceptions, define SPDLOG_NO_EXCEPTIONS as spdlog requires.
 #pragma once
 
 #include <keel/result.hpp>
@@ -56,7 +60,7 @@ namespace keel::log {
   }
   return fail(Errc::config,
               "unknown log level \"{}\" (want trace, debug, info, warn, error, critical, off or a number)",
-              text);
+              ::keel::detail::excerpt(text));
 }
 
 /// Counts -v flags: "-v" is 1, "-vv" 2, "--verbose" 1; other arguments are ignored.
@@ -77,7 +81,9 @@ namespace keel::log {
 namespace detail {
 struct State {
   std::mutex mu;
-  std::shared_ptr<spdlog::logger> logger;  // null: follow spdlog's default logger
+  std::shared_ptr<spdlog::logger> logger;    // null: follow spdlog's default logger
+  std::shared_ptr<spdlog::logger> fallback;  // keel's own, made on first need
+  std::mutex setup_mu;                       // one setup() at a time
 };
 inline State& state() {
   static State s;
@@ -92,29 +98,46 @@ inline void set_logger(std::shared_ptr<spdlog::logger> logger) {
   s.logger = std::move(logger);
 }
 
-/// The logger keel's modules use when their config names none. Never null.
+/// The logger keel's modules use when their config names none: set_logger()'s,
+/// else spdlog's default, else keel's own stderr logger (not registered with
+/// spdlog, so spdlog::shutdown() and drop_all() leave it alone). Never null.
 [[nodiscard]] inline std::shared_ptr<spdlog::logger> logger() {
   auto& s = detail::state();
   {
     const std::lock_guard lock(s.mu);
     if (s.logger) return s.logger;
   }
-  return spdlog::default_logger();
+  if (auto d = spdlog::default_logger()) return d;
+  const std::lock_guard lock(s.mu);
+  if (!s.fallback) {
+    s.fallback =
+        std::make_shared<spdlog::logger>("keel", std::make_shared<spdlog::sinks::stderr_color_sink_mt>());
+    s.fallback->set_level(spdlog::level::warn);
+  }
+  return s.fallback;
 }
 
-/// Sets the level of keel's logger from a verbosity count (KEEL_LOG wins when set
-/// and valid).
+/// Sets the level of keel's logger from a verbosity count. KEEL_LOG wins when
+/// set; an invalid KEEL_LOG is reported as a warning on that logger (and the
+/// count is used), never silently ignored.
 inline void set_verbosity(int verbosity) {
   auto level = level_for_verbosity(verbosity);
-  if (const char* env = std::getenv("KEEL_LOG"); env != nullptr) {
-    if (auto parsed = parse_level(env)) level = *parsed;
+  const auto lg = logger();
+  if (const char* env = std::getenv("KEEL_LOG"); env != nullptr && *env != '\0') {
+    if (auto parsed = parse_level(env)) {
+      level = *parsed;
+    } else {
+      lg->warn("ignoring KEEL_LOG: {}", parsed.error());
+    }
   }
-  logger()->set_level(level);
+  lg->set_level(level);
 }
 
 /// Creates a colour stderr logger named `name`, at the level the verbosity
 /// count gives or KEEL_LOG overrides, makes it keel's logger and spdlog's
-/// default, and returns it. An invalid KEEL_LOG is Errc::config (nothing is
+/// default, and returns it. A logger of that name already registered with
+/// spdlog is reused, so calling setup() again (from any thread, at the same
+/// time too) is harmless. An invalid KEEL_LOG is Errc::config (nothing is
 /// changed then), so a typo is reported instead of silently ignored.
 [[nodiscard]] inline Result<std::shared_ptr<spdlog::logger>> setup(int verbosity, std::string name = "keel") {
   auto level = level_for_verbosity(verbosity);
@@ -123,12 +146,22 @@ inline void set_verbosity(int verbosity) {
     if (!parsed) return std::move(parsed).error().context("reading KEEL_LOG");
     level = *parsed;
   }
-  std::shared_ptr<spdlog::logger> lg;
-  try {
-    lg = spdlog::get(name);
-    if (!lg) lg = spdlog::stderr_color_mt(name);
-  } catch (const spdlog::spdlog_ex& ex) {
-    return fail(Errc::config, "creating logger \"{}\": {}", name, ex.what());
+  auto& s = detail::state();
+  const std::lock_guard setup_lock(s.setup_mu);
+  std::shared_ptr<spdlog::logger> lg = spdlog::get(name);
+  if (!lg) {
+#if KEEL_HAS_EXCEPTIONS
+    try {
+      lg = spdlog::stderr_color_mt(name);
+    } catch (const spdlog::spdlog_ex& ex) {
+      // Registered by someone else between get() and here: use theirs.
+      lg = spdlog::get(name);
+      if (!lg)
+        return fail(Errc::config, "creating logger \"{}\": {}", ::keel::detail::excerpt(name), ex.what());
+    }
+#else
+    lg = spdlog::stderr_color_mt(name);
+#endif
   }
   lg->set_level(level);
   spdlog::set_default_logger(lg);

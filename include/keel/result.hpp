@@ -1,10 +1,13 @@
-// keel/result.hpp: one-word errors with context chains, and Result<T>.
+// keel/result.hpp: Result<T>, a value or a keel::Error, with the
+// std::expected API; keel::fail and the KEEL_TRY macros.
 //
-// The error core every keel module returns. `keel::Error` is a single pointer
-// wide: a bare error code is held inline (no allocation), and a heap record is
-// made only when there is a message or context. `keel::Result<T>` follows the
-// std::expected API so code moves to `std::expected<T, keel::Error>` in C++23
-// unchanged (one keel extension: a Result converts implicitly from an Error).
+// The error core every keel module returns. `keel::Error` (<keel/error.hpp>)
+// is a single pointer wide: a bare error code is held inline (no allocation),
+// and a heap record is made only when there is a message or context; the kinds
+// are in <keel/errc.hpp>. Both are included here. `keel::Result<T>` follows
+// the std::expected API so code moves to `std::expected<T, keel::Error>` in
+// C++23 unchanged (one keel extension: a Result converts implicitly from an
+// Error or an Errc).
 //
 //     keel::Result<Config> load(const std::string& path) {
 //       KEEL_TRY_ASSIGN(auto text, read_file(path));          // `?` in Rust
@@ -19,500 +22,56 @@
 //
 // Guarantees: nothing here throws except `Result::value()` on an error (it
 // throws keel::BadResultAccess, or prints the error and aborts when exceptions
-// are disabled) and std::bad_alloc from the allocations of messages/context.
-// `operator*` and `operator->` on the wrong alternative are preconditions,
-// checked in debug builds (KEEL_ASSERT) as std::expected leaves them undefined.
+// are disabled), std::bad_alloc from the allocations of messages/context, and
+// whatever T's own operations throw. Assignment and emplace give
+// std::expected's guarantees: when a copy or move throws, the Result keeps its
+// old contents (strong) whenever T's move constructor does not throw or the
+// Result held an error; otherwise (value over value with a throwing move) it
+// is left holding Errc::internal, never half-destroyed. The noexcept
+// specifications are exact. `operator*` and `operator->` on the wrong
+// alternative are preconditions, checked in debug builds (KEEL_ASSERT) as
+// std::expected leaves them undefined.
 #pragma once
+
+#include <keel/detail/assert.hpp>
+#include <keel/errc.hpp>
+#include <keel/error.hpp>
 
 #include <fmt/format.h>
 
-#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <exception>
 #include <functional>
-#include <initializer_list>
 #include <memory>
 #include <new>
 #include <optional>
+#include <stdexcept>
 #include <string>
-#include <string_view>
 #include <system_error>
 #include <type_traits>
 #include <utility>
-#include <vector>
 
-#if defined(__cpp_exceptions) || defined(__EXCEPTIONS)
-#define KEEL_HAS_EXCEPTIONS 1
+#include <version>
+#if defined(__cpp_lib_expected) && __cpp_lib_expected >= 202202L
+#include <expected>
+#define KEEL_HAS_STD_EXPECTED 1
 #else
-#define KEEL_HAS_EXCEPTIONS 0
+#define KEEL_HAS_STD_EXPECTED 0
 #endif
 
-#ifndef KEEL_ASSERT
-#ifdef NDEBUG
-#define KEEL_ASSERT(cond) static_cast<void>(0)
+// Private: try/catch that compiles away under -fno-exceptions.
+#if KEEL_HAS_EXCEPTIONS
+#define KEEL_DETAIL_TRY_BLOCK try
+#define KEEL_DETAIL_CATCH_ALL catch (...)
+#define KEEL_DETAIL_RETHROW throw
 #else
-#define KEEL_ASSERT(cond) \
-  ((cond) ? static_cast<void>(0) : ::keel::detail::assert_fail(#cond, ::keel::SourceLocation::current()))
-#endif
+#define KEEL_DETAIL_TRY_BLOCK if (true)
+#define KEEL_DETAIL_CATCH_ALL else
+#define KEEL_DETAIL_RETHROW static_cast<void>(0)
 #endif
 
 namespace keel {
-
-/// Where an error was made. std::source_location's interface, built on the
-/// compiler builtins so it also works where <source_location> does not
-/// (clang 14 with libstdc++ 12).
-class SourceLocation {
- public:
-  constexpr SourceLocation() noexcept = default;
-  [[nodiscard]] static constexpr SourceLocation current(const char* file = __builtin_FILE(),
-                                                        const char* function = __builtin_FUNCTION(),
-                                                        unsigned line = __builtin_LINE()) noexcept {
-    SourceLocation loc;
-    loc.file_ = file;
-    loc.function_ = function;
-    loc.line_ = line;
-    return loc;
-  }
-  [[nodiscard]] constexpr const char* file_name() const noexcept { return file_; }
-  [[nodiscard]] constexpr const char* function_name() const noexcept { return function_; }
-  [[nodiscard]] constexpr unsigned line() const noexcept { return line_; }
-
- private:
-  const char* file_ = "";
-  const char* function_ = "";
-  unsigned line_ = 0;
-};
-
-namespace detail {
-[[noreturn]] inline void assert_fail(const char* what, SourceLocation loc) noexcept {
-  std::fprintf(stderr, "keel: assertion failed: %s at %s:%u\n", what, loc.file_name(),
-               static_cast<unsigned>(loc.line()));
-  std::abort();
-}
-}  // namespace detail
-
-/// The closed set of error kinds shared by every keel module.
-/// Values start at 1 so that a value-initialised std::error_code means success.
-enum class Errc : std::uint8_t {
-  invalid_argument = 1,
-  not_found,
-  already_exists,
-  timeout,
-  closed,
-  full,
-  empty,
-  lagged,
-  cancelled,
-  busy,
-  io,
-  database,
-  crypto,
-  auth_failed,
-  protocol,
-  config,
-  resource_exhausted,
-  unavailable,
-  internal,
-  data_loss,  ///< Stored data is damaged or missing (a corrupt record, a vault without its header).
-  unknown,    ///< A kind this build does not know (a newer peer's code); the text is kept.
-};
-
-/// Number of Errc kinds (the largest enumerator's value).
-inline constexpr int kErrcCount = 21;
-
-/// A stable SCREAMING_SNAKE_CASE code ("NOT_FOUND"), or "UNKNOWN" for a value
-/// outside the enumeration. These strings are part of the API: they never change.
-[[nodiscard]] constexpr std::string_view to_string(Errc c) noexcept {
-  switch (c) {
-    case Errc::invalid_argument:
-      return "INVALID_ARGUMENT";
-    case Errc::not_found:
-      return "NOT_FOUND";
-    case Errc::already_exists:
-      return "ALREADY_EXISTS";
-    case Errc::timeout:
-      return "TIMEOUT";
-    case Errc::closed:
-      return "CLOSED";
-    case Errc::full:
-      return "FULL";
-    case Errc::empty:
-      return "EMPTY";
-    case Errc::lagged:
-      return "LAGGED";
-    case Errc::cancelled:
-      return "CANCELLED";
-    case Errc::busy:
-      return "BUSY";
-    case Errc::io:
-      return "IO";
-    case Errc::database:
-      return "DATABASE";
-    case Errc::crypto:
-      return "CRYPTO";
-    case Errc::auth_failed:
-      return "AUTH_FAILED";
-    case Errc::protocol:
-      return "PROTOCOL";
-    case Errc::config:
-      return "CONFIG";
-    case Errc::resource_exhausted:
-      return "RESOURCE_EXHAUSTED";
-    case Errc::unavailable:
-      return "UNAVAILABLE";
-    case Errc::internal:
-      return "INTERNAL";
-    case Errc::data_loss:
-      return "DATA_LOSS";
-    case Errc::unknown:
-      return "UNKNOWN";
-  }
-  return "UNKNOWN";
-}
-
-/// Parses a code made by to_string(Errc); std::nullopt for anything else.
-[[nodiscard]] constexpr std::optional<Errc> errc_from_string(std::string_view s) noexcept {
-  for (int i = 1; i <= kErrcCount; ++i) {
-    const auto c = static_cast<Errc>(i);
-    if (to_string(c) == s) return c;
-  }
-  return std::nullopt;
-}
-
-/// An HTTP-like status for an API or IPC boundary (see docs/result.md for the
-/// reasoning behind each choice).
-[[nodiscard]] constexpr int http_status(Errc c) noexcept {
-  switch (c) {
-    case Errc::invalid_argument:
-      return 400;
-    case Errc::not_found:
-      return 404;
-    case Errc::already_exists:
-      return 409;
-    case Errc::timeout:
-      return 504;
-    case Errc::closed:
-      return 410;  // Gone: the resource existed and is shut.
-    case Errc::full:
-      return 503;  // Backpressure: try again later.
-    case Errc::empty:
-      return 404;  // Nothing to hand out right now.
-    case Errc::lagged:
-      return 409;  // The reader's position conflicts with what is retained.
-    case Errc::cancelled:
-      return 499;  // Client closed request (nginx, gRPC's mapping).
-    case Errc::busy:
-      return 503;
-    case Errc::io:
-      return 500;
-    case Errc::database:
-      return 500;
-    case Errc::crypto:
-      return 500;
-    case Errc::auth_failed:
-      return 401;
-    case Errc::protocol:
-      return 502;  // Bad Gateway: a peer spoke wrongly.
-    case Errc::config:
-      return 500;
-    case Errc::resource_exhausted:
-      return 429;
-    case Errc::unavailable:
-      return 503;
-    case Errc::internal:
-      return 500;
-    case Errc::data_loss:
-      return 500;
-    case Errc::unknown:
-      return 500;
-  }
-  return 500;
-}
-
-/// True for the kinds worth retrying after a pause: timeout, busy, unavailable.
-[[nodiscard]] constexpr bool is_transient(Errc c) noexcept {
-  return c == Errc::timeout || c == Errc::busy || c == Errc::unavailable;
-}
-
-namespace detail {
-class KeelCategory final : public std::error_category {
- public:
-  [[nodiscard]] const char* name() const noexcept override { return "keel"; }
-  [[nodiscard]] std::string message(int v) const override {
-    return std::string(to_string(static_cast<Errc>(v)));
-  }
-  [[nodiscard]] std::error_condition default_error_condition(int v) const noexcept override {
-    switch (static_cast<Errc>(v)) {
-      case Errc::invalid_argument:
-        return std::errc::invalid_argument;
-      case Errc::not_found:
-        return std::errc::no_such_file_or_directory;
-      case Errc::already_exists:
-        return std::errc::file_exists;
-      case Errc::timeout:
-        return std::errc::timed_out;
-      case Errc::cancelled:
-        return std::errc::operation_canceled;
-      case Errc::busy:
-        return std::errc::device_or_resource_busy;
-      case Errc::io:
-        return std::errc::io_error;
-      case Errc::auth_failed:
-        return std::errc::permission_denied;
-      case Errc::protocol:
-        return std::errc::protocol_error;
-      case Errc::resource_exhausted:
-        return std::errc::resource_unavailable_try_again;
-      default:
-        return {v, *this};
-    }
-  }
-};
-}  // namespace detail
-
-/// The "keel" std::error_category.
-[[nodiscard]] inline const std::error_category& keel_category() noexcept {
-  static const detail::KeelCategory cat;
-  return cat;
-}
-
-/// Makes `std::error_code ec = keel::Errc::timeout;` work (found by ADL).
-[[nodiscard]] inline std::error_code make_error_code(Errc c) noexcept {
-  return {static_cast<int>(c), keel_category()};
-}
-
-}  // namespace keel
-
-template <>
-struct std::is_error_code_enum<keel::Errc> : std::true_type {};
-
-namespace keel {
-
-/// An error: a code, an optional message, where it was made, and a chain of
-/// context frames added on the way up. One pointer wide.
-class Error {
- public:
-  /// A bare code: no allocation, no message, no location.
-  // NOLINTNEXTLINE(google-explicit-constructor): Errc -> Error is the point.
-  Error(Errc code) noexcept : bits_((static_cast<std::uintptr_t>(code) << 1U) | 1U) {}
-
-  /// A code with a message and the location it was made at.
-  Error(Errc code, std::string message, SourceLocation where = ::keel::SourceLocation::current())
-      : bits_(reinterpret_cast<std::uintptr_t>(new Rep{code, std::move(message), where, {}})) {}
-
-  Error(const Error& other) : bits_(other.bits_) {
-    if (const Rep* r = other.rep()) bits_ = reinterpret_cast<std::uintptr_t>(new Rep(*r));
-  }
-  Error(Error&& other) noexcept : bits_(other.bits_) { other.bits_ = kMovedFrom; }
-  Error& operator=(const Error& other) {
-    if (this != &other) *this = Error(other);
-    return *this;
-  }
-  Error& operator=(Error&& other) noexcept {
-    if (this != &other) {
-      destroy();
-      bits_ = other.bits_;
-      other.bits_ = kMovedFrom;
-    }
-    return *this;
-  }
-  ~Error() { destroy(); }
-
-  /// Converts a std::error_code. Codes of the keel category keep their kind;
-  /// generic/system codes are mapped to the nearest kind (timed_out -> timeout,
-  /// ENOENT -> not_found, ...), anything else becomes Errc::io. The original
-  /// code's category and message are kept in the message.
-  [[nodiscard]] static Error from(std::error_code ec,
-                                  SourceLocation where = ::keel::SourceLocation::current()) {
-    if (&ec.category() == &keel_category() && ec.value() >= 1 && ec.value() <= kErrcCount) {
-      return {static_cast<Errc>(ec.value())};
-    }
-    return {map_condition(ec), fmt::format("{}: {}", ec.category().name(), ec.message()), where};
-  }
-
-  [[nodiscard]] Errc code() const noexcept {
-    if (const Rep* r = rep()) return r->code;
-    return static_cast<Errc>(bits_ >> 1U);
-  }
-  /// The root message ("" for a bare code).
-  [[nodiscard]] std::string_view message() const noexcept {
-    if (const Rep* r = rep()) return r->message;
-    return {};
-  }
-  /// Where the error was made; a default (empty) location for a bare code.
-  [[nodiscard]] SourceLocation where() const noexcept {
-    if (const Rep* r = rep()) return r->where;
-    return {};
-  }
-  /// Context frames, outermost (added last) first.
-  [[nodiscard]] std::vector<std::string_view> contexts() const {
-    std::vector<std::string_view> out;
-    if (const Rep* r = rep()) out.assign(r->context.rbegin(), r->context.rend());
-    return out;
-  }
-  /// Every message of the chain, outermost context first, the root message
-  /// last (omitted when empty), the way anyhow's chain() iterates.
-  [[nodiscard]] std::vector<std::string_view> chain() const {
-    auto out = contexts();
-    if (auto m = message(); !m.empty()) out.push_back(m);
-    return out;
-  }
-  [[nodiscard]] bool is_transient() const noexcept { return keel::is_transient(code()); }
-  [[nodiscard]] int http_status() const noexcept { return keel::http_status(code()); }
-  [[nodiscard]] std::error_code error_code() const noexcept { return make_error_code(code()); }
-  // NOLINTNEXTLINE(google-explicit-constructor): design.md: an Error converts to its error_code.
-  operator std::error_code() const noexcept { return error_code(); }
-
-  /// Adds a context frame ("while doing what"); an empty string adds nothing.
-  Error& context(std::string what) & {
-    if (!what.empty()) mut().context.push_back(std::move(what));
-    return *this;
-  }
-  Error&& context(std::string what) && { return std::move(context(std::move(what))); }
-
-  /// Same kind, message and context (the location is not compared).
-  friend bool operator==(const Error& a, const Error& b) noexcept {
-    if (a.code() != b.code() || a.message() != b.message()) return false;
-    const Rep* ra = a.rep();
-    const Rep* rb = b.rep();
-    const std::size_t na = ra ? ra->context.size() : 0;
-    const std::size_t nb = rb ? rb->context.size() : 0;
-    if (na != nb) return false;
-    for (std::size_t i = 0; i < na; ++i) {
-      if (ra->context[i] != rb->context[i]) return false;
-    }
-    return true;
-  }
-  friend bool operator==(const Error& a, Errc b) noexcept { return a.code() == b; }
-
-  /// One line: "outer context: inner context: CODE: message". A context frame
-  /// equal to what follows it is written once.
-  [[nodiscard]] std::string to_string() const;
-
- private:
-  struct Rep {
-    Errc code;
-    std::string message;
-    SourceLocation where;
-    std::vector<std::string> context;  // innermost first
-  };
-  static_assert(alignof(Rep) >= 2, "the low bit tags inline codes");
-  // A moved-from Error reads as Errc::internal with no message.
-  static constexpr std::uintptr_t kMovedFrom = (static_cast<std::uintptr_t>(Errc::internal) << 1U) | 1U;
-
-  [[nodiscard]] const Rep* rep() const noexcept {
-    return (bits_ & 1U) != 0 ? nullptr : reinterpret_cast<const Rep*>(bits_);
-  }
-  Rep& mut() {
-    if ((bits_ & 1U) != 0) {
-      bits_ = reinterpret_cast<std::uintptr_t>(new Rep{code(), {}, {}, {}});
-    }
-    return *reinterpret_cast<Rep*>(bits_);
-  }
-  void destroy() noexcept {
-    if ((bits_ & 1U) == 0) delete reinterpret_cast<Rep*>(bits_);
-  }
-  static Errc map_condition(std::error_code ec) noexcept {
-    const auto cond = ec.default_error_condition();
-    if (cond.category() != std::generic_category()) return Errc::io;
-    switch (static_cast<std::errc>(cond.value())) {
-      case std::errc::invalid_argument:
-        return Errc::invalid_argument;
-      case std::errc::no_such_file_or_directory:
-        return Errc::not_found;
-      case std::errc::file_exists:
-        return Errc::already_exists;
-      case std::errc::timed_out:
-        return Errc::timeout;
-      case std::errc::operation_canceled:
-        return Errc::cancelled;
-      case std::errc::device_or_resource_busy:
-        return Errc::busy;
-      case std::errc::permission_denied:
-        return Errc::auth_failed;
-      case std::errc::protocol_error:
-        return Errc::protocol;
-      case std::errc::not_enough_memory:
-        return Errc::resource_exhausted;
-      case std::errc::resource_unavailable_try_again:
-        return Errc::resource_exhausted;
-      case std::errc::connection_refused:
-        return Errc::unavailable;
-      case std::errc::connection_reset:
-        return Errc::unavailable;
-      case std::errc::connection_aborted:
-        return Errc::unavailable;
-      case std::errc::host_unreachable:
-        return Errc::unavailable;
-      case std::errc::network_unreachable:
-        return Errc::unavailable;
-      default:
-        return Errc::io;
-    }
-  }
-
-  std::uintptr_t bits_;
-};
-
-static_assert(sizeof(Error) == sizeof(void*), "keel::Error is one word");
-
-}  // namespace keel
-
-/// `{}` gives one line, outermost context first: "ctx: CODE: message".
-/// `{:v}` appends where the error was made: " [at file:line]".
-template <>
-struct fmt::formatter<keel::Error> {
-  bool verbose = false;
-  constexpr auto parse(format_parse_context& ctx) -> decltype(ctx.begin()) {
-    auto it = ctx.begin();
-    if (it != ctx.end() && *it == 'v') {
-      verbose = true;
-      ++it;
-    }
-    if (it != ctx.end() && *it != '}') {
-#if FMT_VERSION >= 110000
-      fmt::report_error("keel::Error takes {} or {:v}");
-#else
-      ctx.on_error("keel::Error takes {} or {:v}");
-#endif
-    }
-    return it;
-  }
-  template <class FormatContext>
-  auto format(const keel::Error& e, FormatContext& ctx) const -> decltype(ctx.out()) {
-    auto out = ctx.out();
-    const auto frames = e.contexts();
-    const auto msg = e.message();
-    for (std::size_t i = 0; i < frames.size(); ++i) {
-      // Never repeat the cause's text: skip a frame equal to the next one.
-      const std::string_view next = i + 1 < frames.size() ? frames[i + 1] : msg;
-      if (frames[i] == next) continue;
-      out = fmt::format_to(out, "{}: ", frames[i]);
-    }
-    out = fmt::format_to(out, "{}", keel::to_string(e.code()));
-    if (!msg.empty()) out = fmt::format_to(out, ": {}", msg);
-    if (verbose) {
-      const auto w = e.where();
-      if (w.line() != 0) out = fmt::format_to(out, " [at {}:{}]", w.file_name(), w.line());
-    }
-    return out;
-  }
-};
-
-template <>
-struct fmt::formatter<keel::Errc> : fmt::formatter<std::string_view> {
-  template <class FormatContext>
-  auto format(keel::Errc c, FormatContext& ctx) const -> decltype(ctx.out()) {
-    return fmt::formatter<std::string_view>::format(keel::to_string(c), ctx);
-  }
-};
-
-namespace keel {
-
-inline std::string Error::to_string() const {
-  return fmt::format("{}", *this);
-}
 
 /// Mirrors std::unexpected<E>: wraps an error so it can initialise any Result<T>.
 template <class E>
@@ -579,6 +138,18 @@ template <class T>
 struct is_result<Result<T>> : std::true_type {};
 template <class T>
 inline constexpr bool is_result_v = is_result<std::remove_cvref_t<T>>::value;
+template <class T>
+struct is_unexpected : std::false_type {};
+template <class E>
+struct is_unexpected<unexpected<E>> : std::true_type {};
+template <class T>
+inline constexpr bool is_unexpected_v = is_unexpected<std::remove_cvref_t<T>>::value;
+// Whether an Error / an Errc initialises a Result<T>'s value rather than its
+// error: only where T is made from it, as std::expected<T, Error> would.
+template <class T>
+inline constexpr bool error_is_value_v = std::is_same_v<T, Error> || std::is_same_v<T, std::error_code>;
+template <class T>
+inline constexpr bool errc_is_value_v = error_is_value_v<T> || std::is_same_v<T, Errc>;
 }  // namespace detail
 
 /// A value of type T or a keel::Error; the std::expected<T, Error> API subset.
@@ -598,9 +169,9 @@ class [[nodiscard]] Result {
   template <class U = T>
   requires(std::is_constructible_v<T, U> && !std::is_same_v<std::remove_cvref_t<U>, Result> &&
            !std::is_same_v<std::remove_cvref_t<U>, std::in_place_t> &&
-           (std::is_same_v<T, Error> || (!std::is_same_v<std::remove_cvref_t<U>, Error> &&
-                                         !std::is_same_v<std::remove_cvref_t<U>, Errc>)) &&
-           !detail::is_result_v<U> &&
+           (detail::error_is_value_v<T> || !std::is_same_v<std::remove_cvref_t<U>, Error>)&&(
+               detail::errc_is_value_v<T> ||
+               !std::is_same_v<std::remove_cvref_t<U>, Errc>)&&!detail::is_result_v<U> &&
            !std::is_same_v<std::remove_cvref_t<U>, unexpected<Error>>) explicit(!std::is_convertible_v<U, T>)
       Result(U&& v)
       : has_(true) {
@@ -611,21 +182,96 @@ class [[nodiscard]] Result {
     ::new (&val_) T(std::forward<Args>(args)...);
   }
   /// Keel extension over std::expected: an Error (or Errc) converts to a
-  /// failed Result, except in Result<Error>, where it is the value (as in
-  /// std::expected<Error, Error>) and failures need keel::fail / unexpected.
+  /// failed Result. Where T is itself made from it (Result<Error>,
+  /// Result<std::error_code>, and for an Errc also Result<Errc>), it is the
+  /// value instead, as in std::expected<T, Error>, and failures are spelled
+  /// keel::fail(...) or keel::unexpected.
   // NOLINTNEXTLINE(google-explicit-constructor)
-  Result(Error e) noexcept requires(!std::is_same_v<T, Error>) : has_(false) {
+  Result(Error e) noexcept requires(!detail::error_is_value_v<T>) : has_(false) {
     ::new (&err_) Error(std::move(e));
   }
   // NOLINTNEXTLINE(google-explicit-constructor)
-  Result(Errc c) noexcept requires(!std::is_same_v<T, Error>) : has_(false) { ::new (&err_) Error(c); }
+  Result(Errc c) noexcept requires(!detail::errc_is_value_v<T>) : has_(false) { ::new (&err_) Error(c); }
   // NOLINTNEXTLINE(google-explicit-constructor)
   Result(unexpected<Error> u) noexcept : has_(false) { ::new (&err_) Error(std::move(u).error()); }
   // NOLINTNEXTLINE(google-explicit-constructor)
   Result(const unexpected<Errc>& u) noexcept : has_(false) { ::new (&err_) Error(u.error()); }
 
-  Result(const Result& o) noexcept(
-      std::is_nothrow_copy_constructible_v<T>) requires std::is_copy_constructible_v<T> : has_(o.has_) {
+  /// Result<U> -> Result<T> where a T can be made from a U (explicit when the
+  /// conversion U -> T is); the error passes as it is.
+  template <class U>
+  requires(!std::is_void_v<U> && !std::is_same_v<U, T> &&
+           std::is_constructible_v<T, const U&>) explicit(!std::is_convertible_v<const U&, T>)
+      Result(const Result<U>& o)
+      : has_(o.has_) {
+    if (has_) {
+      ::new (&val_) T(o.val_);
+    } else {
+      ::new (&err_) Error(o.err_);
+    }
+  }
+  template <class U>
+  requires(!std::is_void_v<U> && !std::is_same_v<U, T> &&
+           std::is_constructible_v<T, U>) explicit(!std::is_convertible_v<U, T>) Result(Result<U>&& o)
+      : has_(o.has_) {
+    if (has_) {
+      ::new (&val_) T(std::move(o.val_));
+    } else {
+      ::new (&err_) Error(std::move(o.err_));
+    }
+  }
+#if KEEL_HAS_STD_EXPECTED
+  /// From std::expected<U, keel::Error> (C++23), and back with to_expected()
+  /// or an implicit conversion.
+  template <class U>
+  requires std::is_constructible_v<T, const U&>
+  // NOLINTNEXTLINE(google-explicit-constructor)
+  Result(const std::expected<U, Error>& e) : has_(e.has_value()) {
+    if (has_) {
+      ::new (&val_) T(*e);
+    } else {
+      ::new (&err_) Error(e.error());
+    }
+  }
+  template <class U>
+  requires std::is_constructible_v<T, U>
+  // NOLINTNEXTLINE(google-explicit-constructor)
+  Result(std::expected<U, Error>&& e) : has_(e.has_value()) {
+    if (has_) {
+      ::new (&val_) T(std::move(*e));
+    } else {
+      ::new (&err_) Error(std::move(e.error()));
+    }
+  }
+// g++ 12 at -O1 flags the inactive union member as maybe-uninitialized
+// through std::expected's constructor; only the active one is read.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
+  [[nodiscard]] std::expected<T, Error> to_expected() const& {
+    if (has_) return std::expected<T, Error>(std::in_place, val_);
+    return std::expected<T, Error>(std::unexpect, err_);
+  }
+  [[nodiscard]] std::expected<T, Error> to_expected() && {
+    if (has_) return std::expected<T, Error>(std::in_place, std::move(val_));
+    return std::expected<T, Error>(std::unexpect, std::move(err_));
+  }
+  // NOLINTNEXTLINE(google-explicit-constructor)
+  operator std::expected<T, Error>() const& {
+    return to_expected();
+  }
+  // NOLINTNEXTLINE(google-explicit-constructor)
+  operator std::expected<T, Error>() && {
+    return std::move(*this).to_expected();
+  }
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic pop
+#endif
+#endif
+
+  /// Copying an error copies its record, which allocates: never noexcept.
+  Result(const Result& o) requires std::is_copy_constructible_v<T> : has_(o.has_) {
     if (has_) {
       ::new (&val_) T(o.val_);
     } else {
@@ -640,55 +286,63 @@ class [[nodiscard]] Result {
       ::new (&err_) Error(std::move(o.err_));
     }
   }
-  Result& operator=(const Result& o) requires std::is_copy_constructible_v<T> {
+  Result& operator=(const Result& o) requires(
+      std::is_copy_constructible_v<T>&& std::is_copy_assignable_v<T>) {
     if (this != &o) assign(o);
     return *this;
   }
   Result& operator=(Result&& o) noexcept(
-      std::is_nothrow_move_constructible_v<T>) requires std::is_move_constructible_v<T> {
+      std::is_nothrow_move_constructible_v<T>&& std::is_nothrow_move_assignable_v<
+          T>) requires(std::is_move_constructible_v<T>&& std::is_move_assignable_v<T>) {
     if (this != &o) assign(std::move(o));
     return *this;
   }
-  ~Result() { destroy(); }
+  ~Result() {
+    destroy();
+  }
 
-  [[nodiscard]] bool has_value() const noexcept { return has_; }
-  explicit operator bool() const noexcept { return has_; }
+  [[nodiscard]] bool has_value() const noexcept {
+    return has_;
+  }
+  explicit operator bool() const noexcept {
+    return has_;
+  }
 
   /// The value; on an error throws BadResultAccess (or aborts without exceptions).
-  T& value() & {
+  T& value() & KEEL_LIFETIMEBOUND {
     if (!has_) detail::bad_access(err_);
     return val_;
   }
-  const T& value() const& {
+  const T& value() const& KEEL_LIFETIMEBOUND {
     if (!has_) detail::bad_access(err_);
     return val_;
   }
-  T&& value() && {
+  T&& value() && KEEL_LIFETIMEBOUND {
     if (!has_) detail::bad_access(err_);
     return std::move(val_);
   }
   /// The error. Precondition: !has_value().
-  Error& error() & noexcept {
+  Error& error() & noexcept KEEL_LIFETIMEBOUND {
     KEEL_ASSERT(!has_);
     return err_;
   }
-  const Error& error() const& noexcept {
+  const Error& error() const& noexcept KEEL_LIFETIMEBOUND {
     KEEL_ASSERT(!has_);
     return err_;
   }
-  Error&& error() && noexcept {
+  Error&& error() && noexcept KEEL_LIFETIMEBOUND {
     KEEL_ASSERT(!has_);
     return std::move(err_);
   }
-  T& operator*() & noexcept {
+  T& operator*() & noexcept KEEL_LIFETIMEBOUND {
     KEEL_ASSERT(has_);
     return val_;
   }
-  const T& operator*() const& noexcept {
+  const T& operator*() const& noexcept KEEL_LIFETIMEBOUND {
     KEEL_ASSERT(has_);
     return val_;
   }
-  T&& operator*() && noexcept {
+  T&& operator*() && noexcept KEEL_LIFETIMEBOUND {
     KEEL_ASSERT(has_);
     return std::move(val_);
   }
@@ -710,11 +364,12 @@ class [[nodiscard]] Result {
     return has_ ? std::move(val_) : static_cast<T>(std::forward<U>(fallback));
   }
 
+  /// Destroys the contents and makes a T from args. Strong guarantee when
+  /// making the T cannot throw, when T's move cannot throw, or when the Result
+  /// held an error; otherwise a throw leaves it holding Errc::internal.
   template <class... Args>
   T& emplace(Args&&... args) {
-    destroy();
-    ::new (&val_) T(std::forward<Args>(args)...);
-    has_ = true;
+    reinit_value(std::forward<Args>(args)...);
     return val_;
   }
 
@@ -774,22 +429,48 @@ class [[nodiscard]] Result {
     return Result(unexpected<Error>(std::invoke(std::forward<F>(f), std::move(err_))));
   }
 
-  /// Adds a context frame to an error (anyhow's .context()); a value passes.
-  Result context(std::string what) && {
-    if (!has_) err_.context(std::move(what));
+  /// Adds a context frame to an error (anyhow's .context()), recording the
+  /// caller's location; a value passes.
+  Result context(std::string what, SourceLocation where = ::keel::SourceLocation::current()) && {
+    if (!has_) err_.context(std::move(what), where);
     return std::move(*this);
   }
   /// Like context(), but builds the text only on the error path.
   template <class F>
-  Result with_context(F&& make) && {
-    if (!has_) err_.context(std::string(std::invoke(std::forward<F>(make))));
+  Result with_context(F&& make, SourceLocation where = ::keel::SourceLocation::current()) && {
+    if (!has_) err_.context(std::string(std::invoke(std::forward<F>(make))), where);
+    return std::move(*this);
+  }
+  /// Attaches a typed payload to an error (see Error::attach); a value passes.
+  template <class P>
+  Result attach(P payload) && {
+    if (!has_) err_.attach(std::move(payload));
+    return std::move(*this);
+  }
+  /// Re-kinds an error, keeping it as the cause (see Error::wrap); a value passes.
+  Result wrap(Errc kind, std::string message = {},
+              SourceLocation where = ::keel::SourceLocation::current()) && {
+    if (!has_) err_ = std::move(err_).wrap(kind, std::move(message), where);
     return std::move(*this);
   }
 
-  friend bool operator==(const Result& a, const Result& b) requires requires(const T& x) { x == x; }
+  friend bool operator==(const Result& a, const Result& b) requires requires(const T& x) {
+    x == x;
+  }
   {
     if (a.has_ != b.has_) return false;
     return a.has_ ? a.val_ == b.val_ : a.err_ == b.err_;
+  }
+  /// Holds an error equal to e (kind, message and context).
+  friend bool operator==(const Result& r, const unexpected<Error>& e) noexcept {
+    return !r.has_ && r.err_ == e.error();
+  }
+  friend bool operator==(const Result& r, const Error& e) noexcept requires(!detail::error_is_value_v<T>) {
+    return !r.has_ && r.err_ == e;
+  }
+  /// Holds an error of kind c.
+  friend bool operator==(const Result& r, Errc c) noexcept requires(!detail::errc_is_value_v<T>) {
+    return !r.has_ && r.err_.code() == c;
   }
 
  private:
@@ -821,14 +502,54 @@ class [[nodiscard]] Result {
       val_ = std::forward<R>(o).val_;
     } else if (!has_ && !o.has_) {
       err_ = std::forward<R>(o).err_;
+    } else if (o.has_) {
+      reinit_value(std::forward<R>(o).val_);
     } else {
+      // Value -> error: make the Error first (copying one may throw
+      // bad_alloc), then swap it in; Error's move never throws.
+      Error e(std::forward<R>(o).err_);
+      val_.~T();
+      ::new (&err_) Error(std::move(e));
+      has_ = false;
+    }
+  }
+  // Replaces the contents by a T made from args; see emplace() for the guarantee.
+  template <class... Args>
+  void reinit_value(Args&&... args) {
+    if constexpr (std::is_nothrow_constructible_v<T, Args...>) {
       destroy();
-      if (o.has_) {
-        ::new (&val_) T(std::forward<R>(o).val_);
-      } else {
-        ::new (&err_) Error(std::forward<R>(o).err_);
+      ::new (&val_) T(std::forward<Args>(args)...);
+      has_ = true;
+    } else if constexpr (std::is_nothrow_move_constructible_v<T>) {
+      T tmp(std::forward<Args>(args)...);  // may throw: nothing changed yet
+      destroy();
+      ::new (&val_) T(std::move(tmp));
+      has_ = true;
+    } else if (!has_) {
+      // std::expected's reinit: keep the Error aside (its move never throws)
+      // and put it back if making the T throws.
+      Error backup(std::move(err_));
+      err_.~Error();
+      KEEL_DETAIL_TRY_BLOCK {
+        ::new (&val_) T(std::forward<Args>(args)...);
       }
-      has_ = o.has_;
+      KEEL_DETAIL_CATCH_ALL {
+        ::new (&err_) Error(std::move(backup));
+        KEEL_DETAIL_RETHROW;
+      }
+      has_ = true;
+    } else {
+      // A value over a value whose move may throw: no room for a backup, so
+      // the basic guarantee (a defined error state, nothing destroyed twice).
+      val_.~T();
+      KEEL_DETAIL_TRY_BLOCK {
+        ::new (&val_) T(std::forward<Args>(args)...);
+      }
+      KEEL_DETAIL_CATCH_ALL {
+        ::new (&err_) Error(Errc::internal);
+        has_ = false;
+        KEEL_DETAIL_RETHROW;
+      }
     }
   }
   void destroy() noexcept {
@@ -875,15 +596,15 @@ class [[nodiscard]] Result<void> {
     if (err_) detail::bad_access(*err_);
   }
   void operator*() const noexcept { KEEL_ASSERT(has_value()); }
-  Error& error() & noexcept {
+  Error& error() & noexcept KEEL_LIFETIMEBOUND {
     KEEL_ASSERT(!has_value());
     return *err_;
   }
-  const Error& error() const& noexcept {
+  const Error& error() const& noexcept KEEL_LIFETIMEBOUND {
     KEEL_ASSERT(!has_value());
     return *err_;
   }
-  Error&& error() && noexcept {
+  Error&& error() && noexcept KEEL_LIFETIMEBOUND {
     KEEL_ASSERT(!has_value());
     return std::move(*err_);
   }
@@ -937,20 +658,69 @@ class [[nodiscard]] Result<void> {
     if (has_value()) return std::move(*this);
     return Result(Error(std::invoke(std::forward<F>(f), std::move(*err_))));
   }
-  Result context(std::string what) && {
-    if (err_) err_->context(std::move(what));
+  Result context(std::string what, SourceLocation where = ::keel::SourceLocation::current()) && {
+    if (err_) err_->context(std::move(what), where);
     return std::move(*this);
   }
   template <class F>
-  Result with_context(F&& make) && {
-    if (err_) err_->context(std::string(std::invoke(std::forward<F>(make))));
+  Result with_context(F&& make, SourceLocation where = ::keel::SourceLocation::current()) && {
+    if (err_) err_->context(std::string(std::invoke(std::forward<F>(make))), where);
+    return std::move(*this);
+  }
+  Result wrap(Errc kind, std::string message = {},
+              SourceLocation where = ::keel::SourceLocation::current()) && {
+    if (err_) *err_ = std::move(*err_).wrap(kind, std::move(message), where);
     return std::move(*this);
   }
   friend bool operator==(const Result& a, const Result& b) noexcept { return a.err_ == b.err_; }
+  friend bool operator==(const Result& r, const unexpected<Error>& e) noexcept {
+    return r.err_ && *r.err_ == e.error();
+  }
+  friend bool operator==(const Result& r, const Error& e) noexcept { return r.err_ && *r.err_ == e; }
+  friend bool operator==(const Result& r, Errc c) noexcept { return r.err_ && r.err_->code() == c; }
+#if KEEL_HAS_STD_EXPECTED
+  // NOLINTNEXTLINE(google-explicit-constructor)
+  Result(const std::expected<void, Error>& e) {
+    if (!e) err_.emplace(e.error());
+  }
+  // NOLINTNEXTLINE(google-explicit-constructor)
+  Result(std::expected<void, Error>&& e) noexcept {
+    if (!e) err_.emplace(std::move(e.error()));
+  }
+  [[nodiscard]] std::expected<void, Error> to_expected() const& {
+    if (err_) return std::expected<void, Error>(std::unexpect, *err_);
+    return {};
+  }
+  [[nodiscard]] std::expected<void, Error> to_expected() && {
+    if (err_) return std::expected<void, Error>(std::unexpect, std::move(*err_));
+    return {};
+  }
+  // NOLINTNEXTLINE(google-explicit-constructor)
+  operator std::expected<void, Error>() const& {
+    return to_expected();
+  }
+  // NOLINTNEXTLINE(google-explicit-constructor)
+  operator std::expected<void, Error>() && {
+    return std::move(*this).to_expected();
+  }
+#endif
 
  private:
   std::optional<Error> err_;
 };
+
+/// A Result holding a value equal to v. (A namespace-scope template, so that
+/// nothing converts to a Result to reach it.)
+template <class T, class U>
+requires(!std::is_void_v<T> && !detail::is_result_v<U> && !detail::is_unexpected_v<U> &&
+         (detail::error_is_value_v<T> ||
+          !std::is_same_v<U, Error>)&&(detail::errc_is_value_v<T> ||
+                                       !std::is_same_v<U, Errc>)&&requires(const T& t, const U& u) {
+           static_cast<bool>(t == u);
+         }) [[nodiscard]] bool
+operator==(const Result<T>& r, const U& v) {
+  return r.has_value() && static_cast<bool>(*r == v);
+}
 
 static_assert(sizeof(Result<int>) <= 16, "Result<int> fits two words");
 static_assert(sizeof(Result<void>) <= 16, "Result<void> fits two words");
@@ -965,6 +735,91 @@ template <class... Args>
 /// A bare error result (no message, no allocation).
 [[nodiscard]] inline unexpected<Error> fail(Errc code) noexcept {
   return unexpected<Error>(Error(code));
+}
+
+#if KEEL_HAS_EXCEPTIONS
+namespace detail {
+// An Error of `kind` saying `what`; the bare kind if even that cannot be
+// allocated.
+[[nodiscard]] inline Error error_saying(Errc kind, const char* what, SourceLocation where) noexcept {
+  try {
+    return {kind, std::string(what), where};
+  } catch (...) {
+    return {kind};
+  }
+}
+// The exception being handled, as an Error: keel's own keep their Error;
+// std::system_error maps its code; std::bad_alloc is a bare
+// resource_exhausted (nothing more is allocated); the std::logic_error family
+// that means a bad argument is invalid_argument; any other std::exception is
+// internal; anything else is unknown.
+[[nodiscard]] inline Error current_exception_error(SourceLocation where) noexcept {
+  try {
+    throw;
+  } catch (const BadResultAccess& ex) {
+    try {
+      return ex.error();
+    } catch (...) {
+      return {ex.error().code()};
+    }
+  } catch (const std::system_error& ex) {
+    return error_saying(errc_from(ex.code()), ex.what(), where);
+  } catch (const std::bad_alloc&) {
+    return {Errc::resource_exhausted};
+  } catch (const std::invalid_argument& ex) {
+    return error_saying(Errc::invalid_argument, ex.what(), where);
+  } catch (const std::domain_error& ex) {
+    return error_saying(Errc::invalid_argument, ex.what(), where);
+  } catch (const std::out_of_range& ex) {
+    return error_saying(Errc::invalid_argument, ex.what(), where);
+  } catch (const std::length_error& ex) {
+    return error_saying(Errc::invalid_argument, ex.what(), where);
+  } catch (const std::exception& ex) {
+    return error_saying(Errc::internal, ex.what(), where);
+  } catch (...) {
+    return error_saying(Errc::unknown, "an exception of a type not derived from std::exception", where);
+  }
+}
+}  // namespace detail
+#endif
+
+/// Calls fn() and turns an exception it throws into an error Result, at the
+/// boundary with code that throws (a dependency, a std container):
+///
+///     auto n = keel::catch_result([&] { return std::stoi(text); });  // Result<int>
+///
+/// fn may return a value (Result<T>), void (Result<void>) or a keel::Result
+/// (returned as is). The mapping: keel::BadResultAccess gives back its Error;
+/// std::system_error its code's kind (see keel::errc_from) with what();
+/// std::bad_alloc a bare Errc::resource_exhausted; std::invalid_argument,
+/// std::domain_error, std::out_of_range and std::length_error
+/// Errc::invalid_argument; any other std::exception Errc::internal; anything
+/// else Errc::unknown. The location is the caller's. Without exceptions it
+/// just calls fn.
+template <class F>
+[[nodiscard]] auto catch_result(F&& fn, SourceLocation where = ::keel::SourceLocation::current()) {
+  using R = std::invoke_result_t<F&>;
+  using Out = std::conditional_t<detail::is_result_v<R>, std::remove_cvref_t<R>, Result<std::remove_cv_t<R>>>;
+  auto call = [&]() -> Out {
+    if constexpr (detail::is_result_v<R>) {
+      return std::invoke(fn);
+    } else if constexpr (std::is_void_v<R>) {
+      std::invoke(fn);
+      return Out();
+    } else {
+      return Out(std::in_place, std::invoke(fn));
+    }
+  };
+#if KEEL_HAS_EXCEPTIONS
+  try {
+    return call();
+  } catch (...) {
+    return Out(unexpected<Error>(detail::current_exception_error(where)));
+  }
+#else
+  static_cast<void>(where);
+  return call();
+#endif
 }
 
 namespace detail {
@@ -1001,13 +856,38 @@ template <class R>
   } while (false)
 #endif
 
-#define KEEL_DETAIL_TRY_ASSIGN(tmp, decl, ...)                                                       \
+// KEEL_DETAIL_DEPAREN(x): x without its parentheses if it has them, else x,
+// so a declaration holding commas can be passed as one macro argument.
+#define KEEL_DETAIL_DEPAREN(x) KEEL_DETAIL_DEPAREN_ESC(KEEL_DETAIL_DEPAREN_ISH x)
+#define KEEL_DETAIL_DEPAREN_ISH(...) KEEL_DETAIL_DEPAREN_ISH __VA_ARGS__
+#define KEEL_DETAIL_DEPAREN_ESC(...) KEEL_DETAIL_DEPAREN_ESC_(__VA_ARGS__)
+#define KEEL_DETAIL_DEPAREN_ESC_(...) KEEL_DETAIL_DEPAREN_VAN##__VA_ARGS__
+#define KEEL_DETAIL_DEPAREN_VANKEEL_DETAIL_DEPAREN_ISH
+
+#define KEEL_DETAIL_TRY_ASSIGN(ret, tmp, decl, ...)                                                  \
   auto&& tmp = (__VA_ARGS__);                                                                        \
   static_assert(::keel::detail::is_result_v<decltype(tmp)>, "KEEL_TRY_ASSIGN needs a keel::Result"); \
-  if (!tmp.has_value()) return ::keel::detail::propagate(std::forward<decltype(tmp)>(tmp));          \
-  decl = *std::forward<decltype(tmp)>(tmp)
+  if (!tmp.has_value()) ret ::keel::detail::propagate(std::forward<decltype(tmp)>(tmp));             \
+  KEEL_DETAIL_DEPAREN(decl) = *std::forward<decltype(tmp)>(tmp)
 
 /// `KEEL_TRY_ASSIGN(auto x, expr);` declares x from a Result's value or
-/// returns its error. Commas inside expr are fine.
+/// returns its error; portable (no statement expression). Commas inside expr
+/// are fine; a declaration holding commas goes in parentheses:
+/// `KEEL_TRY_ASSIGN((auto [key, value]), split(line));`
 #define KEEL_TRY_ASSIGN(decl, ...) \
-  KEEL_DETAIL_TRY_ASSIGN(KEEL_DETAIL_CONCAT(keel_try_tmp_, __COUNTER__), decl, __VA_ARGS__)
+  KEEL_DETAIL_TRY_ASSIGN(return, KEEL_DETAIL_CONCAT(keel_try_tmp_, __COUNTER__), decl, __VA_ARGS__)
+
+/// KEEL_TRY for coroutines: `KEEL_CO_TRY(expr);` evaluates a Result and
+/// `co_return`s its error (the coroutine's return_value must accept a
+/// keel::Result); a statement, so the value is dropped: use
+/// KEEL_CO_TRY_ASSIGN(decl, expr) to keep it.
+#define KEEL_CO_TRY(...)                                                                           \
+  do {                                                                                             \
+    auto&& keel_co_try_r_ = (__VA_ARGS__);                                                         \
+    static_assert(::keel::detail::is_result_v<decltype(keel_co_try_r_)>,                           \
+                  "KEEL_CO_TRY needs a keel::Result");                                             \
+    if (!keel_co_try_r_.has_value())                                                               \
+      co_return ::keel::detail::propagate(std::forward<decltype(keel_co_try_r_)>(keel_co_try_r_)); \
+  } while (false)
+#define KEEL_CO_TRY_ASSIGN(decl, ...) \
+  KEEL_DETAIL_TRY_ASSIGN(co_return, KEEL_DETAIL_CONCAT(keel_try_tmp_, __COUNTER__), decl, __VA_ARGS__)
