@@ -7,6 +7,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <spawn.h>
+#include <sys/stat.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -162,12 +163,13 @@ TEST_CASE("extra pragmas and on_connect run on every new connection", "[sqlite]"
   CHECK(bad.error().code() == Errc::config);
 }
 
-TEST_CASE("invalid configurations are rejected", "[sqlite]") {
+TEST_CASE("invalid configurations are rejected with Errc::config", "[sqlite]") {
   TempDir dir;
   auto check = [](PoolConfig cfg) {
+    CHECK(cfg.validate().error().code() == Errc::config);
     auto p = Pool::open(std::move(cfg));
     REQUIRE_FALSE(p);
-    CHECK(p.error().code() == Errc::invalid_argument);
+    CHECK(p.error().code() == Errc::config);
   };
   check(PoolConfig{});  // empty path
   auto cfg = config_for(dir.file("x.db"));
@@ -182,6 +184,38 @@ TEST_CASE("invalid configurations are rejected", "[sqlite]") {
   cfg = config_for(dir.file("x.db"));
   cfg.connection_timeout = -1ms;
   check(cfg);
+  cfg = config_for(dir.file("x.db"));
+  cfg.statement_cache_capacity = 0;
+  check(cfg);
+  cfg = config_for(dir.file("x.db"));
+  cfg.file_mode = 01777;
+  check(cfg);
+  CHECK(config_for(dir.file("x.db")).validate());
+}
+
+TEST_CASE("file_mode creates the database, -wal and -shm with exactly that mode whatever the umask",
+          "[sqlite]") {
+  TempDir dir;
+  const mode_t old_umask = ::umask(0);  // the most permissive umask: SQLite alone would make 0644
+  auto cfg = config_for(dir.file("private.db"));
+  cfg.file_mode = 0600;
+  {
+    auto pool = open_pool(cfg);
+    auto c = get(pool);
+    REQUIRE(c.exec("CREATE TABLE t (x); INSERT INTO t VALUES (1)"));
+    for (const char* suffix : {"", "-wal", "-shm"}) {
+      struct stat st {};
+      REQUIRE(::stat((cfg.path + suffix).c_str(), &st) == 0);
+      CHECK((st.st_mode & 0777) == 0600);
+    }
+  }
+  // Without file_mode SQLite's default applies (here 0644: the umask is 0).
+  auto plain = config_for(dir.file("plain.db"));
+  { auto pool = open_pool(plain); }
+  struct stat st {};
+  REQUIRE(::stat(plain.path.c_str(), &st) == 0);
+  CHECK((st.st_mode & 0777) == 0644);
+  ::umask(old_umask);
 }
 
 TEST_CASE("bad paths and files that are not databases give clear errors", "[sqlite]") {

@@ -21,16 +21,21 @@
 
 #include <SQLiteCpp/Database.h>
 #include <SQLiteCpp/Statement.h>
+#include <fcntl.h>
 #include <spdlog/spdlog.h>
 #include <sqlite3.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <array>
 #include <atomic>
+#include <cerrno>
 #include <chrono>
 #include <condition_variable>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <functional>
 #include <list>
 #include <memory>
@@ -79,11 +84,42 @@ struct PoolConfig {
   std::size_t statement_cache_capacity = 64;
   /// Open the database read-only (no journal_mode change; writes fail).
   bool read_only = false;
+  /// Permission bits for a database file the pool creates (0: SQLite's
+  /// default, 0644 less the umask). The file is made with exactly these bits
+  /// whatever the umask, before SQLite opens it; SQLite gives the -wal and
+  /// -shm files the database file's mode, so 0600 keeps all three private.
+  /// An existing file keeps its mode. Ignored for ":memory:" and "file:" URIs.
+  std::uint32_t file_mode = 0;
   /// Runs on each new connection after the pragmas (register functions,
   /// attach databases, ...); an error fails the open.
   std::function<Result<void>(SQLite::Database&)> on_connect{};
   /// Where the pool logs (debug: opens/closes; warn: faults). Null: keel::log::logger().
   std::shared_ptr<spdlog::logger> logger{};
+
+  /// Errc::config (saying which field) for a configuration Pool::open refuses.
+  [[nodiscard]] Result<void> validate() const {
+    if (path.empty()) return fail(Errc::config, "PoolConfig::path is empty");
+    if (max_size == 0) return fail(Errc::config, "PoolConfig::max_size must be at least 1");
+    if (min_idle > max_size) {
+      return fail(Errc::config, "PoolConfig::min_idle ({}) exceeds max_size ({})", min_idle, max_size);
+    }
+    if (connection_timeout.count() < 0 || busy_timeout.count() < 0 || idle_timeout.count() < 0 ||
+        max_lifetime.count() < 0 || maintenance_interval.count() <= 0) {
+      return fail(Errc::config, "PoolConfig durations must not be negative (maintenance_interval > 0)");
+    }
+    if (busy_timeout.count() > 0x7fffffff) return fail(Errc::config, "PoolConfig::busy_timeout is too large");
+    for (const auto* p : {&journal_mode, &synchronous}) {
+      const bool plain = std::all_of(p->begin(), p->end(), [](char c) {
+        return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_';
+      });
+      if (!plain) return fail(Errc::config, "pragma value \"{}\" is not a plain word", *p);
+    }
+    if (statement_cache_capacity == 0)
+      return fail(Errc::config, "PoolConfig::statement_cache_capacity must be at least 1");
+    if (file_mode > 0777)
+      return fail(Errc::config, "PoolConfig::file_mode {:o} is not a permission mode", file_mode);
+    return {};
+  }
 };
 
 /// A snapshot of a pool's counters.
@@ -252,12 +288,6 @@ struct Conn {
   std::string last_message;
 };
 
-inline bool valid_identifier(std::string_view s) noexcept {
-  return !s.empty() && std::all_of(s.begin(), s.end(), [](char c) {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_';
-  });
-}
-
 /// The pool's in-process write lock: a mutex with a deadline. (Not
 /// std::timed_mutex: its try_lock_until goes through pthread_mutex_clocklock,
 /// which ThreadSanitizer does not see, so every unlock would be reported.)
@@ -301,26 +331,7 @@ class PoolState {
   /// Validates the configuration, works out the name and flags, opens the
   /// first connection (setting journal_mode) and the rest of min_idle.
   Result<void> start() {
-    if (cfg_.path.empty()) return fail(Errc::invalid_argument, "PoolConfig::path is empty");
-    if (cfg_.max_size == 0) return fail(Errc::invalid_argument, "PoolConfig::max_size must be at least 1");
-    if (cfg_.min_idle > cfg_.max_size) {
-      return fail(Errc::invalid_argument, "PoolConfig::min_idle ({}) exceeds max_size ({})", cfg_.min_idle,
-                  cfg_.max_size);
-    }
-    if (cfg_.connection_timeout.count() < 0 || cfg_.busy_timeout.count() < 0 ||
-        cfg_.idle_timeout.count() < 0 || cfg_.max_lifetime.count() < 0 ||
-        cfg_.maintenance_interval.count() <= 0) {
-      return fail(Errc::invalid_argument,
-                  "PoolConfig durations must not be negative (maintenance_interval > 0)");
-    }
-    if (cfg_.busy_timeout.count() > 0x7fffffff) {
-      return fail(Errc::invalid_argument, "PoolConfig::busy_timeout is too large");
-    }
-    for (const auto* p : {&cfg_.journal_mode, &cfg_.synchronous}) {
-      if (!p->empty() && !valid_identifier(*p)) {
-        return fail(Errc::invalid_argument, "pragma value \"{}\" is not a plain word", *p);
-      }
-    }
+    KEEL_TRY(cfg_.validate());
     if (cfg_.connection_timeout <= cfg_.busy_timeout) {
       log_->warn("keel::sqlite: connection_timeout ({} ms) should exceed busy_timeout ({} ms)",
                  cfg_.connection_timeout.count(), cfg_.busy_timeout.count());
@@ -340,6 +351,9 @@ class PoolState {
       memory_ = true;
     } else {
       name_ = cfg_.path;
+      if (cfg_.file_mode != 0 && !cfg_.read_only && !cfg_.path.starts_with("file:")) {
+        KEEL_TRY(create_private(cfg_.path, cfg_.file_mode));
+      }
     }
 
     KEEL_TRY_ASSIGN(auto first, open_connection(true));
@@ -578,6 +592,21 @@ class PoolState {
   void record_wait(Clock::duration d) {
     const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(d);
     if (ns > longest_wait_) longest_wait_ = ns;
+  }
+
+  /// Creates `path` with exactly `mode` (not less the umask) unless it exists.
+  static Result<void> create_private(const std::string& path, std::uint32_t mode) {
+    const int fd =
+        ::open(path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, static_cast<mode_t>(mode));
+    if (fd < 0) {
+      if (errno == EEXIST) return {};
+      return fail(Errc::io, "creating {}: {}", path, std::strerror(errno));
+    }
+    const int rc = ::fchmod(fd, static_cast<mode_t>(mode));  // the umask took bits away at open
+    const int err = errno;
+    ::close(fd);
+    if (rc != 0) return fail(Errc::io, "setting the mode of {}: {}", path, std::strerror(err));
+    return {};
   }
 
   /// Opens and configures one connection (no lock held).
