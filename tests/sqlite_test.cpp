@@ -1056,3 +1056,188 @@ TEST_CASE("the pool logs through an injected logger", "[sqlite]") {
   CHECK_THAT(all, Catch::Contains("returned with an open transaction"));
   CHECK_THAT(all, Catch::Contains("no connection to :memory: free"));
 }
+
+TEST_CASE("a table-rebuild migration keeps the child rows ON DELETE CASCADE would delete", "[sqlite]") {
+  TempDir dir;
+  auto pool = open_pool(config_for(dir.file("fk.db")));  // foreign_keys = ON by default
+  auto c = get(pool);
+  constexpr std::string_view kMigrations[] = {
+      "CREATE TABLE parent (id INTEGER PRIMARY KEY, name TEXT);"
+      "CREATE TABLE child (id INTEGER PRIMARY KEY, parent_id INTEGER NOT NULL "
+      "  REFERENCES parent(id) ON DELETE CASCADE);"
+      "INSERT INTO parent VALUES (1, 'a'), (2, 'b');"
+      "INSERT INTO child VALUES (10, 1), (11, 1), (12, 2);",
+      // SQLite's 12-step rebuild: new table, copy, drop the old, rename.
+      "CREATE TABLE parent_new (id INTEGER PRIMARY KEY, name TEXT NOT NULL DEFAULT '');"
+      "INSERT INTO parent_new SELECT id, name FROM parent;"
+      "DROP TABLE parent;"
+      "ALTER TABLE parent_new RENAME TO parent;",
+  };
+  REQUIRE(keel::sqlite::migrate(c, kMigrations).value() == 2);
+  CHECK(count_rows(c, "child") == 3);
+  CHECK(c->execAndGet("PRAGMA foreign_keys").getInt() == 1);  // back on
+  // Enforcement is back: a cascade still cascades.
+  REQUIRE(c.exec("DELETE FROM parent WHERE id = 2"));
+  CHECK(count_rows(c, "child") == 2);
+
+  // A migration that leaves a dangling reference fails, rolled back, naming the table.
+  constexpr std::string_view kBreaking[] = {kMigrations[0], kMigrations[1],
+                                            "DELETE FROM parent WHERE id = 1; CREATE TABLE marker (x)"};
+  auto broken = keel::sqlite::migrate(c, kBreaking);
+  REQUIRE_FALSE(broken);
+  CHECK(broken.error().code() == Errc::database);
+  CHECK_THAT(broken.error().to_string(), Catch::Contains("\"child\""));
+  CHECK_THAT(broken.error().to_string(), Catch::Contains("applying migration 3"));
+  CHECK_FALSE(c->tableExists("marker"));
+  CHECK(count_rows(c, "parent") == 1);
+  CHECK(keel::sqlite::schema_version(c).value() == 2);
+  CHECK(c->execAndGet("PRAGMA foreign_keys").getInt() == 1);
+}
+
+TEST_CASE("an applied migration whose text changed is refused; down-migrations and migrate_to", "[sqlite]") {
+  TempDir dir;
+  auto pool = open_pool(config_for(dir.file("sums.db")));
+  auto c = get(pool);
+  constexpr std::string_view kV1[] = {"CREATE TABLE t (x)", "CREATE TABLE u (y)"};
+  REQUIRE(keel::sqlite::migrate(c, kV1).value() == 2);
+  CHECK(c->execAndGet("SELECT checksum FROM schema_version WHERE version = 1").getString() ==
+        keel::sqlite::detail::migration_checksum(kV1[0]));
+  constexpr std::string_view kEdited[] = {"CREATE TABLE t (x, extra)", "CREATE TABLE u (y)",
+                                          "CREATE TABLE v (z)"};
+  auto edited = keel::sqlite::migrate(c, kEdited);
+  REQUIRE_FALSE(edited);
+  CHECK(edited.error().code() == Errc::config);
+  CHECK_THAT(edited.error().to_string(), Catch::Contains("migration 1 was changed"));
+  CHECK_FALSE(c->tableExists("v"));  // nothing applied
+  // Newer database than the code: still an error.
+  constexpr std::string_view kOlder[] = {"CREATE TABLE t (x)"};
+  CHECK(keel::sqlite::migrate(c, kOlder).error().code() == Errc::config);
+
+  // Down and up again.
+  const keel::sqlite::Migration kBoth[] = {
+      {.up = "CREATE TABLE t (x)", .down = "DROP TABLE t"},
+      {.up = "CREATE TABLE u (y)", .down = "DROP TABLE u"},
+      {.up = "CREATE TABLE w (z); INSERT INTO w VALUES (1)", .down = "DROP TABLE w"},
+  };
+  REQUIRE(keel::sqlite::migrate(c, kBoth).value() == 3);  // same texts: checksums match
+  CHECK(c->tableExists("w"));
+  REQUIRE(keel::sqlite::migrate_to(c, kBoth, 1).value() == 1);
+  CHECK_FALSE(c->tableExists("w"));
+  CHECK_FALSE(c->tableExists("u"));
+  CHECK(c->tableExists("t"));
+  CHECK(keel::sqlite::schema_version(c).value() == 1);
+  REQUIRE(keel::sqlite::migrate_to(c, kBoth, 3).value() == 3);
+  CHECK(count_rows(c, "w") == 1);
+  REQUIRE(keel::sqlite::migrate_to(c, kBoth, 0).value() == 0);
+  CHECK_FALSE(c->tableExists("t"));
+  CHECK(keel::sqlite::migrate_to(c, kBoth, 4).error().code() == Errc::invalid_argument);
+  // No way down without a down migration.
+  const keel::sqlite::Migration kOneWay[] = {{.up = "CREATE TABLE t (x)"}};
+  REQUIRE(keel::sqlite::migrate(c, kOneWay).value() == 1);
+  auto stuck = keel::sqlite::migrate_to(c, kOneWay, 0);
+  REQUIRE_FALSE(stuck);
+  CHECK(stuck.error().code() == Errc::config);
+  CHECK(c->tableExists("t"));
+
+  // A schema_version table from before checksums: the column is added, then filled.
+  auto p2 = open_pool(config_for(dir.file("legacy.db")));
+  auto l = get(p2);
+  REQUIRE(
+      l.exec("CREATE TABLE schema_version (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL "
+             "DEFAULT 'x'); CREATE TABLE t (x); INSERT INTO schema_version(version) VALUES (1)"));
+  REQUIRE(keel::sqlite::migrate(l, kV1).value() == 2);
+  CHECK(l->execAndGet("SELECT checksum FROM schema_version WHERE version = 1").getString() ==
+        keel::sqlite::detail::migration_checksum(kV1[0]));
+}
+
+TEST_CASE("a schema change from another connection never leaves a cached statement reading the wrong column",
+          "[sqlite]") {
+  TempDir dir;
+  auto cfg = config_for(dir.file("stale.db"));
+  cfg.min_idle = 1;
+  cfg.max_size = 2;
+  auto pool = open_pool(cfg);
+  {
+    auto c = get(pool);
+    REQUIRE(c.exec("CREATE TABLE t (a TEXT, b TEXT); INSERT INTO t VALUES ('A', 'B')"));
+    auto& st = c.prepare_cached("SELECT * FROM t").value().get();
+    REQUIRE(st.executeStep());
+    CHECK(st.getColumn("b").getString() == "B");  // SQLiteCpp builds its name map here
+    st.reset();
+  }
+  {
+    // Another process rebuilds the table with the columns in another order.
+    SQLite::Database other(cfg.path, SQLite::OPEN_READWRITE);
+    other.exec(
+        "CREATE TABLE t2 (b TEXT, a TEXT); INSERT INTO t2 SELECT b, a FROM t; DROP TABLE t;"
+        "ALTER TABLE t2 RENAME TO t");
+  }
+  auto c = get(pool);
+  auto& st = c.prepare_cached("SELECT * FROM t").value().get();
+  REQUIRE(st.executeStep());
+  CHECK(st.getColumn("b").getString() == "B");  // not "A" through the old map
+  CHECK(st.getColumn("a").getString() == "A");
+}
+
+TEST_CASE("a write transaction on a connection with a statement mid-step is refused at once", "[sqlite]") {
+  TempDir dir;
+  auto cfg = config_for(dir.file("snapshot.db"));
+  cfg.connection_timeout = 3s;
+  cfg.busy_timeout = 1s;
+  auto pool = open_pool(cfg);
+  auto a = get(pool);
+  REQUIRE(a.exec("CREATE TABLE t (x); INSERT INTO t VALUES (1), (2)"));
+  auto& reading = a.prepare_cached("SELECT x FROM t").value().get();
+  REQUIRE(reading.executeStep());  // mid-step: holds a read snapshot
+  {
+    auto b = get(pool);  // someone else commits after that snapshot
+    REQUIRE(keel::sqlite::transaction(b, [](PooledConnection& c) -> Result<void> {
+      return c.exec("INSERT INTO t VALUES (3)").transform([](int) {});
+    }));
+  }
+  auto r = keel::sqlite::transaction(a, [](PooledConnection& c) -> Result<void> {
+    return c.exec("INSERT INTO t VALUES (4)").transform([](int) {});
+  });
+  REQUIRE_FALSE(r);
+  CHECK(r.error().code() == Errc::invalid_argument);  // not Errc::busy after connection_timeout
+  CHECK_THAT(r.error().to_string(), Catch::Contains("SELECT x FROM t"));
+  // The write lock was never held: another writer goes straight through.
+  {
+    auto b = get(pool);
+    REQUIRE(keel::sqlite::transaction(b, [](PooledConnection& c) -> Result<void> {
+      return c.exec("INSERT INTO t VALUES (5)").transform([](int) {});
+    }));
+  }
+  reading.reset();
+  REQUIRE(keel::sqlite::transaction(a, [](PooledConnection& c) -> Result<void> {
+    return c.exec("INSERT INTO t VALUES (6)").transform([](int) {});
+  }));
+  CHECK(count_rows(a, "t") == 5);
+  CHECK_FALSE(keel::sqlite::detail::is_busy(SQLITE_BUSY_SNAPSHOT));
+  CHECK(keel::sqlite::detail::is_busy(SQLITE_BUSY));
+}
+
+TEST_CASE("a read-only transaction nested in a write transaction cannot write", "[sqlite]") {
+  TempDir dir;
+  auto pool = open_pool(config_for(dir.file("nested.db")));
+  auto c = get(pool);
+  REQUIRE(c.exec("CREATE TABLE t (x)"));
+  auto r = keel::sqlite::transaction(c, [](PooledConnection& outer) -> Result<int> {
+    KEEL_TRY(outer.exec("INSERT INTO t VALUES (1)"));
+    auto inner = keel::sqlite::transaction(
+        outer,
+        [](PooledConnection& in) -> Result<void> {
+          return in.exec("INSERT INTO t VALUES (2)").transform([](int) {});
+        },
+        keel::sqlite::read_only);
+    if (inner) return keel::fail(Errc::internal, "the nested read-only transaction wrote");
+    KEEL_TRY(keel::sqlite::transaction(
+        outer, [](PooledConnection& in) -> Result<std::int64_t> { return count_rows(in, "t"); },
+        keel::sqlite::read_only));
+    // Writable again after it.
+    return outer.exec("INSERT INTO t VALUES (3)");
+  });
+  REQUIRE(r);
+  CHECK(c->execAndGet("SELECT group_concat(x) FROM t").getString() == "1,3");
+  CHECK(c->execAndGet("PRAGMA query_only").getInt() == 0);
+}

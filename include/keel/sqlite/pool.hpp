@@ -226,6 +226,31 @@ struct Conn {
       sqlite3_finalize(s);
       s = nullptr;
     }
+    sqlite3_finalize(schema_stmt);
+  }
+
+  /// Drops the statement cache when the schema changed since this
+  /// connection last looked (another connection or process ran DDL, or this
+  /// one did): SQLite re-prepares a statement after a schema change, but
+  /// SQLiteCpp keeps the column-name map it built before, so getColumn("name")
+  /// could read another column. Run at every checkout.
+  int check_schema() noexcept {
+    sqlite3* h = db.getHandle();
+    if (schema_stmt == nullptr) {
+      const int rc = sqlite3_prepare_v3(h, "PRAGMA schema_version", -1, SQLITE_PREPARE_PERSISTENT,
+                                        &schema_stmt, nullptr);
+      if (rc != SQLITE_OK) return rc;
+    }
+    const int rc = sqlite3_step(schema_stmt);
+    if (rc == SQLITE_ROW) {
+      const auto v = sqlite3_column_int64(schema_stmt, 0);
+      if (v != schema_version) {
+        if (schema_version >= 0 && cache.size() > 0) cache.clear();
+        schema_version = v;
+      }
+    }
+    sqlite3_reset(schema_stmt);
+    return rc == SQLITE_ROW ? SQLITE_OK : rc;
   }
 
   /// Steps one of the transaction-control statements; returns the SQLite code
@@ -282,7 +307,10 @@ struct Conn {
   Clock::time_point last_used;
   StatementCache cache;
   std::array<sqlite3_stmt*, kTxStmtCount> tx{};
+  sqlite3_stmt* schema_stmt = nullptr;
+  std::int64_t schema_version = -1;  // as of the last checkout; -1: not read yet
   int savepoint_depth = 0;
+  bool query_only = false;  // PRAGMA query_only is on (a read-only transaction or savepoint)
   bool broken = false;
   int last_code = SQLITE_OK;
   std::string last_message;
@@ -452,6 +480,7 @@ class PoolState {
       }
       if (c->run(TxStmt::rollback) != SQLITE_DONE && sqlite3_get_autocommit(h) == 0) c->broken = true;
       sqlite3_exec(h, "PRAGMA query_only = 0", nullptr, nullptr, nullptr);
+      c->query_only = false;
     } else {
       for (sqlite3_stmt* s = sqlite3_next_stmt(h, nullptr); s != nullptr; s = sqlite3_next_stmt(h, s)) {
         if (sqlite3_stmt_busy(s) != 0) sqlite3_reset(s);
@@ -823,7 +852,13 @@ class Pool {
     if (!owner_) return fail(Errc::closed, "the pool was moved from");
     auto c = state().acquire(timeout);
     if (!c) return std::move(c).error();
-    return PooledConnection(owner_->state(), std::move(*c));
+    PooledConnection conn(owner_->state(), std::move(*c));
+    if ((*conn.conn_).check_schema() != SQLITE_OK) {
+      Error e = last_error(conn.handle(), "PRAGMA schema_version");
+      conn.discard();
+      return std::move(e).context("checking out a connection");
+    }
+    return conn;
   }
 
   /// Size, idle, in use, waits, timeouts, longest wait.

@@ -56,8 +56,20 @@ namespace detail {
 
 enum class TxKind : std::uint8_t { write, read };
 
+/// Worth waiting out: another connection holds a lock. Not SQLITE_BUSY_SNAPSHOT:
+/// this connection's own read snapshot is too old to write from, and waiting
+/// never makes it newer.
 inline bool is_busy(int rc) noexcept {
+  if (rc == SQLITE_BUSY_SNAPSHOT) return false;
   return (rc & 0xff) == SQLITE_BUSY || (rc & 0xff) == SQLITE_LOCKED;
+}
+
+/// A statement on `h` that is still mid-step (it holds a read snapshot), or null.
+inline sqlite3_stmt* busy_statement(sqlite3* h) noexcept {
+  for (sqlite3_stmt* s = sqlite3_next_stmt(h, nullptr); s != nullptr; s = sqlite3_next_stmt(h, s)) {
+    if (sqlite3_stmt_busy(s) != 0) return s;
+  }
+  return nullptr;
 }
 
 /// One transaction (or savepoint) on a connection; rolls back unless committed.
@@ -82,7 +94,30 @@ class TxScope {
         return last_error(h, sql).context("opening a nested transaction");
       }
       active_ = true;
+      // A read-only transaction nested in a write one stays read-only: the
+      // connection refuses writes until the savepoint ends.
+      if (kind_ == TxKind::read && sqlite3_db_readonly(h, "main") == 0 && !conn_->query_only) {
+        if (conn_->run(TxStmt::query_only_on) != SQLITE_DONE) {
+          Error e = conn_->run_error(TxStmt::query_only_on);
+          rollback();
+          return e;
+        }
+        conn_->query_only = true;
+        set_query_only_ = true;
+      }
       return {};
+    }
+    if (kind_ == TxKind::write) {
+      // A statement left mid-step holds a read snapshot: BEGIN IMMEDIATE
+      // would fail with SQLITE_BUSY_SNAPSHOT as soon as anyone else commits,
+      // and no amount of waiting fixes that. Refuse before taking the lock.
+      if (sqlite3_stmt* s = busy_statement(h); s != nullptr) {
+        const char* text = sqlite3_sql(s);
+        return fail(Errc::invalid_argument,
+                    "a statement is still mid-step on this connection (`{}`); reset it or step it to the end "
+                    "before starting a write transaction",
+                    detail::sql_excerpt(text != nullptr ? text : ""));
+      }
     }
     const auto timeout = pool_->config().connection_timeout;
     const auto deadline = Clock::now() + timeout;
@@ -103,6 +138,7 @@ class TxScope {
         conn_->run(TxStmt::rollback);
         return e;
       }
+      conn_->query_only = true;
     }
     active_ = true;
     return {};
@@ -119,6 +155,7 @@ class TxScope {
         return e;
       }
       --conn_->savepoint_depth;
+      end_query_only();
       active_ = false;
       return {};
     }
@@ -143,6 +180,7 @@ class TxScope {
       const std::string sql = fmt::format("ROLLBACK TO keel_sp_{0}; RELEASE keel_sp_{0}", savepoint_);
       sqlite3_exec(h, sql.c_str(), nullptr, nullptr, nullptr);
       --conn_->savepoint_depth;
+      end_query_only();
       active_ = false;
       return;
     }
@@ -156,9 +194,18 @@ class TxScope {
 
  private:
   void finish() noexcept {
-    if (kind_ == TxKind::read) conn_->run(TxStmt::query_only_off);
+    if (kind_ == TxKind::read) {
+      conn_->run(TxStmt::query_only_off);
+      conn_->query_only = false;
+    }
     release_writer();
     active_ = false;
+  }
+  void end_query_only() noexcept {
+    if (!set_query_only_) return;
+    conn_->run(TxStmt::query_only_off);
+    conn_->query_only = false;
+    set_query_only_ = false;
   }
   void release_writer() noexcept {
     if (holds_writer_) pool_->writer().unlock();
@@ -184,6 +231,7 @@ class TxScope {
   bool holds_writer_ = false;
   int savepoint_ = 0;  // > 0: a nested transaction, this savepoint's number
   bool active_ = false;
+  bool set_query_only_ = false;  // a nested read-only savepoint turned query_only on
 };
 
 template <class F>
