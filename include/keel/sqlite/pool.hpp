@@ -80,6 +80,16 @@ struct PoolConfig {
   std::int64_t cache_size = -20'000;     ///< negative: KiB (here 20 MB); positive: pages
   std::int64_t mmap_size = 256LL << 20;  ///< bytes of memory-mapped I/O; 0 disables
   std::vector<std::string> pragmas{};    ///< more, run on each new connection: "temp_store = MEMORY"
+  /// PRAGMA journal_size_limit on each connection: after a checkpoint resets
+  /// the write-ahead log, its file is cut back to at most this many bytes.
+  /// Negative: no limit (SQLite's default).
+  std::int64_t journal_size_limit = 64LL << 20;
+  /// When the -wal file has grown past this many bytes, the maintenance
+  /// thread runs a TRUNCATE checkpoint on an idle connection (waiting up to
+  /// busy_timeout for readers to move on to the newest snapshot). SQLite's
+  /// own automatic checkpoints never reset the log while readers keep
+  /// overlapping, so without this it grows without bound. 0 disables.
+  std::int64_t wal_checkpoint_bytes = 64LL << 20;
   /// Prepared statements kept per connection by prepare_cached (LRU); at least 1.
   std::size_t statement_cache_capacity = 64;
   /// Open the database read-only (no journal_mode change; writes fail).
@@ -116,6 +126,8 @@ struct PoolConfig {
     }
     if (statement_cache_capacity == 0)
       return fail(Errc::config, "PoolConfig::statement_cache_capacity must be at least 1");
+    if (wal_checkpoint_bytes < 0)
+      return fail(Errc::config, "PoolConfig::wal_checkpoint_bytes must not be negative");
     if (file_mode > 0777)
       return fail(Errc::config, "PoolConfig::file_mode {:o} is not a permission mode", file_mode);
     return {};
@@ -134,6 +146,10 @@ struct PoolStats {
   std::chrono::nanoseconds longest_wait{0};  ///< the longest a get() waited
   std::uint64_t opened = 0;                  ///< connections opened over the pool's life
   std::uint64_t closed = 0;                  ///< connections closed (retired, discarded, at close)
+  std::uint64_t wal_bytes = 0;               ///< size of the -wal file at the last maintenance pass
+  std::uint64_t checkpoint_lag_frames = 0;   ///< log frames not yet in the database after the last checkpoint
+  std::uint64_t checkpoints = 0;             ///< TRUNCATE checkpoints run by the maintenance thread
+  std::uint64_t checkpoint_failures = 0;     ///< ... that readers or writers kept from finishing
 };
 
 class Pool;
@@ -316,30 +332,48 @@ struct Conn {
   std::string last_message;
 };
 
-/// The pool's in-process write lock: a mutex with a deadline. (Not
-/// std::timed_mutex: its try_lock_until goes through pthread_mutex_clocklock,
-/// which ThreadSanitizer does not see, so every unlock would be reported.)
+/// The pool's in-process write lock: a fair (first come, first served)
+/// mutex with a deadline. Fair, so a writer that commits and at once begins
+/// again cannot starve the others, or the maintenance thread's checkpoint.
+/// (Not std::timed_mutex: its try_lock_until goes through
+/// pthread_mutex_clocklock, which ThreadSanitizer does not see.)
 class WriteLock {
  public:
-  /// Takes the lock, waiting until the deadline; false if it did not get it.
+  /// Takes the lock in arrival order, waiting until the deadline; false if it
+  /// did not get it.
   bool try_lock_until(Clock::time_point deadline) {
     std::unique_lock lock(mu_);
-    if (!cv_.wait_until(lock, deadline, [&] { return !held_; })) return false;
-    held_ = true;
+    const std::uint64_t ticket = next_++;
+    if (!cv_.wait_until(lock, deadline, [&] { return serving_ == ticket; })) {
+      abandoned_.push_back(ticket);  // skipped when its turn comes
+      return false;
+    }
     return true;
   }
   void unlock() noexcept {
     {
       const std::lock_guard lock(mu_);
-      held_ = false;
+      ++serving_;
+      for (auto it = std::find(abandoned_.begin(), abandoned_.end(), serving_); it != abandoned_.end();
+           it = std::find(abandoned_.begin(), abandoned_.end(), serving_)) {
+        abandoned_.erase(it);
+        ++serving_;
+      }
     }
-    cv_.notify_one();
+    cv_.notify_all();  // each waiter checks its own ticket
+  }
+  /// Waiters and the holder, if any.
+  [[nodiscard]] std::uint64_t queued() const {
+    const std::lock_guard lock(mu_);
+    return next_ - serving_ - abandoned_.size();
   }
 
  private:
-  std::mutex mu_;
+  mutable std::mutex mu_;
   std::condition_variable cv_;
-  bool held_ = false;
+  std::uint64_t next_ = 0;                // the next ticket to hand out
+  std::uint64_t serving_ = 0;             // the ticket that holds the lock (== next_: free)
+  std::vector<std::uint64_t> abandoned_;  // tickets whose waiters gave up (few: timeouts are rare)
 };
 
 /// The state a Pool's handles, its connections and its maintenance thread share.
@@ -385,6 +419,10 @@ class PoolState {
     }
 
     KEEL_TRY_ASSIGN(auto first, open_connection(true));
+    if (!memory_ && !cfg_.read_only) {
+      const char* file = sqlite3_db_filename(first->db.getHandle(), "main");
+      if (file != nullptr && *file != '\0') wal_path_ = std::string(file) + "-wal";
+    }
     if (memory_) {
       KEEL_TRY_ASSIGN(auto anchor, open_connection(false));
       anchor_ = std::move(anchor);
@@ -538,6 +576,10 @@ class PoolState {
     s.longest_wait = longest_wait_;
     s.opened = opened_;
     s.closed = closed_count_;
+    s.wal_bytes = wal_bytes_;
+    s.checkpoint_lag_frames = checkpoint_lag_;
+    s.checkpoints = checkpoints_;
+    s.checkpoint_failures = checkpoint_failures_;
     return s;
   }
 
@@ -586,6 +628,7 @@ class PoolState {
     if (!retired.empty())
       log_->debug("keel::sqlite: retiring {} idle connections to {}", retired.size(), cfg_.path);
     retired.clear();
+    checkpoint_if_large();
     for (std::size_t i = 0; i < need; ++i) {
       auto c = open_connection(false);
       std::unique_lock lock(mu_);
@@ -602,6 +645,58 @@ class PoolState {
       lock.unlock();
       cv_.notify_one();
     }
+  }
+
+  /// Runs a TRUNCATE checkpoint on an idle connection when the -wal file has
+  /// passed wal_checkpoint_bytes (from the maintenance thread).
+  void checkpoint_if_large() noexcept {
+    if (cfg_.wal_checkpoint_bytes <= 0 || wal_path_.empty()) return;
+    struct stat st {};
+    const std::uint64_t size =
+        ::stat(wal_path_.c_str(), &st) == 0 ? static_cast<std::uint64_t>(st.st_size) : std::uint64_t{0};
+    std::unique_ptr<Conn> c;
+    {
+      const std::lock_guard lock(mu_);
+      wal_bytes_ = size;
+      if (closed_ || size < static_cast<std::uint64_t>(cfg_.wal_checkpoint_bytes) || idle_.empty()) return;
+      c = std::move(idle_.back());
+      idle_.pop_back();
+      ++in_use_;
+    }
+    // In line with this process's writers (the lock is fair), so they cannot
+    // keep the checkpoint from SQLite's write lock.
+    int log_frames = 0;
+    int done = 0;
+    int rc = SQLITE_BUSY;
+    if (writer_.try_lock_until(Clock::now() + cfg_.busy_timeout)) {
+      rc = sqlite3_wal_checkpoint_v2(c->db.getHandle(), nullptr, SQLITE_CHECKPOINT_TRUNCATE, &log_frames,
+                                     &done);
+      writer_.unlock();
+    }
+    std::uint64_t failures = 0;
+    {
+      const std::lock_guard lock(mu_);
+      if (rc == SQLITE_OK) {
+        ++checkpoints_;
+        consecutive_failures_ = 0;
+        checkpoint_lag_ = 0;
+        wal_bytes_ = 0;
+      } else {
+        ++checkpoint_failures_;
+        failures = ++consecutive_failures_;
+        checkpoint_lag_ = log_frames > done ? static_cast<std::uint64_t>(log_frames - done) : 0;
+      }
+    }
+    if (rc == SQLITE_OK) {
+      log_->debug("keel::sqlite: checkpointed and truncated the {}-byte write-ahead log of {}", size,
+                  cfg_.path);
+    } else if (failures == 3 || (failures > 3 && failures % 60 == 0)) {
+      log_->warn(
+          "keel::sqlite: the write-ahead log of {} is {} bytes and {} checkpoints in a row could not "
+          "finish ({}): a reader or writer keeps an old snapshot open",
+          cfg_.path, size, failures, sqlite3_errmsg(c->db.getHandle()));
+    }
+    release(std::move(c));
   }
 
   void wake_maintenance() noexcept {
@@ -666,6 +761,7 @@ class PoolState {
       p += cfg_.foreign_keys ? "PRAGMA foreign_keys = ON;" : "PRAGMA foreign_keys = OFF;";
       p += fmt::format("PRAGMA cache_size = {};", cfg_.cache_size);
       if (!memory_) p += fmt::format("PRAGMA mmap_size = {};", cfg_.mmap_size);
+      if (!memory_) p += fmt::format("PRAGMA journal_size_limit = {};", cfg_.journal_size_limit);
       for (const auto& extra : cfg_.pragmas) p += "PRAGMA " + extra + ";";
       d.exec(p);
       if (cfg_.on_connect) {
@@ -707,6 +803,12 @@ class PoolState {
   std::uint64_t opened_ = 0;
   std::uint64_t closed_count_ = 0;
   std::chrono::nanoseconds longest_wait_{0};
+  std::string wal_path_;  // empty: in memory or read-only
+  std::uint64_t wal_bytes_ = 0;
+  std::uint64_t checkpoint_lag_ = 0;
+  std::uint64_t checkpoints_ = 0;
+  std::uint64_t checkpoint_failures_ = 0;
+  std::uint64_t consecutive_failures_ = 0;
   std::condition_variable maint_cv_;
   bool maint_wake_ = false;
 
