@@ -1342,3 +1342,130 @@ TEST_CASE("the write-ahead log stays bounded while readers overlap continuously"
   // maintenance passes).
   CHECK(peak < static_cast<std::uintmax_t>(rows) * 4096 / 2);
 }
+
+TEST_CASE("read/write split: readers never wait behind the writer and cannot write", "[sqlite]") {
+  TempDir dir;
+  for (const bool memory : {false, true}) {
+    INFO("memory " << memory);
+    auto cfg = config_for(memory ? std::string(":memory:") : dir.file("split.db"));
+    cfg.readers = 2;
+    auto pool = open_pool(cfg);
+    CHECK(pool.split());
+    CHECK(pool.reader_stats().size == 2);
+    auto w = pool.get_writer();
+    REQUIRE(w);
+    REQUIRE(w->exec("CREATE TABLE t (x); INSERT INTO t VALUES (1)"));
+    // The writer is checked out: a second writer waits (here: not at all),
+    // readers do not.
+    CHECK(pool.get_writer_for(0ms).error().code() == Errc::timeout);
+    CHECK(pool.get_for(std::chrono::microseconds(0)).error().code() == Errc::timeout);
+    auto r = pool.get_reader_for(0ms);
+    REQUIRE(r);
+    CHECK(count_rows(*r, "t") == 1);
+    CHECK(sqlite3_db_readonly(r->handle(), "main") == 1);
+    CHECK((*r)->execAndGet("PRAGMA query_only").getInt() == 1);
+    CHECK_FALSE(r->exec("INSERT INTO t VALUES (2)"));
+    auto refused =
+        keel::sqlite::transaction(*r, [](PooledConnection& c) -> Result<int> { return c.exec("SELECT 1"); });
+    CHECK(refused.error().code() == Errc::invalid_argument);
+    // A write transaction on the checked-out writer does not wait for the
+    // write lock it already holds.
+    REQUIRE(keel::sqlite::transaction(
+        *w, [](PooledConnection& c) -> Result<int> { return c.exec("INSERT INTO t VALUES (2)"); }));
+    // Read-only transactions through the pool take a reader even now.
+    auto n = keel::sqlite::transaction(
+        pool, [](PooledConnection& c) -> Result<std::int64_t> { return count_rows(c, "t"); },
+        keel::sqlite::read_only);
+    REQUIRE(n);
+    CHECK(*n == 2);
+    CHECK((*r)->execAndGet("PRAGMA query_only").getInt() == 1);  // still on after a read transaction
+    w->release();
+    auto again = pool.get_writer_until(std::chrono::system_clock::now() + 1s);  // any clock
+    REQUIRE(again);
+    again->release();
+    REQUIRE(keel::sqlite::transaction(
+        pool, [](PooledConnection& c) -> Result<int> { return c.exec("INSERT INTO t VALUES (3)"); }));
+  }
+}
+
+TEST_CASE("read/write split: writers queue in order, every write lands once, readers keep reading",
+          "[sqlite][stress]") {
+  const Watchdog watchdog(240, "the split-pool stress test");
+  TempDir dir;
+  auto cfg = config_for(dir.file("split_stress.db"));
+  cfg.readers = 2;
+  auto pool = open_pool(cfg);
+  REQUIRE(keel::sqlite::transaction(pool, [](PooledConnection& c) -> Result<int> {
+    return c.exec("CREATE TABLE t (thread INTEGER, i INTEGER, PRIMARY KEY (thread, i))");
+  }));
+  const int per = 300 / keel_test::sanitizer_scale(3);
+  constexpr int kWriters = 4;
+  std::atomic<int> errors{0};
+  std::atomic<bool> stop{false};
+  std::vector<std::thread> readers;
+  for (int r = 0; r < 3; ++r) {  // more readers than reader connections: they share
+    readers.emplace_back([&] {
+      std::int64_t last = 0;
+      while (!stop.load()) {
+        auto n = keel::sqlite::transaction(
+            pool, [](PooledConnection& c) -> Result<std::int64_t> { return count_rows(c, "t"); },
+            keel::sqlite::read_only);
+        if (!n || *n < last) ++errors;  // never an error, never going back in time
+        if (n) last = *n;
+      }
+    });
+  }
+  std::vector<std::thread> writers;
+  for (int t = 0; t < kWriters; ++t) {
+    writers.emplace_back([&, t] {
+      for (int i = 0; i < per; ++i) {
+        auto w = keel::sqlite::transaction(pool, [&](PooledConnection& c) -> Result<int> {
+          return keel::sqlite::execute(c, "INSERT INTO t VALUES (?, ?)", t, i);
+        });
+        if (!w) ++errors;
+      }
+    });
+  }
+  for (auto& w : writers) w.join();
+  stop = true;
+  for (auto& r : readers) r.join();
+  CHECK(errors == 0);
+  auto c = pool.get_reader().value();
+  CHECK(count_rows(c, "t") == kWriters * per);
+  CHECK(c->execAndGet("SELECT count(DISTINCT thread || '-' || i) FROM t").getInt() == kWriters * per);
+}
+
+TEST_CASE("the write lock is handed out in arrival order, and a waiter that gives up is skipped",
+          "[sqlite]") {
+  const Watchdog watchdog(60, "the write lock order test");
+  keel::sqlite::detail::WriteLock lock;
+  const auto far = keel::sqlite::detail::Clock::now() + 30s;
+  REQUIRE(lock.try_lock_until(far));
+  std::mutex mu;
+  std::vector<int> order;
+  std::vector<std::thread> waiters;
+  for (int i = 0; i < 4; ++i) {
+    const auto before = lock.queued();
+    if (i == 2) {
+      // This one gives up before its turn: its ticket must not block the others.
+      waiters.emplace_back(
+          [&] { CHECK_FALSE(lock.try_lock_until(keel::sqlite::detail::Clock::now() + 50ms)); });
+      waiters.back().join();
+      waiters.pop_back();
+      continue;
+    }
+    waiters.emplace_back([&, i] {
+      REQUIRE(lock.try_lock_until(far));
+      {
+        const std::lock_guard g(mu);
+        order.push_back(i);
+      }
+      lock.unlock();
+    });
+    while (lock.queued() == before) std::this_thread::yield();  // queued behind the previous ones
+  }
+  lock.unlock();
+  for (auto& t : waiters) t.join();
+  CHECK(order == std::vector<int>{0, 1, 3});
+  CHECK(lock.queued() == 0);
+}

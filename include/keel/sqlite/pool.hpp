@@ -43,6 +43,7 @@
 #include <string>
 #include <string_view>
 #include <thread>
+#include <type_traits>
 #include <unordered_map>
 #include <utility>
 #include <vector>
@@ -94,6 +95,13 @@ struct PoolConfig {
   std::size_t statement_cache_capacity = 64;
   /// Open the database read-only (no journal_mode change; writes fail).
   bool read_only = false;
+  /// 0: every connection reads and writes (max_size of them). N > 0: a
+  /// read/write split: one writer connection, handed out in arrival order
+  /// (get_writer(), write transactions, get()), plus N read-only connections
+  /// (opened SQLITE_OPEN_READONLY, PRAGMA query_only = ON; get_reader(),
+  /// read-only transactions), all opened at Pool::open, so readers never
+  /// wait behind the writer. max_size and min_idle are then not used.
+  std::size_t readers = 0;
   /// Permission bits for a database file the pool creates (0: SQLite's
   /// default, 0644 less the umask). The file is made with exactly these bits
   /// whatever the umask, before SQLite opens it; SQLite gives the -wal and
@@ -110,7 +118,7 @@ struct PoolConfig {
   [[nodiscard]] Result<void> validate() const {
     if (path.empty()) return fail(Errc::config, "PoolConfig::path is empty");
     if (max_size == 0) return fail(Errc::config, "PoolConfig::max_size must be at least 1");
-    if (min_idle > max_size) {
+    if (readers == 0 && min_idle > max_size) {
       return fail(Errc::config, "PoolConfig::min_idle ({}) exceeds max_size ({})", min_idle, max_size);
     }
     if (connection_timeout.count() < 0 || busy_timeout.count() < 0 || idle_timeout.count() < 0 ||
@@ -126,6 +134,8 @@ struct PoolConfig {
     }
     if (statement_cache_capacity == 0)
       return fail(Errc::config, "PoolConfig::statement_cache_capacity must be at least 1");
+    if (readers > 0 && read_only) return fail(Errc::config, "PoolConfig::readers needs a writable database");
+    if (readers > 1024) return fail(Errc::config, "PoolConfig::readers ({}) is more than 1024", readers);
     if (wal_checkpoint_bytes < 0)
       return fail(Errc::config, "PoolConfig::wal_checkpoint_bytes must not be negative");
     if (file_mode > 0777)
@@ -326,7 +336,9 @@ struct Conn {
   sqlite3_stmt* schema_stmt = nullptr;
   std::int64_t schema_version = -1;  // as of the last checkout; -1: not read yet
   int savepoint_depth = 0;
-  bool query_only = false;  // PRAGMA query_only is on (a read-only transaction or savepoint)
+  bool query_only = false;       // PRAGMA query_only is on (a read-only transaction or savepoint)
+  bool reader = false;           // a read-only connection of a split pool: query_only always on
+  bool owns_write_lock = false;  // checked out by get_writer() of a split pool: holds the write lock
   bool broken = false;
   int last_code = SQLITE_OK;
   std::string last_message;
@@ -377,11 +389,21 @@ class WriteLock {
 };
 
 /// The state a Pool's handles, its connections and its maintenance thread share.
+/// What a PoolState's connections are for.
+enum class Role : std::uint8_t {
+  any,     ///< read and write (no split)
+  writer,  ///< the one writer connection of a split pool
+  reader,  ///< read-only connections of a split pool
+};
+
 class PoolState {
  public:
-  explicit PoolState(PoolConfig config) : cfg_(std::move(config)) {
+  explicit PoolState(PoolConfig config, Role role = Role::any) : cfg_(std::move(config)), role_(role) {
     log_ = cfg_.logger ? cfg_.logger : keel::log::logger();
   }
+  [[nodiscard]] Role role() const noexcept { return role_; }
+  /// The name SQLite opens (the memdb URI for ":memory:").
+  [[nodiscard]] const std::string& name() const noexcept { return name_; }
   PoolState(const PoolState&) = delete;
   PoolState& operator=(const PoolState&) = delete;
   ~PoolState() { anchor_.reset(); }
@@ -444,10 +466,11 @@ class PoolState {
     return {};
   }
 
-  /// Checks a connection out, waiting up to `timeout`.
-  Result<std::unique_ptr<Conn>> acquire(std::chrono::milliseconds timeout) {
+  /// Checks a connection out, waiting until `deadline`.
+  Result<std::unique_ptr<Conn>> acquire(Clock::time_point deadline) {
     const auto start = Clock::now();
-    const auto deadline = start + timeout;
+    const auto timeout = std::chrono::duration_cast<std::chrono::milliseconds>(
+        deadline > start ? deadline - start : Clock::duration::zero());
     std::vector<std::unique_ptr<Conn>> expired;  // closed after the lock is released
     std::unique_lock lock(mu_);
     bool waited = false;
@@ -510,6 +533,13 @@ class PoolState {
   /// statements left mid-step, then makes it idle (or closes it).
   void release(std::unique_ptr<Conn> c) noexcept {
     if (!c) return;
+    const bool unlock_writer = c->owns_write_lock;
+    c->owns_write_lock = false;
+    release_conn(std::move(c));
+    if (unlock_writer) writer_.unlock();  // after the connection is idle again, for the next in line
+  }
+
+  void release_conn(std::unique_ptr<Conn> c) noexcept {
     sqlite3* h = c->db.getHandle();
     if (sqlite3_get_autocommit(h) == 0) {
       log_->warn("keel::sqlite: connection {} returned with an open transaction; rolling it back", c->id);
@@ -517,8 +547,10 @@ class PoolState {
         if (sqlite3_stmt_busy(s) != 0) sqlite3_reset(s);
       }
       if (c->run(TxStmt::rollback) != SQLITE_DONE && sqlite3_get_autocommit(h) == 0) c->broken = true;
-      sqlite3_exec(h, "PRAGMA query_only = 0", nullptr, nullptr, nullptr);
-      c->query_only = false;
+      if (!c->reader) {
+        sqlite3_exec(h, "PRAGMA query_only = 0", nullptr, nullptr, nullptr);
+        c->query_only = false;
+      }
     } else {
       for (sqlite3_stmt* s = sqlite3_next_stmt(h, nullptr); s != nullptr; s = sqlite3_next_stmt(h, s)) {
         if (sqlite3_stmt_busy(s) != 0) sqlite3_reset(s);
@@ -654,25 +686,34 @@ class PoolState {
     struct stat st {};
     const std::uint64_t size =
         ::stat(wal_path_.c_str(), &st) == 0 ? static_cast<std::uint64_t>(st.st_size) : std::uint64_t{0};
-    std::unique_ptr<Conn> c;
     {
       const std::lock_guard lock(mu_);
       wal_bytes_ = size;
-      if (closed_ || size < static_cast<std::uint64_t>(cfg_.wal_checkpoint_bytes) || idle_.empty()) return;
-      c = std::move(idle_.back());
-      idle_.pop_back();
-      ++in_use_;
+      if (closed_ || size < static_cast<std::uint64_t>(cfg_.wal_checkpoint_bytes)) return;
     }
     // In line with this process's writers (the lock is fair), so they cannot
-    // keep the checkpoint from SQLite's write lock.
+    // keep the checkpoint from SQLite's write lock; the lock first, then an
+    // idle connection (a split pool's writer holds the lock while it holds
+    // its connection).
+    if (!writer_.try_lock_until(Clock::now() + cfg_.busy_timeout)) return;
+    std::unique_ptr<Conn> c;
+    {
+      const std::lock_guard lock(mu_);
+      if (!closed_ && !idle_.empty()) {
+        c = std::move(idle_.back());
+        idle_.pop_back();
+        ++in_use_;
+      }
+    }
+    if (!c) {
+      writer_.unlock();
+      return;
+    }
     int log_frames = 0;
     int done = 0;
-    int rc = SQLITE_BUSY;
-    if (writer_.try_lock_until(Clock::now() + cfg_.busy_timeout)) {
-      rc = sqlite3_wal_checkpoint_v2(c->db.getHandle(), nullptr, SQLITE_CHECKPOINT_TRUNCATE, &log_frames,
-                                     &done);
-      writer_.unlock();
-    }
+    const int rc =
+        sqlite3_wal_checkpoint_v2(c->db.getHandle(), nullptr, SQLITE_CHECKPOINT_TRUNCATE, &log_frames, &done);
+    writer_.unlock();
     std::uint64_t failures = 0;
     {
       const std::lock_guard lock(mu_);
@@ -744,6 +785,8 @@ class PoolState {
     try {
       SQLite::Database db(name_, flags_, static_cast<int>(cfg_.busy_timeout.count()));
       auto c = std::make_unique<Conn>(std::move(db), id, cfg_.statement_cache_capacity);
+      c->reader = role_ == Role::reader;
+      c->query_only = c->reader;
       auto& d = c->db;
       if (first) {
         // Reading the schema makes a file that is not a database fail here, at open.
@@ -784,6 +827,7 @@ class PoolState {
   }
 
   const PoolConfig cfg_;
+  const Role role_;
   std::shared_ptr<spdlog::logger> log_;
   std::string name_;
   int flags_ = 0;
@@ -927,6 +971,28 @@ class PooledConnection {
   std::unique_ptr<detail::Conn> conn_;
 };
 
+namespace detail {
+/// A steady-clock deadline `d` from now (a negative `d`: now; a huge one: a
+/// century, so no arithmetic overflows).
+template <class Rep, class Period>
+[[nodiscard]] Clock::time_point deadline_after(std::chrono::duration<Rep, Period> d) noexcept {
+  const auto now = Clock::now();
+  if (d <= d.zero()) return now;
+  constexpr auto kCentury = std::chrono::hours(24 * 365 * 100);
+  if (d >= kCentury) return now + kCentury;
+  return now + std::chrono::ceil<Clock::duration>(d);
+}
+/// `tp` as a steady-clock deadline.
+template <class C, class D>
+[[nodiscard]] Clock::time_point steady_deadline(std::chrono::time_point<C, D> tp) noexcept {
+  if constexpr (std::is_same_v<C, Clock>) {
+    return std::chrono::time_point_cast<Clock::duration>(tp);
+  } else {
+    return deadline_after(tp - C::now());
+  }
+}
+}  // namespace detail
+
 /// A pool of SQLite connections to one database. Copies share the pool; it
 /// closes when the last copy goes (connections still checked out close when
 /// they come back).
@@ -934,28 +1000,141 @@ class Pool {
  public:
   /// Opens the pool: validates config, opens min_idle connections (at least
   /// one, so a bad path or a file that is not a database fails here), sets
-  /// journal_mode, and starts the maintenance thread.
+  /// journal_mode, and starts the maintenance thread. With config.readers > 0
+  /// it opens the writer connection and then every reader connection.
   [[nodiscard]] static Result<Pool> open(PoolConfig config) {
-    auto state = std::make_shared<detail::PoolState>(std::move(config));
-    auto started = state->start();
-    if (!started) return std::move(started).error().context("opening a keel::sqlite pool");
-    return Pool(std::make_shared<detail::PoolOwner>(std::move(state)));
+    KEEL_TRY(config.validate().context("opening a keel::sqlite pool"));
+    auto user = std::make_shared<const PoolConfig>(config);
+    if (config.readers == 0) {
+      auto state = std::make_shared<detail::PoolState>(std::move(config));
+      auto started = state->start();
+      if (!started) return std::move(started).error().context("opening a keel::sqlite pool");
+      return Pool(std::move(user), std::make_shared<detail::PoolOwner>(std::move(state)), nullptr);
+    }
+    PoolConfig wc = config;
+    wc.readers = 0;
+    wc.max_size = 1;
+    wc.min_idle = 1;
+    auto writer = std::make_shared<detail::PoolState>(std::move(wc), detail::Role::writer);
+    auto started = writer->start();
+    if (!started) return std::move(started).error().context("opening a keel::sqlite pool (writer)");
+    auto writer_owner = std::make_shared<detail::PoolOwner>(std::move(writer));
+    PoolConfig rc = config;
+    rc.path = writer_owner->state()->name();  // the memdb name for ":memory:"
+    rc.readers = 0;
+    rc.read_only = true;
+    rc.max_size = config.readers;
+    rc.min_idle = config.readers;
+    rc.file_mode = 0;
+    rc.on_connect = config.on_connect;
+    rc.pragmas.emplace_back("query_only = ON");
+    auto reader = std::make_shared<detail::PoolState>(std::move(rc), detail::Role::reader);
+    started = reader->start();
+    if (!started) return std::move(started).error().context("opening a keel::sqlite pool (readers)");
+    return Pool(std::move(user), std::move(writer_owner),
+                std::make_shared<detail::PoolOwner>(std::move(reader)));
   }
 
-  /// A connection, waiting up to connection_timeout for one to come back when
-  /// max_size are checked out (then Errc::timeout). Errc::closed after close().
+  /// A connection for anything, waiting up to connection_timeout for one to
+  /// come back when max_size are checked out (then Errc::timeout).
+  /// Errc::closed after close(). In a split pool: the writer (get_writer()).
   [[nodiscard]] Result<PooledConnection> get() const {
     if (!owner_) return fail(Errc::closed, "the pool was moved from");
-    return get_for(state().config().connection_timeout);
+    return get_for(cfg_->connection_timeout);
+  }
+  /// get() with its own timeout (zero: only what is available right now).
+  template <class Rep, class Period>
+  [[nodiscard]] Result<PooledConnection> get_for(std::chrono::duration<Rep, Period> timeout) const {
+    return get_until(detail::deadline_after(timeout));
+  }
+  /// get() with a deadline.
+  template <class C, class D>
+  [[nodiscard]] Result<PooledConnection> get_until(std::chrono::time_point<C, D> deadline) const {
+    if (readers_) return get_writer_until(deadline);
+    if (!owner_) return fail(Errc::closed, "the pool was moved from");
+    return checkout(*owner_, detail::steady_deadline(deadline));
   }
 
-  /// get() with its own timeout (zero: only what is available right now).
-  [[nodiscard]] Result<PooledConnection> get_for(std::chrono::milliseconds timeout) const {
+  /// The connection to write with. In a split pool: the one writer
+  /// connection, handed out in arrival order (the pool's write lock is held
+  /// while it is checked out, so write transactions on it never wait again);
+  /// otherwise the same as get().
+  [[nodiscard]] Result<PooledConnection> get_writer() const {
     if (!owner_) return fail(Errc::closed, "the pool was moved from");
-    auto c = state().acquire(timeout);
+    return get_writer_for(cfg_->connection_timeout);
+  }
+  template <class Rep, class Period>
+  [[nodiscard]] Result<PooledConnection> get_writer_for(std::chrono::duration<Rep, Period> timeout) const {
+    return get_writer_until(detail::deadline_after(timeout));
+  }
+  template <class C, class D>
+  [[nodiscard]] Result<PooledConnection> get_writer_until(std::chrono::time_point<C, D> deadline) const {
+    if (!owner_) return fail(Errc::closed, "the pool was moved from");
+    const auto until = detail::steady_deadline(deadline);
+    if (!readers_) return checkout(*owner_, until);
+    detail::PoolState& st = state();
+    if (!st.writer().try_lock_until(until)) {
+      return fail(Errc::timeout, "the writer connection to {} did not become free in time", cfg_->path);
+    }
+    auto c = st.acquire(until);
+    if (!c) {
+      st.writer().unlock();
+      return std::move(c).error();
+    }
+    (*c)->owns_write_lock = true;  // unlocked when the connection comes back
+    return checked(PooledConnection(owner_->state(), std::move(*c)));
+  }
+
+  /// A connection to read with. In a split pool: one of the read-only
+  /// connections, never waiting behind the writer; otherwise the same as get().
+  [[nodiscard]] Result<PooledConnection> get_reader() const {
+    if (!owner_) return fail(Errc::closed, "the pool was moved from");
+    return get_reader_for(cfg_->connection_timeout);
+  }
+  template <class Rep, class Period>
+  [[nodiscard]] Result<PooledConnection> get_reader_for(std::chrono::duration<Rep, Period> timeout) const {
+    return get_reader_until(detail::deadline_after(timeout));
+  }
+  template <class C, class D>
+  [[nodiscard]] Result<PooledConnection> get_reader_until(std::chrono::time_point<C, D> deadline) const {
+    if (!owner_) return fail(Errc::closed, "the pool was moved from");
+    return checkout(readers_ ? *readers_ : *owner_, detail::steady_deadline(deadline));
+  }
+
+  /// True for a read/write split pool (PoolConfig::readers > 0).
+  [[nodiscard]] bool split() const noexcept { return readers_ != nullptr; }
+
+  /// Size, idle, in use, waits, timeouts, longest wait, checkpoints (in a
+  /// split pool: the writer's).
+  [[nodiscard]] PoolStats stats() const { return owner_ ? state().stats() : PoolStats{}; }
+  /// A split pool's reader connections' counters (empty otherwise).
+  [[nodiscard]] PoolStats reader_stats() const { return readers_ ? readers_->state()->stats() : PoolStats{}; }
+  /// The configuration. Precondition: not moved from.
+  [[nodiscard]] const PoolConfig& config() const noexcept { return *cfg_; }
+
+  /// Closes the pool for every copy: idle connections close now, waiters and
+  /// later get() calls fail with Errc::closed, checked-out connections close
+  /// when they come back.
+  void close() noexcept {
+    if (owner_) state().close();
+    if (readers_) readers_->state()->close();
+  }
+
+ private:
+  Pool(std::shared_ptr<const PoolConfig> cfg, std::shared_ptr<detail::PoolOwner> owner,
+       std::shared_ptr<detail::PoolOwner> readers) noexcept
+      : cfg_(std::move(cfg)), owner_(std::move(owner)), readers_(std::move(readers)) {}
+  [[nodiscard]] detail::PoolState& state() const noexcept { return *owner_->state(); }
+
+  static Result<PooledConnection> checkout(const detail::PoolOwner& owner, detail::Clock::time_point until) {
+    auto c = owner.state()->acquire(until);
     if (!c) return std::move(c).error();
-    PooledConnection conn(owner_->state(), std::move(*c));
-    if ((*conn.conn_).check_schema() != SQLITE_OK) {
+    return checked(PooledConnection(owner.state(), std::move(*c)));
+  }
+  // Drops a connection's statement cache when the schema changed since it
+  // last looked (see Conn::check_schema).
+  static Result<PooledConnection> checked(PooledConnection conn) {
+    if (conn.conn_->check_schema() != SQLITE_OK) {
       Error e = last_error(conn.handle(), "PRAGMA schema_version");
       conn.discard();
       return std::move(e).context("checking out a connection");
@@ -963,23 +1142,9 @@ class Pool {
     return conn;
   }
 
-  /// Size, idle, in use, waits, timeouts, longest wait.
-  [[nodiscard]] PoolStats stats() const { return owner_ ? state().stats() : PoolStats{}; }
-  /// The configuration. Precondition: not moved from.
-  [[nodiscard]] const PoolConfig& config() const noexcept { return state().config(); }
-
-  /// Closes the pool for every copy: idle connections close now, waiters and
-  /// later get() calls fail with Errc::closed, checked-out connections close
-  /// when they come back.
-  void close() noexcept {
-    if (owner_) state().close();
-  }
-
- private:
-  explicit Pool(std::shared_ptr<detail::PoolOwner> owner) noexcept : owner_(std::move(owner)) {}
-  [[nodiscard]] detail::PoolState& state() const noexcept { return *owner_->state(); }
-
-  std::shared_ptr<detail::PoolOwner> owner_;
+  std::shared_ptr<const PoolConfig> cfg_;
+  std::shared_ptr<detail::PoolOwner> owner_;    // every connection, or a split pool's writer
+  std::shared_ptr<detail::PoolOwner> readers_;  // a split pool's readers
 };
 
 namespace detail {

@@ -107,6 +107,10 @@ class TxScope {
       }
       return {};
     }
+    if (kind_ == TxKind::write && conn_->reader) {
+      return fail(Errc::invalid_argument,
+                  "a write transaction on a read-only connection (use get_writer() in a split pool)");
+    }
     if (kind_ == TxKind::write) {
       // A statement left mid-step holds a read snapshot: BEGIN IMMEDIATE
       // would fail with SQLITE_BUSY_SNAPSHOT as soon as anyone else commits,
@@ -121,7 +125,7 @@ class TxScope {
     }
     const auto timeout = pool_->config().connection_timeout;
     const auto deadline = Clock::now() + timeout;
-    if (kind_ == TxKind::write) {
+    if (kind_ == TxKind::write && !conn_->owns_write_lock) {
       if (!pool_->writer().try_lock_until(deadline)) {
         return fail(Errc::busy, "no write lock on {} within {} ms (another transaction holds it)",
                     pool_->config().path, timeout.count());
@@ -131,6 +135,10 @@ class TxScope {
         release_writer();
         return r;
       }
+    } else if (kind_ == TxKind::write) {
+      KEEL_TRY(run_until(TxStmt::begin_immediate, deadline));  // the writer of a split pool: lock held
+    } else if (conn_->reader) {
+      KEEL_TRY(run_until(TxStmt::begin_deferred, deadline));  // query_only is always on
     } else {
       KEEL_TRY(run_until(TxStmt::begin_deferred, deadline));
       if (conn_->run(TxStmt::query_only_on) != SQLITE_DONE) {
@@ -194,7 +202,7 @@ class TxScope {
 
  private:
   void finish() noexcept {
-    if (kind_ == TxKind::read) {
+    if (kind_ == TxKind::read && !conn_->reader) {
       conn_->run(TxStmt::query_only_off);
       conn_->query_only = false;
     }
@@ -299,20 +307,21 @@ auto transaction(PooledConnection& conn, F&& fn, ReadOnly /*tag*/) -> detail::tx
   return detail::run_transaction<detail::tx_result_t<F>>(conn, detail::TxKind::read, fn);
 }
 
-/// Checks a connection out of pool and runs a write transaction on it.
+/// Checks a connection out of pool (get_writer()) and runs a write transaction on it.
 template <class F>
 auto transaction(const Pool& pool, F&& fn) -> detail::tx_result_t<F> {
   using R = detail::tx_result_t<F>;
-  auto conn = pool.get();
+  auto conn = pool.get_writer();
   if (!conn) return R(unexpected<Error>(std::move(conn).error()));
   return detail::run_transaction<R>(*conn, detail::TxKind::write, fn);
 }
 
-/// Checks a connection out of pool and runs a read-only transaction on it.
+/// Checks a connection out of pool (get_reader()) and runs a read-only
+/// transaction on it.
 template <class F>
 auto transaction(const Pool& pool, F&& fn, ReadOnly /*tag*/) -> detail::tx_result_t<F> {
   using R = detail::tx_result_t<F>;
-  auto conn = pool.get();
+  auto conn = pool.get_reader();
   if (!conn) return R(unexpected<Error>(std::move(conn).error()));
   return detail::run_transaction<R>(*conn, detail::TxKind::read, fn);
 }
