@@ -7,7 +7,10 @@
 //     if (!pool) return pool.error();
 //     KEEL_TRY_ASSIGN(auto conn, pool->get());           // RAII checkout
 //     KEEL_TRY_ASSIGN(SQLite::Statement& st, conn.prepare_cached("SELECT name FROM users WHERE id = ?"));
-//     st.bind(1, 42);
+//     KEEL_TRY_ASSIGN(std::string name, keel::sqlite::try_sql([&] {   // SQLiteCpp throws:
+//       st.bind(1, 42);                                                  // keep its calls
+//       return st.executeStep() ? st.getColumn(0).getString() : std::string();  // inside try_sql
+//     }));
 //
 // Thread-safety: Pool is a handle to shared state; every Pool member may be
 // called from any thread, and copies of a Pool share the same connections. A
