@@ -23,7 +23,17 @@
 // so a write inside one fails instead of taking the write lock.
 //
 // A transaction on a connection already inside one becomes a SAVEPOINT: its
-// work is undone on failure, kept (and committed with the outer one) on success.
+// work is undone on failure, kept (and committed with the outer one) on
+// success. A read-only one nested in a write one runs with query_only for
+// its duration: it cannot write either.
+//
+// A write transaction on a connection with a statement still mid-step is
+// refused at once (Errc::invalid_argument): that statement's snapshot would
+// make BEGIN IMMEDIATE fail with SQLITE_BUSY_SNAPSHOT, which no wait cures
+// and which is never retried. In a split pool (PoolConfig::readers), the
+// Pool overloads take get_writer() / get_reader(); the writer connection
+// holds the write lock while checked out, and a reader refuses write
+// transactions.
 //
 // Thread-safety: as for the connection: one thread at a time per connection.
 #pragma once
