@@ -27,7 +27,9 @@
 // away from group and others when a file (or its -wal or -shm) has it. Every
 // connection the store uses runs with secure_delete=ON (deleted records are
 // overwritten with zeros in the file) and synchronous=FULL (a committed put,
-// remove or rotate survives power loss); remove(), rotate() and a put() that
+// remove or rotate survives power loss; both stay set on those pooled
+// connections, so give a vault its own pool when the application's writes
+// should keep synchronous=NORMAL); remove(), rotate() and a put() that
 // replaces a record end with a TRUNCATE checkpoint, so the old envelopes
 // leave the write-ahead log as well.
 //
