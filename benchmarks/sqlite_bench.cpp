@@ -64,19 +64,28 @@ Env& env() {
   return e;
 }
 
+keel::sqlite::Pool open_bench_pool(bool check_schema) {
+  keel::sqlite::PoolConfig cfg;
+  cfg.path = env().db;
+  cfg.max_size = 8;
+  cfg.min_idle = 4;
+  cfg.check_schema = check_schema;
+  auto r = keel::sqlite::Pool::open(cfg);
+  if (!r) {
+    std::fprintf(stderr, "pool: %s\n", r.error().to_string().c_str());
+    std::abort();
+  }
+  return std::move(*r);
+}
+
 keel::sqlite::Pool& pool() {
-  static keel::sqlite::Pool p = [] {
-    keel::sqlite::PoolConfig cfg;
-    cfg.path = env().db;
-    cfg.max_size = 8;
-    cfg.min_idle = 4;
-    auto r = keel::sqlite::Pool::open(cfg);
-    if (!r) {
-      std::fprintf(stderr, "pool: %s\n", r.error().to_string().c_str());
-      std::abort();
-    }
-    return std::move(*r);
-  }();
+  static keel::sqlite::Pool p = open_bench_pool(true);
+  return p;
+}
+
+// The same pool without the schema check at checkout (PoolConfig::check_schema).
+keel::sqlite::Pool& pool_unchecked() {
+  static keel::sqlite::Pool p = open_bench_pool(false);
   return p;
 }
 
@@ -149,6 +158,22 @@ void BM_PointRead_Keel(benchmark::State& state) {
   state.SetItemsProcessed(state.iterations());
 }
 BENCHMARK(BM_PointRead_Keel)->Threads(1)->Threads(4)->UseRealTime();
+
+// The same with check_schema off: what the schema check at checkout costs.
+void BM_PointRead_KeelNoSchemaCheck(benchmark::State& state) {
+  auto& p = pool_unchecked();
+  Rng rng(state.thread_index());
+  for (auto _ : state) {
+    auto c = p.get();
+    auto st = c->prepare_cached("SELECT v FROM kv WHERE id = ?");
+    SQLite::Statement& s = *st;
+    s.bind(1, rng.key());
+    if (!s.executeStep()) ++g_errors;
+    benchmark::DoNotOptimize(s.getColumn(0).getText());
+  }
+  state.SetItemsProcessed(state.iterations());
+}
+BENCHMARK(BM_PointRead_KeelNoSchemaCheck)->Threads(1)->UseRealTime();
 
 // The same with the connection held for the whole run (only the cache lookup added).
 void BM_PointRead_KeelHeld(benchmark::State& state) {

@@ -1,7 +1,8 @@
 // libFuzzer target: the CredentialStore's decoding of what it reads from a
 // database file, which an attacker may have written: the metadata row
-// (detail::parse_meta, then the key check) and a secret's row
-// (detail::open_record). Never a crash; a random row never opens.
+// (detail::parse_meta, with the KDF name and parameters, then the key
+// check) and a secret's row (detail::open_record). Never a crash; a random
+// row never opens.
 //
 // Input layout (each field: a length byte, then that many bytes):
 //   format(8 bytes LE) store_id kdf salt iterations(8 bytes LE) key_check name envelope

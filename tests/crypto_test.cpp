@@ -1,12 +1,9 @@
 #include <keel/crypto.hpp>
-#include <keel/vault.hpp>
 // (the header under test comes first: it must compile on its own)
 
-#include <SQLiteCpp/Statement.h>
 #include <fmt/format.h>
 #include <rapidcheck/catch.h>
 #include <signal.h>
-#include <spdlog/sinks/ostream_sink.h>
 #include <sys/wait.h>
 #include <unistd.h>
 #include <catch2/catch.hpp>
@@ -503,356 +500,78 @@ TEST_CASE("Node's crypto opens keel's envelopes and keel opens Node's") {
   CHECK(line == "FAIL");
 }
 
-// ---------------------------------------------------------------- CredentialStore
-
-namespace {
-
-namespace ks = keel::sqlite;
-
-constexpr std::string_view kPw = "correct horse battery staple";
-
-kc::StoreConfig fast_config() {
-  kc::StoreConfig c;
-  c.iterations = kc::kMinIterations;  // the minimum: keeps the tests quick
-  return c;
-}
-
-// A fresh database path under the build tree.
-std::string temp_db(std::string_view tag) {
-  static int counter = 0;
-  const std::string path = fmt::format("{}/crypto_store_{}_{}_{}.db", KEEL_TEST_BINARY_DIR, tag,
-                                       static_cast<long>(::getpid()), ++counter);
-  for (const char* suffix : {"", "-wal", "-shm"}) std::remove((path + suffix).c_str());
-  return path;
-}
-
-ks::Pool open_pool(const std::string& path) {
-  ks::PoolConfig cfg;
-  cfg.path = path;
-  cfg.min_idle = 1;
-  cfg.max_size = 4;
-  return std::move(ks::Pool::open(cfg).value());
-}
-
-std::string read_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
-}
-
-}  // namespace
-
-TEST_CASE("CredentialStore put/get/list/remove round trip") {
-  auto pool = open_pool(temp_db("basic"));
-  CHECK_FALSE(kc::CredentialStore::exists(pool).value());
-  auto missing = kc::CredentialStore::open(pool, kPw, fast_config());
-  REQUIRE_FALSE(missing);
-  CHECK(missing.error().code() == Errc::not_found);
-
-  auto store = kc::CredentialStore::create(pool, kPw, fast_config());
-  REQUIRE(store);
-  CHECK(kc::CredentialStore::exists(pool).value());
-  REQUIRE(store->put("db/password", "s3cret"));
-  REQUIRE(store->put("api/token", kc::as_bytes(std::string_view("\0binary\xff", 8))));
-  REQUIRE(store->put("empty", ""));
-  auto got = store->get("db/password");
-  REQUIRE(got);
-  CHECK(got->view() == "s3cret");
-  CHECK(store->get("api/token")->view() == std::string_view("\0binary\xff", 8));
-  CHECK(store->get("empty")->empty());
-  CHECK(store->list().value() == std::vector<std::string>{"api/token", "db/password", "empty"});
-  CHECK(store->contains("api/token").value());
-
-  REQUIRE(store->put("db/password", "n3w"));  // replace
-  CHECK(store->get("db/password")->view() == "n3w");
-
-  REQUIRE(store->remove("api/token"));
-  CHECK_FALSE(store->contains("api/token").value());
-  CHECK(store->get("api/token").error().code() == Errc::not_found);
-  CHECK(store->remove("api/token").error().code() == Errc::not_found);
-  CHECK(store->put("", "x").error().code() == Errc::invalid_argument);
-  CHECK(store->put(std::string(kc::kMaxNameSize + 1, 'n'), "x").error().code() == Errc::invalid_argument);
-
-  auto again = kc::CredentialStore::create(pool, kPw, fast_config());
-  REQUIRE_FALSE(again);
-  CHECK(again.error().code() == Errc::already_exists);
-
-  // A second handle on the same database (same password) sees everything.
-  auto other = kc::CredentialStore::open_or_create(pool, kPw, fast_config());
-  REQUIRE(other);
-  CHECK(other->get("db/password")->view() == "n3w");
-  CHECK(std::equal(other->id().begin(), other->id().end(), store->id().begin()));
-
-  // Weak KDF settings are refused for a new store.
-  kc::StoreConfig weak;
-  weak.iterations = 1000;
-  auto p2 = open_pool(temp_db("weak"));
-  CHECK(kc::CredentialStore::create(p2, kPw, weak).error().code() == Errc::invalid_argument);
-}
-
-TEST_CASE("CredentialStore refuses a wrong password at once, clearly") {
-  auto pool = open_pool(temp_db("wrongpw"));
-  REQUIRE(kc::CredentialStore::create(pool, kPw, fast_config()));
-  auto bad = kc::CredentialStore::open(pool, "Correct horse battery staple", fast_config());
-  REQUIRE_FALSE(bad);
+TEST_CASE("seal and open leave the caller's OpenSSL error queue as they found it") {
+  ERR_clear_error();
+  ERR_raise(ERR_LIB_USER, 77);  // the caller's own, older error
+  const unsigned long theirs = ERR_peek_last_error();
+  REQUIRE(theirs != 0);
+  auto key = test_key();
+  auto env = kc::seal(key, to_bytes("hello"), {});
+  REQUIRE(env);
+  (*env)[20] ^= 1U;
+  auto bad = kc::open(key, *env, {});  // fails inside OpenSSL
   CHECK(bad.error().code() == Errc::auth_failed);
-  CHECK(bad.error().to_string().find("wrong password") != std::string::npos);
+  CHECK(ERR_peek_error() == theirs);  // still there, and nothing of keel's after it
+  CHECK(ERR_peek_last_error() == theirs);
+  auto salt = kc::random_bytes(16);
+  REQUIRE(salt);
+  CHECK(ERR_peek_last_error() == theirs);
+  ERR_clear_error();
 }
 
-TEST_CASE("CredentialStore rows cannot be swapped, moved between stores or edited") {
-  const auto path = temp_db("swap");
-  auto pool = open_pool(path);
-  auto store = kc::CredentialStore::create(pool, kPw, fast_config());
-  REQUIRE(store);
-  REQUIRE(store->put("alice", "alice-secret"));
-  REQUIRE(store->put("bob", "bob-secret"));
+TEST_CASE("ErrorMark reports keel's newest error, not the caller's, and pops only keel's") {
+  ERR_clear_error();
+  ERR_raise(ERR_LIB_USER, 77);
+  const unsigned long theirs = ERR_peek_last_error();
   {
-    auto conn = pool.get().value();
-    REQUIRE(
-        conn.exec("UPDATE keel_vault_secrets SET name = 'tmp' WHERE name = 'alice';"
-                  "UPDATE keel_vault_secrets SET name = 'alice' WHERE name = 'bob';"
-                  "UPDATE keel_vault_secrets SET name = 'bob' WHERE name = 'tmp';"));
+    const kc::detail::ErrorMark mark;
+    CHECK(mark.message() == "no OpenSSL error detail");  // the caller's error is not ours
+    ERR_raise(ERR_LIB_EVP, EVP_R_BAD_DECRYPT);
+    CHECK_THAT(mark.message(), Catch::Contains("bad decrypt"));
   }
-  CHECK(store->get("alice").error().code() == Errc::auth_failed);
-  CHECK(store->get("bob").error().code() == Errc::auth_failed);
-
-  // Same password, another store: its rows do not open here.
-  auto pool2 = open_pool(temp_db("swap2"));
-  auto store2 = kc::CredentialStore::create(pool2, kPw, fast_config());
-  REQUIRE(store2);
-  REQUIRE(store2->put("carol", "carol-secret"));
-  std::vector<std::uint8_t> env;
+  CHECK(ERR_peek_error() == theirs);
+  CHECK(ERR_peek_last_error() == theirs);
+  ERR_clear_error();
   {
-    auto c2 = pool2.get().value();
-    SQLite::Statement q(*c2, "SELECT envelope FROM keel_vault_secrets WHERE name = 'carol'");
-    REQUIRE(q.executeStep());
-    const auto* p = static_cast<const std::uint8_t*>(q.getColumn(0).getBlob());
-    env.assign(p, p + q.getColumn(0).getBytes());
+    const kc::detail::ErrorMark mark;  // an empty queue: cleared again at the end
+    ERR_raise(ERR_LIB_EVP, EVP_R_BAD_DECRYPT);
+    CHECK_THAT(mark.message(), Catch::Contains("bad decrypt"));
   }
-  {
-    auto conn = pool.get().value();
-    SQLite::Statement ins(*conn, "INSERT INTO keel_vault_secrets(name, envelope) VALUES ('carol', ?)");
-    ins.bind(1, env.data(), static_cast<int>(env.size()));
-    ins.exec();
-  }
-  CHECK(store->get("carol").error().code() == Errc::auth_failed);
-
-  // A byte edited on disk.
-  REQUIRE(store->put("dave", "dave-secret"));
-  {
-    auto conn = pool.get().value();
-    REQUIRE(
-        conn.exec("UPDATE keel_vault_secrets SET envelope = "
-                  "substr(envelope, 1, 20) || x'00' || substr(envelope, 22) WHERE name = 'dave'"));
-    REQUIRE(conn.exec("UPDATE keel_vault_secrets SET envelope = x'01' WHERE name = 'alice'"));
-  }
-  auto dave = store->get("dave");
-  REQUIRE_FALSE(dave);
-  CHECK(dave.error().code() == Errc::auth_failed);
-  CHECK(store->get("alice").error().code() == Errc::invalid_argument);
-  // The rotation refuses to carry damaged rows over, and changes nothing.
-  auto rot = store->rotate("new password 123");
-  REQUIRE_FALSE(rot);
-  CHECK(kc::CredentialStore::open(pool, kPw, fast_config()));
+  CHECK(ERR_peek_error() == 0);
 }
 
-TEST_CASE("CredentialStore detects damaged metadata and files that are not vaults") {
-  const auto path = temp_db("meta");
-  auto pool = open_pool(path);
-  REQUIRE(kc::CredentialStore::create(pool, kPw, fast_config()));
-  auto edit = [&](const char* sql) {
-    auto conn = pool.get().value();
-    REQUIRE(conn.exec(sql));
-  };
-  edit("UPDATE keel_vault_meta SET iterations = iterations + 1");  // a different key
-  CHECK(kc::CredentialStore::open(pool, kPw, fast_config()).error().code() == Errc::auth_failed);
-  edit("UPDATE keel_vault_meta SET iterations = iterations - 1");
-  CHECK(kc::CredentialStore::open(pool, kPw, fast_config()));
-  edit("UPDATE keel_vault_meta SET iterations = 4000000000");
-  CHECK(kc::CredentialStore::open(pool, kPw, fast_config()).error().code() == Errc::invalid_argument);
-  edit("UPDATE keel_vault_meta SET iterations = 100000, kdf = 'scrypt'");
-  CHECK(kc::CredentialStore::open(pool, kPw, fast_config()).error().code() == Errc::invalid_argument);
-  edit("UPDATE keel_vault_meta SET kdf = 'pbkdf2-hmac-sha256', store_id = x'00'");
-  CHECK(kc::CredentialStore::open(pool, kPw, fast_config()).error().code() == Errc::invalid_argument);
-  edit("UPDATE keel_vault_meta SET store_id = randomblob(16)");  // the key check is bound to the id
-  CHECK(kc::CredentialStore::open(pool, kPw, fast_config()).error().code() == Errc::auth_failed);
-  edit("UPDATE keel_vault_meta SET key_check = x''");
-  CHECK(kc::CredentialStore::open(pool, kPw, fast_config()).error().code() == Errc::invalid_argument);
-  edit("DELETE FROM keel_vault_meta");
-  CHECK(kc::CredentialStore::open(pool, kPw, fast_config()).error().code() == Errc::not_found);
-
-  // A file that is not a database at all.
-  const auto junk = temp_db("junk");
-  {
-    std::ofstream f(junk, std::ios::binary);
-    f << std::string(4096, 'x');
-  }
-  ks::PoolConfig cfg;
-  cfg.path = junk;
-  auto jp = ks::Pool::open(cfg);
-  if (jp) {
-    CHECK_FALSE(kc::CredentialStore::open(*jp, kPw, fast_config()));
-  } else {
-    CHECK(jp.error().code() != Errc::internal);
-  }
+TEST_CASE("open_into wipes the caller's old plaintext before reusing or freeing the buffer") {
+  auto key = test_key();
+  auto env = kc::seal(key, to_bytes("short"), {}).value();
+  Bytes out(100, 'A');  // an earlier, longer plaintext
+  const std::uint8_t* p = out.data();
+  REQUIRE(kc::open_into(key, env, {}, out));
+  REQUIRE(out.data() == p);  // reused
+  CHECK(std::string_view(reinterpret_cast<const char*>(p), 5) == "short");
+  // The tail the shorter plaintext no longer covers holds no old bytes.
+  CHECK(std::all_of(p + 5, p + 100, [](std::uint8_t b) { return b == 0; }));
+  // A failed open leaves nothing either.
+  std::fill(out.begin(), out.end(), std::uint8_t{'B'});
+  env[20] ^= 1U;
+  REQUIRE_FALSE(kc::open_into(key, env, {}, out));
+  CHECK(out.empty());
+  CHECK(std::all_of(p, p + 5, [](std::uint8_t b) { return b == 0; }));
 }
 
-TEST_CASE("CredentialStore rotate re-encrypts everything under the new password") {
-  const auto path = temp_db("rotate");
-  auto pool = open_pool(path);
-  auto store = kc::CredentialStore::create(pool, kPw, fast_config());
-  REQUIRE(store);
-  for (int i = 0; i < 20; ++i) REQUIRE(store->put(fmt::format("k{}", i), fmt::format("v{}", i)));
-  std::vector<std::vector<std::uint8_t>> before;
-  auto envelopes = [&] {
-    std::vector<std::vector<std::uint8_t>> out;
-    auto conn = pool.get().value();
-    SQLite::Statement q(*conn, "SELECT envelope FROM keel_vault_secrets ORDER BY name");
-    while (q.executeStep()) {
-      const auto* p = static_cast<const std::uint8_t*>(q.getColumn(0).getBlob());
-      out.emplace_back(p, p + q.getColumn(0).getBytes());
-    }
-    return out;
-  };
-  before = envelopes();
-  REQUIRE(store->rotate("second password!"));
-  const auto after = envelopes();
-  REQUIRE(after.size() == before.size());
-  for (std::size_t i = 0; i < after.size(); ++i) CHECK(after[i] != before[i]);
-  for (int i = 0; i < 20; ++i) CHECK(store->get(fmt::format("k{}", i))->view() == fmt::format("v{}", i));
-  CHECK(kc::CredentialStore::open(pool, kPw, fast_config()).error().code() == Errc::auth_failed);
-  auto reopened = kc::CredentialStore::open(pool, "second password!", fast_config());
-  REQUIRE(reopened);
-  CHECK(reopened->get("k7")->view() == "v7");
-  // A handle still holding the old key may not write under it.
-  auto stale = kc::CredentialStore::open(pool, "second password!", fast_config());
-  REQUIRE(stale);
-  REQUIRE(reopened->rotate("third password!!"));
-  auto refused = stale->put("k1", "x");
-  REQUIRE_FALSE(refused);
-  CHECK(refused.error().code() == Errc::auth_failed);
-
-  // A rotation that fails half-way (here: the progress callback throws)
-  // rolls back entirely: the old password still opens everything.
-  kc::StoreConfig cfg = fast_config();
-  cfg.on_rotate_progress = [](std::size_t done, std::size_t /*total*/) {
-    if (done == 10) throw std::runtime_error("interrupted");
-  };
-  auto s3 = kc::CredentialStore::open(pool, "third password!!", cfg);
-  REQUIRE(s3);
-  CHECK_THROWS_AS((void)s3->rotate("fourth password!"), std::runtime_error);
-  CHECK(s3->get("k3")->view() == "v3");
-  auto s4 = kc::CredentialStore::open(pool, "third password!!", fast_config());
-  REQUIRE(s4);
-  for (int i = 0; i < 20; ++i) CHECK(s4->get(fmt::format("k{}", i))->view() == fmt::format("v{}", i));
-}
-
-TEST_CASE("CredentialStore rotate killed mid-way leaves the old password working") {
-  const auto path = temp_db("killed");
-  {
-    auto pool = open_pool(path);
-    auto store = kc::CredentialStore::create(pool, kPw, fast_config());
-    REQUIRE(store);
-    for (int i = 0; i < 30; ++i) REQUIRE(store->put(fmt::format("k{}", i), fmt::format("v{}", i)));
-  }
-  const pid_t pid = ::fork();
-  REQUIRE(pid >= 0);
-  if (pid == 0) {
-    ks::PoolConfig pc;
-    pc.path = path;
-    pc.min_idle = 1;
-    auto pool = ks::Pool::open(pc);
-    if (!pool) ::_exit(3);
-    kc::StoreConfig cfg = fast_config();
-    cfg.on_rotate_progress = [](std::size_t done, std::size_t /*total*/) {
-      if (done == 15) ::kill(::getpid(), SIGKILL);  // no cleanup, no rollback: a crash
-    };
-    auto store = kc::CredentialStore::open(*pool, kPw, cfg);
-    if (!store) ::_exit(4);
-    (void)store->rotate("never committed");
-    ::_exit(5);
-  }
-  int status = 0;
-  REQUIRE(::waitpid(pid, &status, 0) == pid);
-  REQUIRE(WIFSIGNALED(status));
-  CHECK(WTERMSIG(status) == SIGKILL);
-  auto pool = open_pool(path);
-  auto store = kc::CredentialStore::open(pool, kPw, fast_config());
-  REQUIRE(store);
-  for (int i = 0; i < 30; ++i) CHECK(store->get(fmt::format("k{}", i))->view() == fmt::format("v{}", i));
-  CHECK(kc::CredentialStore::open(pool, "never committed", fast_config()).error().code() ==
-        Errc::auth_failed);
-}
-
-TEST_CASE("CredentialStore: 1,000 seals never repeat a nonce, and no plaintext reaches the file") {
-  const auto path = temp_db("nonces");
-  std::set<std::vector<std::uint8_t>> nonces;
-  {
-    auto pool = open_pool(path);
-    auto store = kc::CredentialStore::create(pool, kPw, fast_config());
-    REQUIRE(store);
-    for (int i = 0; i < 1000; ++i) {
-      REQUIRE(store->put(fmt::format("name-{}", i % 100), fmt::format("PLAINTEXT-MARKER-{:04}", i)));
-      auto conn = pool.get().value();
-      SQLite::Statement q(*conn, "SELECT envelope FROM keel_vault_secrets WHERE name = ?");
-      q.bind(1, fmt::format("name-{}", i % 100));
-      REQUIRE(q.executeStep());
-      const auto* p = static_cast<const std::uint8_t*>(q.getColumn(0).getBlob());
-      nonces.emplace(p + 1, p + 13);
-    }
-    CHECK(store->seal_count().value() == 1001);  // 1000 records and the key check
-  }
-  CHECK(nonces.size() == 1000);
-  std::string all;
-  for (const char* suffix : {"", "-wal", "-shm"}) all += read_file(path + suffix);
-  CHECK(all.size() > 0);
-  CHECK(all.find("PLAINTEXT-MARKER") == std::string::npos);
-  CHECK(all.find(std::string(kPw)) == std::string::npos);
-}
-
-TEST_CASE("CredentialStore warns when its key nears the seal limit") {
-  std::ostringstream sink_out;
-  auto sink = std::make_shared<spdlog::sinks::ostream_sink_mt>(sink_out);
-  auto logger = std::make_shared<spdlog::logger>("crypto-test", sink);
-  kc::StoreConfig cfg = fast_config();
-  cfg.logger = logger;
-  cfg.seal_warn_threshold = 3;
-  auto pool = open_pool(temp_db("warn"));
-  auto store = kc::CredentialStore::create(pool, kPw, cfg);
-  REQUIRE(store);
-  REQUIRE(store->put("a", "topsecret-1"));  // 2 seals (with the key check)
-  CHECK(sink_out.str().find("rotate") == std::string::npos);
-  REQUIRE(store->put("b", "topsecret-2"));  // 3: warn
-  CHECK(sink_out.str().find("rotate") != std::string::npos);
-  CHECK(sink_out.str().find("topsecret") == std::string::npos);
-}
-
-TEST_CASE("CredentialStore is safe to use from several threads while rotating") {
-  auto pool = open_pool(temp_db("threads"));
-  auto store = kc::CredentialStore::create(pool, kPw, fast_config());
-  REQUIRE(store);
-  constexpr int kThreads = 3;
-  const int per = 60 / kScale;
-  std::atomic<int> failures{0};
-  {
-    std::vector<std::jthread> threads;
-    for (int t = 0; t < kThreads; ++t) {
-      threads.emplace_back([&, t] {
-        for (int i = 0; i < per; ++i) {
-          const auto name = fmt::format("t{}-{}", t, i);
-          if (!store->put(name, name + "-value")) ++failures;
-          auto got = store->get(name);
-          if (!got || got->view() != name + "-value") ++failures;
-        }
-      });
-    }
-    threads.emplace_back([&] {
-      if (!store->rotate("rotated during writes")) ++failures;
-    });
-  }
-  CHECK(failures.load() == 0);
-  auto reopened = kc::CredentialStore::open(pool, "rotated during writes", fast_config());
-  REQUIRE(reopened);
-  CHECK(reopened->list()->size() == static_cast<std::size_t>(kThreads * per));
-  for (int t = 0; t < kThreads; ++t)
-    CHECK(reopened->get(fmt::format("t{}-0", t))->view() == fmt::format("t{}-0-value", t));
+TEST_CASE("SecretBytes::with_capacity never reallocates") {
+  auto s = kc::SecretBytes::with_capacity(8);
+  REQUIRE(s);
+  const auto* p = s->expose_secret().data();
+  CHECK(s->try_append(to_bytes("secret")));
+  CHECK(s->try_push_back('!'));
+  CHECK(s->try_push_back('?'));
+  CHECK_FALSE(s->try_push_back('x'));  // full: refused, not grown
+  CHECK_FALSE(s->try_append(to_bytes("more")));
+  CHECK(s->view() == "secret!?");
+  CHECK(s->expose_secret().data() == p);
+  s->pop_back();
+  CHECK(s->view() == "secret!");
+  s->clear();
+  CHECK(s->empty());
+  CHECK(s->capacity() == 8);
 }

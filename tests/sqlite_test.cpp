@@ -7,6 +7,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <spawn.h>
+#include <sys/stat.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -14,11 +15,13 @@
 #include <array>
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <mutex>
 #include <set>
 #include <stdexcept>
 #include <string>
@@ -162,12 +165,13 @@ TEST_CASE("extra pragmas and on_connect run on every new connection", "[sqlite]"
   CHECK(bad.error().code() == Errc::config);
 }
 
-TEST_CASE("invalid configurations are rejected", "[sqlite]") {
+TEST_CASE("invalid configurations are rejected with Errc::config", "[sqlite]") {
   TempDir dir;
   auto check = [](PoolConfig cfg) {
+    CHECK(cfg.validate().error().code() == Errc::config);
     auto p = Pool::open(std::move(cfg));
     REQUIRE_FALSE(p);
-    CHECK(p.error().code() == Errc::invalid_argument);
+    CHECK(p.error().code() == Errc::config);
   };
   check(PoolConfig{});  // empty path
   auto cfg = config_for(dir.file("x.db"));
@@ -182,6 +186,38 @@ TEST_CASE("invalid configurations are rejected", "[sqlite]") {
   cfg = config_for(dir.file("x.db"));
   cfg.connection_timeout = -1ms;
   check(cfg);
+  cfg = config_for(dir.file("x.db"));
+  cfg.statement_cache_capacity = 0;
+  check(cfg);
+  cfg = config_for(dir.file("x.db"));
+  cfg.file_mode = 01777;
+  check(cfg);
+  CHECK(config_for(dir.file("x.db")).validate());
+}
+
+TEST_CASE("file_mode creates the database, -wal and -shm with exactly that mode whatever the umask",
+          "[sqlite]") {
+  TempDir dir;
+  const mode_t old_umask = ::umask(0);  // the most permissive umask: SQLite alone would make 0644
+  auto cfg = config_for(dir.file("private.db"));
+  cfg.file_mode = 0600;
+  {
+    auto pool = open_pool(cfg);
+    auto c = get(pool);
+    REQUIRE(c.exec("CREATE TABLE t (x); INSERT INTO t VALUES (1)"));
+    for (const char* suffix : {"", "-wal", "-shm"}) {
+      struct stat st {};
+      REQUIRE(::stat((cfg.path + suffix).c_str(), &st) == 0);
+      CHECK((st.st_mode & 0777) == 0600);
+    }
+  }
+  // Without file_mode SQLite's default applies (here 0644: the umask is 0).
+  auto plain = config_for(dir.file("plain.db"));
+  { auto pool = open_pool(plain); }
+  struct stat st {};
+  REQUIRE(::stat(plain.path.c_str(), &st) == 0);
+  CHECK((st.st_mode & 0777) == 0644);
+  ::umask(old_umask);
 }
 
 TEST_CASE("bad paths and files that are not databases give clear errors", "[sqlite]") {
@@ -1021,4 +1057,445 @@ TEST_CASE("the pool logs through an injected logger", "[sqlite]") {
   CHECK_THAT(all, Catch::Contains("pool opened"));
   CHECK_THAT(all, Catch::Contains("returned with an open transaction"));
   CHECK_THAT(all, Catch::Contains("no connection to :memory: free"));
+}
+
+TEST_CASE("a table-rebuild migration keeps the child rows ON DELETE CASCADE would delete", "[sqlite]") {
+  TempDir dir;
+  auto pool = open_pool(config_for(dir.file("fk.db")));  // foreign_keys = ON by default
+  auto c = get(pool);
+  constexpr std::string_view kMigrations[] = {
+      "CREATE TABLE parent (id INTEGER PRIMARY KEY, name TEXT);"
+      "CREATE TABLE child (id INTEGER PRIMARY KEY, parent_id INTEGER NOT NULL "
+      "  REFERENCES parent(id) ON DELETE CASCADE);"
+      "INSERT INTO parent VALUES (1, 'a'), (2, 'b');"
+      "INSERT INTO child VALUES (10, 1), (11, 1), (12, 2);",
+      // SQLite's 12-step rebuild: new table, copy, drop the old, rename.
+      "CREATE TABLE parent_new (id INTEGER PRIMARY KEY, name TEXT NOT NULL DEFAULT '');"
+      "INSERT INTO parent_new SELECT id, name FROM parent;"
+      "DROP TABLE parent;"
+      "ALTER TABLE parent_new RENAME TO parent;",
+  };
+  REQUIRE(keel::sqlite::migrate(c, kMigrations).value() == 2);
+  CHECK(count_rows(c, "child") == 3);
+  CHECK(c->execAndGet("PRAGMA foreign_keys").getInt() == 1);  // back on
+  // Enforcement is back: a cascade still cascades.
+  REQUIRE(c.exec("DELETE FROM parent WHERE id = 2"));
+  CHECK(count_rows(c, "child") == 2);
+
+  // A migration that leaves a dangling reference fails, rolled back, naming the table.
+  constexpr std::string_view kBreaking[] = {kMigrations[0], kMigrations[1],
+                                            "DELETE FROM parent WHERE id = 1; CREATE TABLE marker (x)"};
+  auto broken = keel::sqlite::migrate(c, kBreaking);
+  REQUIRE_FALSE(broken);
+  CHECK(broken.error().code() == Errc::database);
+  CHECK_THAT(broken.error().to_string(), Catch::Contains("\"child\""));
+  CHECK_THAT(broken.error().to_string(), Catch::Contains("applying migration 3"));
+  CHECK_FALSE(c->tableExists("marker"));
+  CHECK(count_rows(c, "parent") == 1);
+  CHECK(keel::sqlite::schema_version(c).value() == 2);
+  CHECK(c->execAndGet("PRAGMA foreign_keys").getInt() == 1);
+}
+
+TEST_CASE("an applied migration whose text changed is refused; down-migrations and migrate_to", "[sqlite]") {
+  TempDir dir;
+  auto pool = open_pool(config_for(dir.file("sums.db")));
+  auto c = get(pool);
+  constexpr std::string_view kV1[] = {"CREATE TABLE t (x)", "CREATE TABLE u (y)"};
+  REQUIRE(keel::sqlite::migrate(c, kV1).value() == 2);
+  CHECK(c->execAndGet("SELECT checksum FROM schema_version WHERE version = 1").getString() ==
+        keel::sqlite::detail::migration_checksum(kV1[0]));
+  constexpr std::string_view kEdited[] = {"CREATE TABLE t (x, extra)", "CREATE TABLE u (y)",
+                                          "CREATE TABLE v (z)"};
+  auto edited = keel::sqlite::migrate(c, kEdited);
+  REQUIRE_FALSE(edited);
+  CHECK(edited.error().code() == Errc::config);
+  CHECK_THAT(edited.error().to_string(), Catch::Contains("migration 1 was changed"));
+  CHECK_FALSE(c->tableExists("v"));  // nothing applied
+  // Newer database than the code: still an error.
+  constexpr std::string_view kOlder[] = {"CREATE TABLE t (x)"};
+  CHECK(keel::sqlite::migrate(c, kOlder).error().code() == Errc::config);
+
+  // Down and up again.
+  const keel::sqlite::Migration kBoth[] = {
+      {.up = "CREATE TABLE t (x)", .down = "DROP TABLE t"},
+      {.up = "CREATE TABLE u (y)", .down = "DROP TABLE u"},
+      {.up = "CREATE TABLE w (z); INSERT INTO w VALUES (1)", .down = "DROP TABLE w"},
+  };
+  REQUIRE(keel::sqlite::migrate(c, kBoth).value() == 3);  // same texts: checksums match
+  CHECK(c->tableExists("w"));
+  REQUIRE(keel::sqlite::migrate_to(c, kBoth, 1).value() == 1);
+  CHECK_FALSE(c->tableExists("w"));
+  CHECK_FALSE(c->tableExists("u"));
+  CHECK(c->tableExists("t"));
+  CHECK(keel::sqlite::schema_version(c).value() == 1);
+  REQUIRE(keel::sqlite::migrate_to(c, kBoth, 3).value() == 3);
+  CHECK(count_rows(c, "w") == 1);
+  REQUIRE(keel::sqlite::migrate_to(c, kBoth, 0).value() == 0);
+  CHECK_FALSE(c->tableExists("t"));
+  CHECK(keel::sqlite::migrate_to(c, kBoth, 4).error().code() == Errc::invalid_argument);
+  // No way down without a down migration.
+  const keel::sqlite::Migration kOneWay[] = {{.up = "CREATE TABLE t (x)"}};
+  REQUIRE(keel::sqlite::migrate(c, kOneWay).value() == 1);
+  auto stuck = keel::sqlite::migrate_to(c, kOneWay, 0);
+  REQUIRE_FALSE(stuck);
+  CHECK(stuck.error().code() == Errc::config);
+  CHECK(c->tableExists("t"));
+
+  // A schema_version table from before checksums: the column is added, then filled.
+  auto p2 = open_pool(config_for(dir.file("legacy.db")));
+  auto l = get(p2);
+  REQUIRE(
+      l.exec("CREATE TABLE schema_version (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL "
+             "DEFAULT 'x'); CREATE TABLE t (x); INSERT INTO schema_version(version) VALUES (1)"));
+  REQUIRE(keel::sqlite::migrate(l, kV1).value() == 2);
+  CHECK(l->execAndGet("SELECT checksum FROM schema_version WHERE version = 1").getString() ==
+        keel::sqlite::detail::migration_checksum(kV1[0]));
+}
+
+TEST_CASE("a schema change from another connection never leaves a cached statement reading the wrong column",
+          "[sqlite]") {
+  TempDir dir;
+  auto cfg = config_for(dir.file("stale.db"));
+  cfg.min_idle = 1;
+  cfg.max_size = 2;
+  auto pool = open_pool(cfg);
+  {
+    auto c = get(pool);
+    REQUIRE(c.exec("CREATE TABLE t (a TEXT, b TEXT); INSERT INTO t VALUES ('A', 'B')"));
+    auto& st = c.prepare_cached("SELECT * FROM t").value().get();
+    REQUIRE(st.executeStep());
+    CHECK(st.getColumn("b").getString() == "B");  // SQLiteCpp builds its name map here
+    st.reset();
+  }
+  for (int round = 0; round < 2; ++round) {  // checkouts that find nothing changed keep the cache
+    auto c = get(pool);
+    auto& st = c.prepare_cached("SELECT * FROM t").value().get();
+    REQUIRE(st.executeStep());
+    CHECK(st.getColumn("b").getString() == "B");
+    st.reset();
+    if (round == 1) CHECK(c.cached_statements() == 1);
+  }
+  const auto misses = [&] {
+    auto c = get(pool);
+    return keel::sqlite::detail::ConnAccess::conn(c)->cache.misses();
+  }();
+  {
+    // Another process rebuilds the table with the columns in another order.
+    SQLite::Database other(cfg.path, SQLite::OPEN_READWRITE);
+    other.exec(
+        "CREATE TABLE t2 (b TEXT, a TEXT); INSERT INTO t2 SELECT b, a FROM t; DROP TABLE t;"
+        "ALTER TABLE t2 RENAME TO t");
+  }
+  auto c = get(pool);
+  auto& st = c.prepare_cached("SELECT * FROM t").value().get();
+  REQUIRE(st.executeStep());
+  CHECK(st.getColumn("b").getString() == "B");  // not "A" through the old map
+  CHECK(st.getColumn("a").getString() == "A");
+  CHECK(keel::sqlite::detail::ConnAccess::conn(c)->cache.misses() == misses + 1);  // prepared afresh
+}
+
+TEST_CASE("a write transaction on a connection with a statement mid-step is refused at once", "[sqlite]") {
+  TempDir dir;
+  auto cfg = config_for(dir.file("snapshot.db"));
+  cfg.connection_timeout = 3s;
+  cfg.busy_timeout = 1s;
+  auto pool = open_pool(cfg);
+  auto a = get(pool);
+  REQUIRE(a.exec("CREATE TABLE t (x); INSERT INTO t VALUES (1), (2)"));
+  auto& reading = a.prepare_cached("SELECT x FROM t").value().get();
+  REQUIRE(reading.executeStep());  // mid-step: holds a read snapshot
+  {
+    auto b = get(pool);  // someone else commits after that snapshot
+    REQUIRE(keel::sqlite::transaction(b, [](PooledConnection& c) -> Result<void> {
+      return c.exec("INSERT INTO t VALUES (3)").transform([](int) {});
+    }));
+  }
+  auto r = keel::sqlite::transaction(a, [](PooledConnection& c) -> Result<void> {
+    return c.exec("INSERT INTO t VALUES (4)").transform([](int) {});
+  });
+  REQUIRE_FALSE(r);
+  CHECK(r.error().code() == Errc::invalid_argument);  // not Errc::busy after connection_timeout
+  CHECK_THAT(r.error().to_string(), Catch::Contains("SELECT x FROM t"));
+  // The write lock was never held: another writer goes straight through.
+  {
+    auto b = get(pool);
+    REQUIRE(keel::sqlite::transaction(b, [](PooledConnection& c) -> Result<void> {
+      return c.exec("INSERT INTO t VALUES (5)").transform([](int) {});
+    }));
+  }
+  reading.reset();
+  REQUIRE(keel::sqlite::transaction(a, [](PooledConnection& c) -> Result<void> {
+    return c.exec("INSERT INTO t VALUES (6)").transform([](int) {});
+  }));
+  CHECK(count_rows(a, "t") == 5);
+  CHECK_FALSE(keel::sqlite::detail::is_busy(SQLITE_BUSY_SNAPSHOT));
+  CHECK(keel::sqlite::detail::is_busy(SQLITE_BUSY));
+}
+
+TEST_CASE("a read-only transaction nested in a write transaction cannot write", "[sqlite]") {
+  TempDir dir;
+  auto pool = open_pool(config_for(dir.file("nested.db")));
+  auto c = get(pool);
+  REQUIRE(c.exec("CREATE TABLE t (x)"));
+  auto r = keel::sqlite::transaction(c, [](PooledConnection& outer) -> Result<int> {
+    KEEL_TRY(outer.exec("INSERT INTO t VALUES (1)"));
+    auto inner = keel::sqlite::transaction(
+        outer,
+        [](PooledConnection& in) -> Result<void> {
+          return in.exec("INSERT INTO t VALUES (2)").transform([](int) {});
+        },
+        keel::sqlite::read_only);
+    if (inner) return keel::fail(Errc::internal, "the nested read-only transaction wrote");
+    KEEL_TRY(keel::sqlite::transaction(
+        outer, [](PooledConnection& in) -> Result<std::int64_t> { return count_rows(in, "t"); },
+        keel::sqlite::read_only));
+    // Writable again after it.
+    return outer.exec("INSERT INTO t VALUES (3)");
+  });
+  REQUIRE(r);
+  CHECK(c->execAndGet("SELECT group_concat(x) FROM t").getString() == "1,3");
+  CHECK(c->execAndGet("PRAGMA query_only").getInt() == 0);
+}
+
+namespace {
+/// Fails the process (with a message) if `seconds` pass before it is destroyed:
+/// a hang fails in seconds, not at the ctest timeout.
+class Watchdog {
+ public:
+  explicit Watchdog(int seconds, const char* what)
+      : thread_([this, seconds, what] {
+          std::unique_lock lock(mu_);
+          if (!cv_.wait_for(lock, std::chrono::seconds(seconds), [&] { return done_; })) {
+            std::fprintf(stderr, "watchdog: %s still running after %d s\n", what, seconds);
+            std::abort();
+          }
+        }) {}
+  Watchdog(const Watchdog&) = delete;
+  Watchdog& operator=(const Watchdog&) = delete;
+  ~Watchdog() {
+    {
+      const std::lock_guard lock(mu_);
+      done_ = true;
+    }
+    cv_.notify_all();
+    thread_.join();
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool done_ = false;
+  std::thread thread_;
+};
+}  // namespace
+
+TEST_CASE("the write-ahead log stays bounded while readers overlap continuously", "[sqlite][stress]") {
+  const Watchdog watchdog(240, "the WAL size test");
+  TempDir dir;
+  auto cfg = config_for(dir.file("wal.db"));
+  cfg.max_size = 6;
+  cfg.min_idle = 4;
+  cfg.maintenance_interval = 10ms;
+  cfg.wal_checkpoint_bytes = 256 * 1024;
+  cfg.journal_size_limit = 256 * 1024;
+  auto pool = open_pool(cfg);
+  {
+    auto c = get(pool);
+    REQUIRE(c.exec("CREATE TABLE t (id INTEGER PRIMARY KEY, payload BLOB)"));
+  }
+  const std::string wal = cfg.path + "-wal";
+  auto wal_size = [&]() -> std::uintmax_t {
+    std::error_code ec;
+    const auto n = fs::file_size(wal, ec);
+    return ec ? 0 : n;
+  };
+  std::atomic<bool> stop{false};
+  std::atomic<int> reader_errors{0};
+  // Two readers whose read transactions overlap: at almost every moment one
+  // of them holds a snapshot, so SQLite's own checkpoints never reset the log.
+  std::vector<std::thread> readers;
+  for (int r = 0; r < 2; ++r) {
+    readers.emplace_back([&, r] {
+      std::this_thread::sleep_for(std::chrono::milliseconds(r * 2));
+      while (!stop.load()) {
+        auto n = keel::sqlite::transaction(
+            pool,
+            [](PooledConnection& c) -> Result<std::int64_t> {
+              auto rows = keel::sqlite::try_sql([&] { return count_rows(c, "t"); });
+              std::this_thread::sleep_for(4ms);
+              return rows;
+            },
+            keel::sqlite::read_only);
+        if (!n) ++reader_errors;
+      }
+    });
+  }
+  // The writer pauses whenever the log is past twice the threshold until the
+  // maintenance thread has checkpointed it: with the checkpoints the run
+  // finishes with the log bounded; without them it would stall at the first
+  // pause (and fail below, or at the watchdog).
+  const std::uintmax_t threshold = static_cast<std::uintmax_t>(cfg.wal_checkpoint_bytes);
+  const int rows = 3000 / keel_test::sanitizer_scale(3);
+  std::uintmax_t peak = 0;
+  int write_errors = 0;
+  int pauses = 0;
+  bool stalled = false;
+  for (int i = 0; i < rows && !stalled; ++i) {
+    auto w = keel::sqlite::transaction(pool, [](PooledConnection& c) -> Result<int> {
+      return keel::sqlite::execute(c, "INSERT INTO t (payload) VALUES (randomblob(2048))");
+    });
+    if (!w) ++write_errors;
+    const auto size = wal_size();
+    peak = std::max(peak, size);
+    if (size > 2 * threshold) {
+      ++pauses;
+      const auto before = pool.stats().checkpoints;
+      int waited_ms = 0;
+      while (pool.stats().checkpoints == before && waited_ms < 60'000) {
+        std::this_thread::sleep_for(1ms);
+        ++waited_ms;
+      }
+      stalled = pool.stats().checkpoints == before;
+    }
+  }
+  stop = true;
+  for (auto& t : readers) t.join();
+  CHECK(write_errors == 0);
+  CHECK(reader_errors == 0);
+  const auto s = pool.stats();
+  INFO("peak WAL " << peak << " bytes; pauses " << pauses << "; checkpoints " << s.checkpoints << ", failed "
+                   << s.checkpoint_failures << ", wal_bytes " << s.wal_bytes << ", lag "
+                   << s.checkpoint_lag_frames);
+  CHECK_FALSE(stalled);  // every time the log passed 2x the threshold, a checkpoint followed
+  CHECK(pauses > 0);     // (the run did reach the threshold: the readers overlapped)
+  CHECK(s.checkpoints > 0);
+  // One transaction past the pause point at most: a few pages.
+  CHECK(peak < 2 * threshold + 256 * 1024);
+}
+
+TEST_CASE("read/write split: readers never wait behind the writer and cannot write", "[sqlite]") {
+  TempDir dir;
+  for (const bool memory : {false, true}) {
+    INFO("memory " << memory);
+    auto cfg = config_for(memory ? std::string(":memory:") : dir.file("split.db"));
+    cfg.readers = 2;
+    auto pool = open_pool(cfg);
+    CHECK(pool.split());
+    CHECK(pool.reader_stats().size == 2);
+    auto w = pool.get_writer();
+    REQUIRE(w);
+    REQUIRE(w->exec("CREATE TABLE t (x); INSERT INTO t VALUES (1)"));
+    // The writer is checked out: a second writer waits (here: not at all),
+    // readers do not.
+    CHECK(pool.get_writer_for(0ms).error().code() == Errc::timeout);
+    CHECK(pool.get_for(std::chrono::microseconds(0)).error().code() == Errc::timeout);
+    auto r = pool.get_reader_for(0ms);
+    REQUIRE(r);
+    CHECK(count_rows(*r, "t") == 1);
+    CHECK(sqlite3_db_readonly(r->handle(), "main") == 1);
+    CHECK((*r)->execAndGet("PRAGMA query_only").getInt() == 1);
+    CHECK_FALSE(r->exec("INSERT INTO t VALUES (2)"));
+    auto refused =
+        keel::sqlite::transaction(*r, [](PooledConnection& c) -> Result<int> { return c.exec("SELECT 1"); });
+    CHECK(refused.error().code() == Errc::invalid_argument);
+    // A write transaction on the checked-out writer does not wait for the
+    // write lock it already holds.
+    REQUIRE(keel::sqlite::transaction(
+        *w, [](PooledConnection& c) -> Result<int> { return c.exec("INSERT INTO t VALUES (2)"); }));
+    // Read-only transactions through the pool take a reader even now.
+    auto n = keel::sqlite::transaction(
+        pool, [](PooledConnection& c) -> Result<std::int64_t> { return count_rows(c, "t"); },
+        keel::sqlite::read_only);
+    REQUIRE(n);
+    CHECK(*n == 2);
+    CHECK((*r)->execAndGet("PRAGMA query_only").getInt() == 1);  // still on after a read transaction
+    w->release();
+    auto again = pool.get_writer_until(std::chrono::system_clock::now() + 1s);  // any clock
+    REQUIRE(again);
+    again->release();
+    REQUIRE(keel::sqlite::transaction(
+        pool, [](PooledConnection& c) -> Result<int> { return c.exec("INSERT INTO t VALUES (3)"); }));
+  }
+}
+
+TEST_CASE("read/write split: writers queue in order, every write lands once, readers keep reading",
+          "[sqlite][stress]") {
+  const Watchdog watchdog(240, "the split-pool stress test");
+  TempDir dir;
+  auto cfg = config_for(dir.file("split_stress.db"));
+  cfg.readers = 2;
+  auto pool = open_pool(cfg);
+  REQUIRE(keel::sqlite::transaction(pool, [](PooledConnection& c) -> Result<int> {
+    return c.exec("CREATE TABLE t (thread INTEGER, i INTEGER, PRIMARY KEY (thread, i))");
+  }));
+  const int per = 300 / keel_test::sanitizer_scale(3);
+  constexpr int kWriters = 4;
+  std::atomic<int> errors{0};
+  std::atomic<bool> stop{false};
+  std::vector<std::thread> readers;
+  for (int r = 0; r < 3; ++r) {  // more readers than reader connections: they share
+    readers.emplace_back([&] {
+      std::int64_t last = 0;
+      while (!stop.load()) {
+        auto n = keel::sqlite::transaction(
+            pool, [](PooledConnection& c) -> Result<std::int64_t> { return count_rows(c, "t"); },
+            keel::sqlite::read_only);
+        if (!n || *n < last) ++errors;  // never an error, never going back in time
+        if (n) last = *n;
+      }
+    });
+  }
+  std::vector<std::thread> writers;
+  for (int t = 0; t < kWriters; ++t) {
+    writers.emplace_back([&, t] {
+      for (int i = 0; i < per; ++i) {
+        auto w = keel::sqlite::transaction(pool, [&](PooledConnection& c) -> Result<int> {
+          return keel::sqlite::execute(c, "INSERT INTO t VALUES (?, ?)", t, i);
+        });
+        if (!w) ++errors;
+      }
+    });
+  }
+  for (auto& w : writers) w.join();
+  stop = true;
+  for (auto& r : readers) r.join();
+  CHECK(errors == 0);
+  auto c = pool.get_reader().value();
+  CHECK(count_rows(c, "t") == kWriters * per);
+  CHECK(c->execAndGet("SELECT count(DISTINCT thread || '-' || i) FROM t").getInt() == kWriters * per);
+}
+
+TEST_CASE("the write lock is handed out in arrival order, and a waiter that gives up is skipped",
+          "[sqlite]") {
+  const Watchdog watchdog(60, "the write lock order test");
+  keel::sqlite::detail::WriteLock lock;
+  const auto far = keel::sqlite::detail::Clock::now() + 30s;
+  REQUIRE(lock.try_lock_until(far));
+  std::mutex mu;
+  std::vector<int> order;
+  std::vector<std::thread> waiters;
+  for (int i = 0; i < 4; ++i) {
+    const auto before = lock.queued();
+    if (i == 2) {
+      // This one gives up before its turn: its ticket must not block the others.
+      waiters.emplace_back(
+          [&] { CHECK_FALSE(lock.try_lock_until(keel::sqlite::detail::Clock::now() + 50ms)); });
+      waiters.back().join();
+      waiters.pop_back();
+      continue;
+    }
+    waiters.emplace_back([&, i] {
+      REQUIRE(lock.try_lock_until(far));
+      {
+        const std::lock_guard g(mu);
+        order.push_back(i);
+      }
+      lock.unlock();
+    });
+    while (lock.queued() == before) std::this_thread::yield();  // queued behind the previous ones
+  }
+  lock.unlock();
+  for (auto& t : waiters) t.join();
+  CHECK(order == std::vector<int>{0, 1, 3});
+  CHECK(lock.queued() == 0);
 }

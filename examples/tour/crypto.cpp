@@ -2,8 +2,8 @@
 // tampering, and an encrypted credential store with a wrong-password check
 // and key rotation.
 #include <keel/crypto.hpp>
-#include <keel/vault.hpp>
 #include <keel/sqlite.hpp>
+#include <keel/vault.hpp>
 
 #include <fmt/format.h>
 #include <fmt/ranges.h>
@@ -39,7 +39,8 @@ bool tour::crypto() {
   auto pool = keel::sqlite::Pool::open(pc);
   if (!pool) return false;
   kc::StoreConfig cfg;
-  cfg.iterations = kc::kMinIterations;  // quick for the tour; the default is 600,000
+  // Argon2id at its least cost, quick for the tour (the default: 64 MiB, t=3).
+  cfg.kdf = kc::KdfParams::argon2id(kc::kArgon2MinMemoryKib, kc::kArgon2MinPasses);
   auto store = kc::CredentialStore::create(*pool, "tour password", cfg);
   if (!store || !store->put("db/password", "s3cret") || !store->put("api/token", "t0ken")) return false;
   auto names = store->list();

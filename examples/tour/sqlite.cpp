@@ -1,5 +1,7 @@
 // keel-tour: keel::sqlite. A pool on a temporary file: migrations, writers on
 // four threads, a keyset-paginated read, and FTS5 search when SQLite has it.
+// SQLiteCpp's objects (statements, the database) throw: every call on them
+// here sits inside transaction() or try_sql(), or goes through query_one.
 #include <keel/sqlite.hpp>
 
 #include <fmt/format.h>
@@ -95,11 +97,10 @@ keel::Result<void> run(const std::string& path) {
       "CREATE VIRTUAL TABLE notes_fts USING fts5(body, content='notes', content_rowid='id');"
       "INSERT INTO notes_fts(notes_fts) VALUES ('rebuild')");
   if (fts) {
-    KEEL_TRY_ASSIGN(SQLite::Statement & q,
-                    conn.prepare_cached("SELECT count(*) FROM notes_fts WHERE notes_fts MATCH ?"));
-    q.bind(1, "milk");
-    KEEL_TRY(keel::sqlite::try_sql([&] { (void)q.executeStep(); }));
-    fmt::print("  FTS5: {} notes mention milk\n", q.getColumn(0).getInt());
+    KEEL_TRY_ASSIGN(std::int64_t hits,
+                    keel::sqlite::query_one<std::int64_t>(
+                        conn, "SELECT count(*) FROM notes_fts WHERE notes_fts MATCH ?", "milk"));
+    fmt::print("  FTS5: {} notes mention milk\n", hits);
   } else {
     fmt::print("  FTS5 not available here: {}\n", fts.error());
   }

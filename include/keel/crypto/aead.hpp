@@ -90,8 +90,9 @@ inline ThreadCipher& thread_cipher_slot() {
 [[nodiscard]] inline Result<EVP_CIPHER_CTX*> thread_ctx() {
   ThreadCipher& tc = thread_cipher_slot();
   if (tc.ctx != nullptr) return tc.ctx;
+  const ErrorMark mark;
   tc.cipher = EVP_CIPHER_fetch(nullptr, "AES-256-GCM", nullptr);
-  if (tc.cipher == nullptr) return fail(Errc::crypto, "fetching AES-256-GCM: {}", openssl_error());
+  if (tc.cipher == nullptr) return fail(Errc::crypto, "fetching AES-256-GCM: {}", mark.message());
   tc.ctx = EVP_CIPHER_CTX_new();
   if (tc.ctx == nullptr) {
     tc.reset();
@@ -100,7 +101,7 @@ inline ThreadCipher& thread_cipher_slot() {
   // Bind the cipher once; later calls pass only key and nonce, which keeps
   // the provider context (no allocation per call).
   if (EVP_CipherInit_ex2(tc.ctx, tc.cipher, nullptr, nullptr, 1, nullptr) != 1) {
-    auto msg = openssl_error();
+    auto msg = mark.message();
     tc.reset();
     return fail(Errc::crypto, "EVP_CipherInit_ex2: {}", msg);
   }
@@ -134,9 +135,10 @@ struct NonceBatch {
   // relaxed: see on_fork_child.
   const std::uint64_t gen = fork_generation().load(std::memory_order_relaxed);
   if (batch.next == kNonceBatch || batch.generation != gen) {
+    const ErrorMark mark;
     if (RAND_bytes(batch.bytes.data(), static_cast<int>(batch.bytes.size())) != 1) {
       batch.next = kNonceBatch;
-      return fail(Errc::crypto, "RAND_bytes failed: {}", openssl_error());
+      return fail(Errc::crypto, "RAND_bytes failed: {}", mark.message());
     }
     batch.next = 0;
     batch.generation = gen;
@@ -188,13 +190,14 @@ struct NonceBatch {
     return std::move(n).error();
   }
   int outl = 0;
+  const detail::ErrorMark mark;
   if (EVP_CipherInit_ex2(ctx, nullptr, key.expose_secret().data(), nonce, 1, nullptr) != 1 ||
       !detail::feed_aad(ctx, aad) || !detail::feed_data(ctx, plaintext.data(), plaintext.size(), body) ||
       EVP_CipherFinal_ex(ctx, tag, &outl) != 1 ||
       EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_AEAD_GET_TAG, static_cast<int>(kTagSize), tag) != 1) {
     OPENSSL_cleanse(out.data(), out.size());
     out.clear();
-    return fail(Errc::crypto, "AES-256-GCM seal failed: {}", detail::openssl_error());
+    return fail(Errc::crypto, "AES-256-GCM seal failed: {}", mark.message());
   }
   if (key.count_seal() == kSealWarnThreshold) {
     keel::log::logger()->warn(
@@ -221,6 +224,9 @@ struct NonceBatch {
 [[nodiscard]] inline Result<void> open_into(const SecretKey& key, std::span<const std::uint8_t> envelope,
                                             std::span<const std::uint8_t> aad,
                                             std::vector<std::uint8_t>& out) {
+  // The caller's buffer may hold an earlier plaintext: wipe it before it is
+  // shrunk, overwritten or (when too small) freed.
+  OPENSSL_cleanse(out.data(), out.size());
   out.clear();
   if (envelope.size() < kEnvelopeOverhead) {
     return fail(Errc::invalid_argument, "envelope is {} bytes, shorter than the {}-byte minimum",
@@ -235,20 +241,21 @@ struct NonceBatch {
   const std::uint8_t* body = nonce + kNonceSize;
   std::array<std::uint8_t, kTagSize> tag{};
   std::memcpy(tag.data(), body + len, kTagSize);
+  if (out.capacity() < len) std::vector<std::uint8_t>().swap(out);  // already wiped; freed, not copied
   out.resize(len);
   int outl = 0;
   std::array<std::uint8_t, 16> final_block{};
+  const detail::ErrorMark mark;
   if (EVP_CipherInit_ex2(ctx, nullptr, key.expose_secret().data(), nonce, 0, nullptr) != 1 ||
       !detail::feed_aad(ctx, aad) || !detail::feed_data(ctx, body, len, out.data()) ||
       EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_AEAD_SET_TAG, static_cast<int>(kTagSize), tag.data()) != 1) {
     OPENSSL_cleanse(out.data(), out.size());
     out.clear();
-    return fail(Errc::crypto, "AES-256-GCM open failed: {}", detail::openssl_error());
+    return fail(Errc::crypto, "AES-256-GCM open failed: {}", mark.message());
   }
   if (EVP_CipherFinal_ex(ctx, final_block.data(), &outl) != 1) {
     OPENSSL_cleanse(out.data(), out.size());
     out.clear();
-    ERR_clear_error();
     return fail(Errc::auth_failed,
                 "envelope failed authentication (wrong key, wrong context or damaged data)");
   }

@@ -56,26 +56,64 @@ inline constexpr std::uint32_t kMaxIterations = 100'000'000;
 inline constexpr std::size_t kMinSaltSize = 16;
 
 namespace detail {
-/// The oldest OpenSSL error on this thread's queue as text (and clears it).
-inline std::string openssl_error() {
-  const unsigned long e = ERR_get_error();
-  ERR_clear_error();
-  if (e == 0) return "unknown OpenSSL error";
-  std::array<char, 256> buf{};
-  ERR_error_string_n(e, buf.data(), buf.size());
-  return std::string(buf.data());
-}
+/// Keeps keel's OpenSSL errors apart from the caller's. OpenSSL keeps one error
+/// queue per thread, shared with whatever else the program does with OpenSSL;
+/// a mark is set on construction, message() reads the newest error raised
+/// since (not the caller's older ones), and the destructor pops exactly what
+/// was added after the mark, leaving the caller's queue as it found it.
+class ErrorMark {
+ public:
+  ErrorMark() noexcept {
+    const char* file = nullptr;
+    int line = 0;
+    before_ = ERR_peek_last_error_all(&file, &line, nullptr, nullptr, nullptr);
+    before_file_ = file;
+    before_line_ = line;
+    // An empty queue (the usual case) needs no mark: whatever is on it at the
+    // end is ours to clear.
+    if (before_ != 0) marked_ = ERR_set_mark() == 1;
+  }
+  ErrorMark(const ErrorMark&) = delete;
+  ErrorMark& operator=(const ErrorMark&) = delete;
+  ~ErrorMark() {
+    if (marked_) {
+      (void)ERR_pop_to_mark();
+    } else if (before_ == 0 && ERR_peek_error() != 0) {
+      ERR_clear_error();
+    }
+  }
+
+  /// The newest error raised since construction, as text.
+  [[nodiscard]] std::string message() const {
+    const char* file = nullptr;
+    int line = 0;
+    const unsigned long e = ERR_peek_last_error_all(&file, &line, nullptr, nullptr, nullptr);
+    if (e == 0 || (e == before_ && file == before_file_ && line == before_line_)) {
+      return "no OpenSSL error detail";
+    }
+    std::array<char, 256> buf{};
+    ERR_error_string_n(e, buf.data(), buf.size());
+    return std::string(buf.data());
+  }
+
+ private:
+  unsigned long before_ = 0;
+  const char* before_file_ = nullptr;
+  int before_line_ = 0;
+  bool marked_ = false;
+};
 }  // namespace detail
 
 /// `n` bytes from OpenSSL's CSPRNG (RAND_bytes). Errc::crypto if the
 /// generator fails (it never returns predictable bytes silently).
 [[nodiscard]] inline Result<std::vector<std::uint8_t>> random_bytes(std::size_t n) {
   std::vector<std::uint8_t> out(n);
+  const detail::ErrorMark mark;
   std::size_t done = 0;
   while (done < n) {
     const std::size_t chunk = std::min<std::size_t>(n - done, INT_MAX);
     if (RAND_bytes(out.data() + done, static_cast<int>(chunk)) != 1) {
-      return fail(Errc::crypto, "RAND_bytes failed: {}", detail::openssl_error());
+      return fail(Errc::crypto, "RAND_bytes failed: {}", mark.message());
     }
     done += chunk;
   }
@@ -84,11 +122,12 @@ inline std::string openssl_error() {
 
 /// Fills `out` from the CSPRNG.
 [[nodiscard]] inline Result<void> random_fill(std::span<std::uint8_t> out) {
+  const detail::ErrorMark mark;
   std::size_t done = 0;
   while (done < out.size()) {
     const std::size_t chunk = std::min<std::size_t>(out.size() - done, INT_MAX);
     if (RAND_bytes(out.data() + done, static_cast<int>(chunk)) != 1) {
-      return fail(Errc::crypto, "RAND_bytes failed: {}", detail::openssl_error());
+      return fail(Errc::crypto, "RAND_bytes failed: {}", mark.message());
     }
     done += chunk;
   }
@@ -112,8 +151,9 @@ class SecretKey {
   /// A fresh key from the CSPRNG.
   [[nodiscard]] static Result<SecretKey> random() {
     SecretKey k;
+    const detail::ErrorMark mark;
     if (RAND_priv_bytes(k.bytes_.data(), static_cast<int>(kKeySize)) != 1) {
-      return fail(Errc::crypto, "RAND_priv_bytes failed: {}", detail::openssl_error());
+      return fail(Errc::crypto, "RAND_priv_bytes failed: {}", mark.message());
     }
     return k;
   }
@@ -198,13 +238,62 @@ class SecretBytes {
   }
   ~SecretBytes() { wipe(); }
 
-  [[nodiscard]] std::span<const std::uint8_t> expose_secret() const noexcept { return bytes_; }
+  /// An empty buffer that holds up to `capacity` bytes and never reallocates
+  /// (a growing buffer would leave partial copies behind in freed memory):
+  /// fill it with try_append / try_push_back. Errc::resource_exhausted if the
+  /// memory cannot be had.
+  [[nodiscard]] static Result<SecretBytes> with_capacity(std::size_t capacity) {
+    SecretBytes s;
+#if KEEL_HAS_EXCEPTIONS
+    try {
+      s.bytes_.reserve(capacity);
+    } catch (const std::exception&) {
+      return fail(Errc::resource_exhausted, "cannot reserve {} bytes for a secret", capacity);
+    }
+#else
+    s.bytes_.reserve(capacity);
+#endif
+    return s;
+  }
+  /// Bytes this buffer holds without reallocating.
+  [[nodiscard]] std::size_t capacity() const noexcept {
+    return bytes_.capacity();
+  }
+  /// Appends `b` if it fits in capacity(); false (and nothing appended) if not.
+  [[nodiscard]] bool try_append(std::span<const std::uint8_t> b) noexcept {
+    if (b.size() > bytes_.capacity() - bytes_.size()) return false;
+    bytes_.insert(bytes_.end(), b.begin(), b.end());  // within capacity: no allocation
+    return true;
+  }
+  /// Appends one byte if it fits in capacity().
+  [[nodiscard]] bool try_push_back(std::uint8_t b) noexcept {
+    if (bytes_.size() == bytes_.capacity()) return false;
+    bytes_.push_back(b);
+    return true;
+  }
+  /// Removes the last byte (wiped). Precondition: not empty.
+  void pop_back() noexcept {
+    bytes_.back() = 0;
+    bytes_.pop_back();
+  }
+  /// Wipes the bytes and empties the buffer; the capacity stays.
+  void clear() noexcept {
+    wipe();
+  }
+
+  [[nodiscard]] std::span<const std::uint8_t> expose_secret() const noexcept {
+    return bytes_;
+  }
   /// The bytes as text (no copy).
   [[nodiscard]] std::string_view view() const noexcept {
     return {reinterpret_cast<const char*>(bytes_.data()), bytes_.size()};
   }
-  [[nodiscard]] std::size_t size() const noexcept { return bytes_.size(); }
-  [[nodiscard]] bool empty() const noexcept { return bytes_.empty(); }
+  [[nodiscard]] std::size_t size() const noexcept {
+    return bytes_.size();
+  }
+  [[nodiscard]] bool empty() const noexcept {
+    return bytes_.empty();
+  }
 
   friend bool operator==(const SecretBytes& a, const SecretBytes& b) noexcept {
     return a.bytes_.size() == b.bytes_.size() &&
@@ -245,10 +334,11 @@ void to_json(BasicJson& j, const SecretBytes& /*unused*/) {
   static constexpr std::uint8_t kEmptySalt = 0;
   const char* pw = password.empty() ? &kEmpty : password.data();
   const std::uint8_t* s = salt.empty() ? &kEmptySalt : salt.data();
+  const detail::ErrorMark mark;
   if (PKCS5_PBKDF2_HMAC(pw, static_cast<int>(password.size()), s, static_cast<int>(salt.size()),
                         static_cast<int>(iterations), EVP_sha256(), static_cast<int>(out.size()),
                         out.data()) != 1) {
-    return fail(Errc::crypto, "PKCS5_PBKDF2_HMAC failed: {}", detail::openssl_error());
+    return fail(Errc::crypto, "PKCS5_PBKDF2_HMAC failed: {}", mark.message());
   }
   return {};
 }

@@ -7,7 +7,10 @@
 //     if (!pool) return pool.error();
 //     KEEL_TRY_ASSIGN(auto conn, pool->get());           // RAII checkout
 //     KEEL_TRY_ASSIGN(SQLite::Statement& st, conn.prepare_cached("SELECT name FROM users WHERE id = ?"));
-//     st.bind(1, 42);
+//     KEEL_TRY_ASSIGN(std::string name, keel::sqlite::try_sql([&] {   // SQLiteCpp throws:
+//       st.bind(1, 42);                                                  // keep its calls
+//       return st.executeStep() ? st.getColumn(0).getString() : std::string();  // inside try_sql
+//     }));
 //
 // Thread-safety: Pool is a handle to shared state; every Pool member may be
 // called from any thread, and copies of a Pool share the same connections. A
@@ -21,16 +24,21 @@
 
 #include <SQLiteCpp/Database.h>
 #include <SQLiteCpp/Statement.h>
+#include <fcntl.h>
 #include <spdlog/spdlog.h>
 #include <sqlite3.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <array>
 #include <atomic>
+#include <cerrno>
 #include <chrono>
 #include <condition_variable>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <functional>
 #include <list>
 #include <memory>
@@ -38,6 +46,7 @@
 #include <string>
 #include <string_view>
 #include <thread>
+#include <type_traits>
 #include <unordered_map>
 #include <utility>
 #include <vector>
@@ -75,15 +84,75 @@ struct PoolConfig {
   std::int64_t cache_size = -20'000;     ///< negative: KiB (here 20 MB); positive: pages
   std::int64_t mmap_size = 256LL << 20;  ///< bytes of memory-mapped I/O; 0 disables
   std::vector<std::string> pragmas{};    ///< more, run on each new connection: "temp_store = MEMORY"
+  /// PRAGMA journal_size_limit on each connection: after a checkpoint resets
+  /// the write-ahead log, its file is cut back to at most this many bytes.
+  /// Negative: no limit (SQLite's default).
+  std::int64_t journal_size_limit = 64LL << 20;
+  /// When the -wal file has grown past this many bytes, the maintenance
+  /// thread runs a TRUNCATE checkpoint on an idle connection (waiting up to
+  /// busy_timeout for readers to move on to the newest snapshot). SQLite's
+  /// own automatic checkpoints never reset the log while readers keep
+  /// overlapping, so without this it grows without bound. 0 disables.
+  std::int64_t wal_checkpoint_bytes = 64LL << 20;
   /// Prepared statements kept per connection by prepare_cached (LRU); at least 1.
   std::size_t statement_cache_capacity = 64;
+  /// At each checkout of a connection with cached statements, read PRAGMA
+  /// schema_version and drop the cache if the schema changed (SQLiteCpp keeps
+  /// a statement's column-name map across SQLite's re-prepare, so
+  /// getColumn("name") could read another column). It costs one short read
+  /// transaction per checkout (well under a microsecond on a current CPU, about
+  /// as much as a point read); turn it off only when the schema never changes
+  /// while the pool is open, from any connection or process.
+  bool check_schema = true;
   /// Open the database read-only (no journal_mode change; writes fail).
   bool read_only = false;
+  /// 0: every connection reads and writes (max_size of them). N > 0: a
+  /// read/write split: one writer connection, handed out in arrival order
+  /// (get_writer(), write transactions, get()), plus N read-only connections
+  /// (opened SQLITE_OPEN_READONLY, PRAGMA query_only = ON; get_reader(),
+  /// read-only transactions), all opened at Pool::open, so readers never
+  /// wait behind the writer. max_size and min_idle are then not used.
+  std::size_t readers = 0;
+  /// Permission bits for a database file the pool creates (0: SQLite's
+  /// default, 0644 less the umask). The file is made with exactly these bits
+  /// whatever the umask, before SQLite opens it; SQLite gives the -wal and
+  /// -shm files the database file's mode, so 0600 keeps all three private.
+  /// An existing file keeps its mode. Ignored for ":memory:" and "file:" URIs.
+  std::uint32_t file_mode = 0;
   /// Runs on each new connection after the pragmas (register functions,
   /// attach databases, ...); an error fails the open.
   std::function<Result<void>(SQLite::Database&)> on_connect{};
   /// Where the pool logs (debug: opens/closes; warn: faults). Null: keel::log::logger().
   std::shared_ptr<spdlog::logger> logger{};
+
+  /// Errc::config (saying which field) for a configuration Pool::open refuses.
+  [[nodiscard]] Result<void> validate() const {
+    if (path.empty()) return fail(Errc::config, "PoolConfig::path is empty");
+    if (max_size == 0) return fail(Errc::config, "PoolConfig::max_size must be at least 1");
+    if (readers == 0 && min_idle > max_size) {
+      return fail(Errc::config, "PoolConfig::min_idle ({}) exceeds max_size ({})", min_idle, max_size);
+    }
+    if (connection_timeout.count() < 0 || busy_timeout.count() < 0 || idle_timeout.count() < 0 ||
+        max_lifetime.count() < 0 || maintenance_interval.count() <= 0) {
+      return fail(Errc::config, "PoolConfig durations must not be negative (maintenance_interval > 0)");
+    }
+    if (busy_timeout.count() > 0x7fffffff) return fail(Errc::config, "PoolConfig::busy_timeout is too large");
+    for (const auto* p : {&journal_mode, &synchronous}) {
+      const bool plain = std::all_of(p->begin(), p->end(), [](char c) {
+        return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_';
+      });
+      if (!plain) return fail(Errc::config, "pragma value \"{}\" is not a plain word", *p);
+    }
+    if (statement_cache_capacity == 0)
+      return fail(Errc::config, "PoolConfig::statement_cache_capacity must be at least 1");
+    if (readers > 0 && read_only) return fail(Errc::config, "PoolConfig::readers needs a writable database");
+    if (readers > 1024) return fail(Errc::config, "PoolConfig::readers ({}) is more than 1024", readers);
+    if (wal_checkpoint_bytes < 0)
+      return fail(Errc::config, "PoolConfig::wal_checkpoint_bytes must not be negative");
+    if (file_mode > 0777)
+      return fail(Errc::config, "PoolConfig::file_mode {:o} is not a permission mode", file_mode);
+    return {};
+  }
 };
 
 /// A snapshot of a pool's counters.
@@ -98,6 +167,10 @@ struct PoolStats {
   std::chrono::nanoseconds longest_wait{0};  ///< the longest a get() waited
   std::uint64_t opened = 0;                  ///< connections opened over the pool's life
   std::uint64_t closed = 0;                  ///< connections closed (retired, discarded, at close)
+  std::uint64_t wal_bytes = 0;               ///< size of the -wal file at the last maintenance pass
+  std::uint64_t checkpoint_lag_frames = 0;   ///< log frames not yet in the database after the last checkpoint
+  std::uint64_t checkpoints = 0;             ///< TRUNCATE checkpoints run by the maintenance thread
+  std::uint64_t checkpoint_failures = 0;     ///< ... that readers or writers kept from finishing
 };
 
 class Pool;
@@ -190,6 +263,36 @@ struct Conn {
       sqlite3_finalize(s);
       s = nullptr;
     }
+    sqlite3_finalize(schema_stmt);
+  }
+
+  /// Drops the statement cache when the schema changed since this
+  /// connection last looked (another connection or process ran DDL, or this
+  /// one did): SQLite re-prepares a statement after a schema change, but
+  /// SQLiteCpp keeps the column-name map it built before, so getColumn("name")
+  /// could read another column. Run at every checkout.
+  int check_schema() noexcept {
+    // Nothing cached, nothing to go stale. Statements cached from now on were
+    // prepared against a schema at least as new as schema_version: if it has
+    // moved by the next look they are dropped (perhaps needlessly, never
+    // wrongly); with no version known yet they are dropped once.
+    if (cache.size() == 0) return SQLITE_OK;
+    sqlite3* h = db.getHandle();
+    if (schema_stmt == nullptr) {
+      const int rc = sqlite3_prepare_v3(h, "PRAGMA schema_version", -1, SQLITE_PREPARE_PERSISTENT,
+                                        &schema_stmt, nullptr);
+      if (rc != SQLITE_OK) return rc;
+    }
+    const int rc = sqlite3_step(schema_stmt);
+    if (rc == SQLITE_ROW) {
+      const auto v = sqlite3_column_int64(schema_stmt, 0);
+      if (v != schema_version) {
+        cache.clear();
+        schema_version = v;
+      }
+    }
+    sqlite3_reset(schema_stmt);
+    return rc == SQLITE_ROW ? SQLITE_OK : rc;
   }
 
   /// Steps one of the transaction-control statements; returns the SQLite code
@@ -246,50 +349,77 @@ struct Conn {
   Clock::time_point last_used;
   StatementCache cache;
   std::array<sqlite3_stmt*, kTxStmtCount> tx{};
+  sqlite3_stmt* schema_stmt = nullptr;
+  std::int64_t schema_version = -1;  // as of the last checkout; -1: not read yet
   int savepoint_depth = 0;
+  bool query_only = false;       // PRAGMA query_only is on (a read-only transaction or savepoint)
+  bool reader = false;           // a read-only connection of a split pool: query_only always on
+  bool owns_write_lock = false;  // checked out by get_writer() of a split pool: holds the write lock
   bool broken = false;
   int last_code = SQLITE_OK;
   std::string last_message;
 };
 
-inline bool valid_identifier(std::string_view s) noexcept {
-  return !s.empty() && std::all_of(s.begin(), s.end(), [](char c) {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_';
-  });
-}
-
-/// The pool's in-process write lock: a mutex with a deadline. (Not
-/// std::timed_mutex: its try_lock_until goes through pthread_mutex_clocklock,
-/// which ThreadSanitizer does not see, so every unlock would be reported.)
+/// The pool's in-process write lock: a fair (first come, first served)
+/// mutex with a deadline. Fair, so a writer that commits and at once begins
+/// again cannot starve the others, or the maintenance thread's checkpoint.
+/// (Not std::timed_mutex: its try_lock_until goes through
+/// pthread_mutex_clocklock, which ThreadSanitizer does not see.)
 class WriteLock {
  public:
-  /// Takes the lock, waiting until the deadline; false if it did not get it.
+  /// Takes the lock in arrival order, waiting until the deadline; false if it
+  /// did not get it.
   bool try_lock_until(Clock::time_point deadline) {
     std::unique_lock lock(mu_);
-    if (!cv_.wait_until(lock, deadline, [&] { return !held_; })) return false;
-    held_ = true;
+    const std::uint64_t ticket = next_++;
+    if (!cv_.wait_until(lock, deadline, [&] { return serving_ == ticket; })) {
+      abandoned_.push_back(ticket);  // skipped when its turn comes
+      return false;
+    }
     return true;
   }
   void unlock() noexcept {
     {
       const std::lock_guard lock(mu_);
-      held_ = false;
+      ++serving_;
+      for (auto it = std::find(abandoned_.begin(), abandoned_.end(), serving_); it != abandoned_.end();
+           it = std::find(abandoned_.begin(), abandoned_.end(), serving_)) {
+        abandoned_.erase(it);
+        ++serving_;
+      }
     }
-    cv_.notify_one();
+    cv_.notify_all();  // each waiter checks its own ticket
+  }
+  /// Waiters and the holder, if any.
+  [[nodiscard]] std::uint64_t queued() const {
+    const std::lock_guard lock(mu_);
+    return next_ - serving_ - abandoned_.size();
   }
 
  private:
-  std::mutex mu_;
+  mutable std::mutex mu_;
   std::condition_variable cv_;
-  bool held_ = false;
+  std::uint64_t next_ = 0;                // the next ticket to hand out
+  std::uint64_t serving_ = 0;             // the ticket that holds the lock (== next_: free)
+  std::vector<std::uint64_t> abandoned_;  // tickets whose waiters gave up (few: timeouts are rare)
 };
 
 /// The state a Pool's handles, its connections and its maintenance thread share.
+/// What a PoolState's connections are for.
+enum class Role : std::uint8_t {
+  any,     ///< read and write (no split)
+  writer,  ///< the one writer connection of a split pool
+  reader,  ///< read-only connections of a split pool
+};
+
 class PoolState {
  public:
-  explicit PoolState(PoolConfig config) : cfg_(std::move(config)) {
+  explicit PoolState(PoolConfig config, Role role = Role::any) : cfg_(std::move(config)), role_(role) {
     log_ = cfg_.logger ? cfg_.logger : keel::log::logger();
   }
+  [[nodiscard]] Role role() const noexcept { return role_; }
+  /// The name SQLite opens (the memdb URI for ":memory:").
+  [[nodiscard]] const std::string& name() const noexcept { return name_; }
   PoolState(const PoolState&) = delete;
   PoolState& operator=(const PoolState&) = delete;
   ~PoolState() { anchor_.reset(); }
@@ -301,26 +431,7 @@ class PoolState {
   /// Validates the configuration, works out the name and flags, opens the
   /// first connection (setting journal_mode) and the rest of min_idle.
   Result<void> start() {
-    if (cfg_.path.empty()) return fail(Errc::invalid_argument, "PoolConfig::path is empty");
-    if (cfg_.max_size == 0) return fail(Errc::invalid_argument, "PoolConfig::max_size must be at least 1");
-    if (cfg_.min_idle > cfg_.max_size) {
-      return fail(Errc::invalid_argument, "PoolConfig::min_idle ({}) exceeds max_size ({})", cfg_.min_idle,
-                  cfg_.max_size);
-    }
-    if (cfg_.connection_timeout.count() < 0 || cfg_.busy_timeout.count() < 0 ||
-        cfg_.idle_timeout.count() < 0 || cfg_.max_lifetime.count() < 0 ||
-        cfg_.maintenance_interval.count() <= 0) {
-      return fail(Errc::invalid_argument,
-                  "PoolConfig durations must not be negative (maintenance_interval > 0)");
-    }
-    if (cfg_.busy_timeout.count() > 0x7fffffff) {
-      return fail(Errc::invalid_argument, "PoolConfig::busy_timeout is too large");
-    }
-    for (const auto* p : {&cfg_.journal_mode, &cfg_.synchronous}) {
-      if (!p->empty() && !valid_identifier(*p)) {
-        return fail(Errc::invalid_argument, "pragma value \"{}\" is not a plain word", *p);
-      }
-    }
+    KEEL_TRY(cfg_.validate());
     if (cfg_.connection_timeout <= cfg_.busy_timeout) {
       log_->warn("keel::sqlite: connection_timeout ({} ms) should exceed busy_timeout ({} ms)",
                  cfg_.connection_timeout.count(), cfg_.busy_timeout.count());
@@ -340,9 +451,16 @@ class PoolState {
       memory_ = true;
     } else {
       name_ = cfg_.path;
+      if (cfg_.file_mode != 0 && !cfg_.read_only && !cfg_.path.starts_with("file:")) {
+        KEEL_TRY(create_private(cfg_.path, cfg_.file_mode));
+      }
     }
 
     KEEL_TRY_ASSIGN(auto first, open_connection(true));
+    if (!memory_ && !cfg_.read_only) {
+      const char* file = sqlite3_db_filename(first->db.getHandle(), "main");
+      if (file != nullptr && *file != '\0') wal_path_ = std::string(file) + "-wal";
+    }
     if (memory_) {
       KEEL_TRY_ASSIGN(auto anchor, open_connection(false));
       anchor_ = std::move(anchor);
@@ -364,10 +482,11 @@ class PoolState {
     return {};
   }
 
-  /// Checks a connection out, waiting up to `timeout`.
-  Result<std::unique_ptr<Conn>> acquire(std::chrono::milliseconds timeout) {
+  /// Checks a connection out, waiting until `deadline`.
+  Result<std::unique_ptr<Conn>> acquire(Clock::time_point deadline) {
     const auto start = Clock::now();
-    const auto deadline = start + timeout;
+    const auto timeout = std::chrono::duration_cast<std::chrono::milliseconds>(
+        deadline > start ? deadline - start : Clock::duration::zero());
     std::vector<std::unique_ptr<Conn>> expired;  // closed after the lock is released
     std::unique_lock lock(mu_);
     bool waited = false;
@@ -430,6 +549,13 @@ class PoolState {
   /// statements left mid-step, then makes it idle (or closes it).
   void release(std::unique_ptr<Conn> c) noexcept {
     if (!c) return;
+    const bool unlock_writer = c->owns_write_lock;
+    c->owns_write_lock = false;
+    release_conn(std::move(c));
+    if (unlock_writer) writer_.unlock();  // after the connection is idle again, for the next in line
+  }
+
+  void release_conn(std::unique_ptr<Conn> c) noexcept {
     sqlite3* h = c->db.getHandle();
     if (sqlite3_get_autocommit(h) == 0) {
       log_->warn("keel::sqlite: connection {} returned with an open transaction; rolling it back", c->id);
@@ -437,7 +563,10 @@ class PoolState {
         if (sqlite3_stmt_busy(s) != 0) sqlite3_reset(s);
       }
       if (c->run(TxStmt::rollback) != SQLITE_DONE && sqlite3_get_autocommit(h) == 0) c->broken = true;
-      sqlite3_exec(h, "PRAGMA query_only = 0", nullptr, nullptr, nullptr);
+      if (!c->reader) {
+        sqlite3_exec(h, "PRAGMA query_only = 0", nullptr, nullptr, nullptr);
+        c->query_only = false;
+      }
     } else {
       for (sqlite3_stmt* s = sqlite3_next_stmt(h, nullptr); s != nullptr; s = sqlite3_next_stmt(h, s)) {
         if (sqlite3_stmt_busy(s) != 0) sqlite3_reset(s);
@@ -495,6 +624,10 @@ class PoolState {
     s.longest_wait = longest_wait_;
     s.opened = opened_;
     s.closed = closed_count_;
+    s.wal_bytes = wal_bytes_;
+    s.checkpoint_lag_frames = checkpoint_lag_;
+    s.checkpoints = checkpoints_;
+    s.checkpoint_failures = checkpoint_failures_;
     return s;
   }
 
@@ -543,6 +676,7 @@ class PoolState {
     if (!retired.empty())
       log_->debug("keel::sqlite: retiring {} idle connections to {}", retired.size(), cfg_.path);
     retired.clear();
+    checkpoint_if_large();
     for (std::size_t i = 0; i < need; ++i) {
       auto c = open_connection(false);
       std::unique_lock lock(mu_);
@@ -559,6 +693,67 @@ class PoolState {
       lock.unlock();
       cv_.notify_one();
     }
+  }
+
+  /// Runs a TRUNCATE checkpoint on an idle connection when the -wal file has
+  /// passed wal_checkpoint_bytes (from the maintenance thread).
+  void checkpoint_if_large() noexcept {
+    if (cfg_.wal_checkpoint_bytes <= 0 || wal_path_.empty()) return;
+    struct stat st {};
+    const std::uint64_t size =
+        ::stat(wal_path_.c_str(), &st) == 0 ? static_cast<std::uint64_t>(st.st_size) : std::uint64_t{0};
+    {
+      const std::lock_guard lock(mu_);
+      wal_bytes_ = size;
+      if (closed_ || size < static_cast<std::uint64_t>(cfg_.wal_checkpoint_bytes)) return;
+    }
+    // In line with this process's writers (the lock is fair), so they cannot
+    // keep the checkpoint from SQLite's write lock; the lock first, then an
+    // idle connection (a split pool's writer holds the lock while it holds
+    // its connection).
+    if (!writer_.try_lock_until(Clock::now() + cfg_.busy_timeout)) return;
+    std::unique_ptr<Conn> c;
+    {
+      const std::lock_guard lock(mu_);
+      if (!closed_ && !idle_.empty()) {
+        c = std::move(idle_.back());
+        idle_.pop_back();
+        ++in_use_;
+      }
+    }
+    if (!c) {
+      writer_.unlock();
+      return;
+    }
+    int log_frames = 0;
+    int done = 0;
+    const int rc =
+        sqlite3_wal_checkpoint_v2(c->db.getHandle(), nullptr, SQLITE_CHECKPOINT_TRUNCATE, &log_frames, &done);
+    writer_.unlock();
+    std::uint64_t failures = 0;
+    {
+      const std::lock_guard lock(mu_);
+      if (rc == SQLITE_OK) {
+        ++checkpoints_;
+        consecutive_failures_ = 0;
+        checkpoint_lag_ = 0;
+        wal_bytes_ = 0;
+      } else {
+        ++checkpoint_failures_;
+        failures = ++consecutive_failures_;
+        checkpoint_lag_ = log_frames > done ? static_cast<std::uint64_t>(log_frames - done) : 0;
+      }
+    }
+    if (rc == SQLITE_OK) {
+      log_->debug("keel::sqlite: checkpointed and truncated the {}-byte write-ahead log of {}", size,
+                  cfg_.path);
+    } else if (failures == 3 || (failures > 3 && failures % 60 == 0)) {
+      log_->warn(
+          "keel::sqlite: the write-ahead log of {} is {} bytes and {} checkpoints in a row could not "
+          "finish ({}): a reader or writer keeps an old snapshot open",
+          cfg_.path, size, failures, sqlite3_errmsg(c->db.getHandle()));
+    }
+    release(std::move(c));
   }
 
   void wake_maintenance() noexcept {
@@ -580,6 +775,21 @@ class PoolState {
     if (ns > longest_wait_) longest_wait_ = ns;
   }
 
+  /// Creates `path` with exactly `mode` (not less the umask) unless it exists.
+  static Result<void> create_private(const std::string& path, std::uint32_t mode) {
+    const int fd =
+        ::open(path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, static_cast<mode_t>(mode));
+    if (fd < 0) {
+      if (errno == EEXIST) return {};
+      return fail(Errc::io, "creating {}: {}", path, std::strerror(errno));
+    }
+    const int rc = ::fchmod(fd, static_cast<mode_t>(mode));  // the umask took bits away at open
+    const int err = errno;
+    ::close(fd);
+    if (rc != 0) return fail(Errc::io, "setting the mode of {}: {}", path, std::strerror(err));
+    return {};
+  }
+
   /// Opens and configures one connection (no lock held).
   Result<std::unique_ptr<Conn>> open_connection(bool first) {
     std::uint64_t id = 0;
@@ -591,6 +801,8 @@ class PoolState {
     try {
       SQLite::Database db(name_, flags_, static_cast<int>(cfg_.busy_timeout.count()));
       auto c = std::make_unique<Conn>(std::move(db), id, cfg_.statement_cache_capacity);
+      c->reader = role_ == Role::reader;
+      c->query_only = c->reader;
       auto& d = c->db;
       if (first) {
         // Reading the schema makes a file that is not a database fail here, at open.
@@ -608,6 +820,7 @@ class PoolState {
       p += cfg_.foreign_keys ? "PRAGMA foreign_keys = ON;" : "PRAGMA foreign_keys = OFF;";
       p += fmt::format("PRAGMA cache_size = {};", cfg_.cache_size);
       if (!memory_) p += fmt::format("PRAGMA mmap_size = {};", cfg_.mmap_size);
+      if (!memory_) p += fmt::format("PRAGMA journal_size_limit = {};", cfg_.journal_size_limit);
       for (const auto& extra : cfg_.pragmas) p += "PRAGMA " + extra + ";";
       d.exec(p);
       if (cfg_.on_connect) {
@@ -630,6 +843,7 @@ class PoolState {
   }
 
   const PoolConfig cfg_;
+  const Role role_;
   std::shared_ptr<spdlog::logger> log_;
   std::string name_;
   int flags_ = 0;
@@ -649,6 +863,12 @@ class PoolState {
   std::uint64_t opened_ = 0;
   std::uint64_t closed_count_ = 0;
   std::chrono::nanoseconds longest_wait_{0};
+  std::string wal_path_;  // empty: in memory or read-only
+  std::uint64_t wal_bytes_ = 0;
+  std::uint64_t checkpoint_lag_ = 0;
+  std::uint64_t checkpoints_ = 0;
+  std::uint64_t checkpoint_failures_ = 0;
+  std::uint64_t consecutive_failures_ = 0;
   std::condition_variable maint_cv_;
   bool maint_wake_ = false;
 
@@ -767,6 +987,28 @@ class PooledConnection {
   std::unique_ptr<detail::Conn> conn_;
 };
 
+namespace detail {
+/// A steady-clock deadline `d` from now (a negative `d`: now; a huge one: a
+/// century, so no arithmetic overflows).
+template <class Rep, class Period>
+[[nodiscard]] Clock::time_point deadline_after(std::chrono::duration<Rep, Period> d) noexcept {
+  const auto now = Clock::now();
+  if (d <= d.zero()) return now;
+  constexpr auto kCentury = std::chrono::hours(24 * 365 * 100);
+  if (d >= kCentury) return now + kCentury;
+  return now + std::chrono::ceil<Clock::duration>(d);
+}
+/// `tp` as a steady-clock deadline.
+template <class C, class D>
+[[nodiscard]] Clock::time_point steady_deadline(std::chrono::time_point<C, D> tp) noexcept {
+  if constexpr (std::is_same_v<C, Clock>) {
+    return std::chrono::time_point_cast<Clock::duration>(tp);
+  } else {
+    return deadline_after(tp - C::now());
+  }
+}
+}  // namespace detail
+
 /// A pool of SQLite connections to one database. Copies share the pool; it
 /// closes when the last copy goes (connections still checked out close when
 /// they come back).
@@ -774,46 +1016,151 @@ class Pool {
  public:
   /// Opens the pool: validates config, opens min_idle connections (at least
   /// one, so a bad path or a file that is not a database fails here), sets
-  /// journal_mode, and starts the maintenance thread.
+  /// journal_mode, and starts the maintenance thread. With config.readers > 0
+  /// it opens the writer connection and then every reader connection.
   [[nodiscard]] static Result<Pool> open(PoolConfig config) {
-    auto state = std::make_shared<detail::PoolState>(std::move(config));
-    auto started = state->start();
-    if (!started) return std::move(started).error().context("opening a keel::sqlite pool");
-    return Pool(std::make_shared<detail::PoolOwner>(std::move(state)));
+    KEEL_TRY(config.validate().context("opening a keel::sqlite pool"));
+    auto user = std::make_shared<const PoolConfig>(config);
+    if (config.readers == 0) {
+      auto state = std::make_shared<detail::PoolState>(std::move(config));
+      auto started = state->start();
+      if (!started) return std::move(started).error().context("opening a keel::sqlite pool");
+      return Pool(std::move(user), std::make_shared<detail::PoolOwner>(std::move(state)), nullptr);
+    }
+    PoolConfig wc = config;
+    wc.readers = 0;
+    wc.max_size = 1;
+    wc.min_idle = 1;
+    auto writer = std::make_shared<detail::PoolState>(std::move(wc), detail::Role::writer);
+    auto started = writer->start();
+    if (!started) return std::move(started).error().context("opening a keel::sqlite pool (writer)");
+    auto writer_owner = std::make_shared<detail::PoolOwner>(std::move(writer));
+    PoolConfig rc = config;
+    rc.path = writer_owner->state()->name();  // the memdb name for ":memory:"
+    rc.readers = 0;
+    rc.read_only = true;
+    rc.max_size = config.readers;
+    rc.min_idle = config.readers;
+    rc.file_mode = 0;
+    rc.on_connect = config.on_connect;
+    rc.pragmas.emplace_back("query_only = ON");
+    auto reader = std::make_shared<detail::PoolState>(std::move(rc), detail::Role::reader);
+    started = reader->start();
+    if (!started) return std::move(started).error().context("opening a keel::sqlite pool (readers)");
+    return Pool(std::move(user), std::move(writer_owner),
+                std::make_shared<detail::PoolOwner>(std::move(reader)));
   }
 
-  /// A connection, waiting up to connection_timeout for one to come back when
-  /// max_size are checked out (then Errc::timeout). Errc::closed after close().
+  /// A connection for anything, waiting up to connection_timeout for one to
+  /// come back when max_size are checked out (then Errc::timeout).
+  /// Errc::closed after close(). In a split pool: the writer (get_writer()).
   [[nodiscard]] Result<PooledConnection> get() const {
     if (!owner_) return fail(Errc::closed, "the pool was moved from");
-    return get_for(state().config().connection_timeout);
+    return get_for(cfg_->connection_timeout);
   }
-
   /// get() with its own timeout (zero: only what is available right now).
-  [[nodiscard]] Result<PooledConnection> get_for(std::chrono::milliseconds timeout) const {
+  template <class Rep, class Period>
+  [[nodiscard]] Result<PooledConnection> get_for(std::chrono::duration<Rep, Period> timeout) const {
+    return get_until(detail::deadline_after(timeout));
+  }
+  /// get() with a deadline.
+  template <class C, class D>
+  [[nodiscard]] Result<PooledConnection> get_until(std::chrono::time_point<C, D> deadline) const {
+    if (readers_) return get_writer_until(deadline);
     if (!owner_) return fail(Errc::closed, "the pool was moved from");
-    auto c = state().acquire(timeout);
-    if (!c) return std::move(c).error();
-    return PooledConnection(owner_->state(), std::move(*c));
+    return checkout(*owner_, detail::steady_deadline(deadline));
   }
 
-  /// Size, idle, in use, waits, timeouts, longest wait.
+  /// The connection to write with. In a split pool: the one writer
+  /// connection, handed out in arrival order (the pool's write lock is held
+  /// while it is checked out, so write transactions on it never wait again);
+  /// otherwise the same as get().
+  [[nodiscard]] Result<PooledConnection> get_writer() const {
+    if (!owner_) return fail(Errc::closed, "the pool was moved from");
+    return get_writer_for(cfg_->connection_timeout);
+  }
+  template <class Rep, class Period>
+  [[nodiscard]] Result<PooledConnection> get_writer_for(std::chrono::duration<Rep, Period> timeout) const {
+    return get_writer_until(detail::deadline_after(timeout));
+  }
+  template <class C, class D>
+  [[nodiscard]] Result<PooledConnection> get_writer_until(std::chrono::time_point<C, D> deadline) const {
+    if (!owner_) return fail(Errc::closed, "the pool was moved from");
+    const auto until = detail::steady_deadline(deadline);
+    if (!readers_) return checkout(*owner_, until);
+    detail::PoolState& st = state();
+    if (!st.writer().try_lock_until(until)) {
+      return fail(Errc::timeout, "the writer connection to {} did not become free in time", cfg_->path);
+    }
+    auto c = st.acquire(until);
+    if (!c) {
+      st.writer().unlock();
+      return std::move(c).error();
+    }
+    (*c)->owns_write_lock = true;  // unlocked when the connection comes back
+    return checked(PooledConnection(owner_->state(), std::move(*c)));
+  }
+
+  /// A connection to read with. In a split pool: one of the read-only
+  /// connections, never waiting behind the writer; otherwise the same as get().
+  [[nodiscard]] Result<PooledConnection> get_reader() const {
+    if (!owner_) return fail(Errc::closed, "the pool was moved from");
+    return get_reader_for(cfg_->connection_timeout);
+  }
+  template <class Rep, class Period>
+  [[nodiscard]] Result<PooledConnection> get_reader_for(std::chrono::duration<Rep, Period> timeout) const {
+    return get_reader_until(detail::deadline_after(timeout));
+  }
+  template <class C, class D>
+  [[nodiscard]] Result<PooledConnection> get_reader_until(std::chrono::time_point<C, D> deadline) const {
+    if (!owner_) return fail(Errc::closed, "the pool was moved from");
+    return checkout(readers_ ? *readers_ : *owner_, detail::steady_deadline(deadline));
+  }
+
+  /// True for a read/write split pool (PoolConfig::readers > 0).
+  [[nodiscard]] bool split() const noexcept { return readers_ != nullptr; }
+
+  /// Size, idle, in use, waits, timeouts, longest wait, checkpoints (in a
+  /// split pool: the writer's).
   [[nodiscard]] PoolStats stats() const { return owner_ ? state().stats() : PoolStats{}; }
+  /// A split pool's reader connections' counters (empty otherwise).
+  [[nodiscard]] PoolStats reader_stats() const { return readers_ ? readers_->state()->stats() : PoolStats{}; }
   /// The configuration. Precondition: not moved from.
-  [[nodiscard]] const PoolConfig& config() const noexcept { return state().config(); }
+  [[nodiscard]] const PoolConfig& config() const noexcept { return *cfg_; }
 
   /// Closes the pool for every copy: idle connections close now, waiters and
   /// later get() calls fail with Errc::closed, checked-out connections close
   /// when they come back.
   void close() noexcept {
     if (owner_) state().close();
+    if (readers_) readers_->state()->close();
   }
 
  private:
-  explicit Pool(std::shared_ptr<detail::PoolOwner> owner) noexcept : owner_(std::move(owner)) {}
+  Pool(std::shared_ptr<const PoolConfig> cfg, std::shared_ptr<detail::PoolOwner> owner,
+       std::shared_ptr<detail::PoolOwner> readers) noexcept
+      : cfg_(std::move(cfg)), owner_(std::move(owner)), readers_(std::move(readers)) {}
   [[nodiscard]] detail::PoolState& state() const noexcept { return *owner_->state(); }
 
-  std::shared_ptr<detail::PoolOwner> owner_;
+  static Result<PooledConnection> checkout(const detail::PoolOwner& owner, detail::Clock::time_point until) {
+    auto c = owner.state()->acquire(until);
+    if (!c) return std::move(c).error();
+    return checked(PooledConnection(owner.state(), std::move(*c)));
+  }
+  // Drops a connection's statement cache when the schema changed since it
+  // last looked (see Conn::check_schema).
+  static Result<PooledConnection> checked(PooledConnection conn) {
+    if (conn.pool_->config().check_schema && conn.conn_->check_schema() != SQLITE_OK) {
+      Error e = last_error(conn.handle(), "PRAGMA schema_version");
+      conn.discard();
+      return std::move(e).context("checking out a connection");
+    }
+    return conn;
+  }
+
+  std::shared_ptr<const PoolConfig> cfg_;
+  std::shared_ptr<detail::PoolOwner> owner_;    // every connection, or a split pool's writer
+  std::shared_ptr<detail::PoolOwner> readers_;  // a split pool's readers
 };
 
 namespace detail {

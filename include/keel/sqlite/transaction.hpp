@@ -23,7 +23,17 @@
 // so a write inside one fails instead of taking the write lock.
 //
 // A transaction on a connection already inside one becomes a SAVEPOINT: its
-// work is undone on failure, kept (and committed with the outer one) on success.
+// work is undone on failure, kept (and committed with the outer one) on
+// success. A read-only one nested in a write one runs with query_only for
+// its duration: it cannot write either.
+//
+// A write transaction on a connection with a statement still mid-step is
+// refused at once (Errc::invalid_argument): that statement's snapshot would
+// make BEGIN IMMEDIATE fail with SQLITE_BUSY_SNAPSHOT, which no wait cures
+// and which is never retried. In a split pool (PoolConfig::readers), the
+// Pool overloads take get_writer() / get_reader(); the writer connection
+// holds the write lock while checked out, and a reader refuses write
+// transactions.
 //
 // Thread-safety: as for the connection: one thread at a time per connection.
 #pragma once
@@ -56,8 +66,20 @@ namespace detail {
 
 enum class TxKind : std::uint8_t { write, read };
 
+/// Worth waiting out: another connection holds a lock. Not SQLITE_BUSY_SNAPSHOT:
+/// this connection's own read snapshot is too old to write from, and waiting
+/// never makes it newer.
 inline bool is_busy(int rc) noexcept {
+  if (rc == SQLITE_BUSY_SNAPSHOT) return false;
   return (rc & 0xff) == SQLITE_BUSY || (rc & 0xff) == SQLITE_LOCKED;
+}
+
+/// A statement on `h` that is still mid-step (it holds a read snapshot), or null.
+inline sqlite3_stmt* busy_statement(sqlite3* h) noexcept {
+  for (sqlite3_stmt* s = sqlite3_next_stmt(h, nullptr); s != nullptr; s = sqlite3_next_stmt(h, s)) {
+    if (sqlite3_stmt_busy(s) != 0) return s;
+  }
+  return nullptr;
 }
 
 /// One transaction (or savepoint) on a connection; rolls back unless committed.
@@ -82,11 +104,38 @@ class TxScope {
         return last_error(h, sql).context("opening a nested transaction");
       }
       active_ = true;
+      // A read-only transaction nested in a write one stays read-only: the
+      // connection refuses writes until the savepoint ends.
+      if (kind_ == TxKind::read && sqlite3_db_readonly(h, "main") == 0 && !conn_->query_only) {
+        if (conn_->run(TxStmt::query_only_on) != SQLITE_DONE) {
+          Error e = conn_->run_error(TxStmt::query_only_on);
+          rollback();
+          return e;
+        }
+        conn_->query_only = true;
+        set_query_only_ = true;
+      }
       return {};
+    }
+    if (kind_ == TxKind::write && conn_->reader) {
+      return fail(Errc::invalid_argument,
+                  "a write transaction on a read-only connection (use get_writer() in a split pool)");
+    }
+    if (kind_ == TxKind::write) {
+      // A statement left mid-step holds a read snapshot: BEGIN IMMEDIATE
+      // would fail with SQLITE_BUSY_SNAPSHOT as soon as anyone else commits,
+      // and no amount of waiting fixes that. Refuse before taking the lock.
+      if (sqlite3_stmt* s = busy_statement(h); s != nullptr) {
+        const char* text = sqlite3_sql(s);
+        return fail(Errc::invalid_argument,
+                    "a statement is still mid-step on this connection (`{}`); reset it or step it to the end "
+                    "before starting a write transaction",
+                    detail::sql_excerpt(text != nullptr ? text : ""));
+      }
     }
     const auto timeout = pool_->config().connection_timeout;
     const auto deadline = Clock::now() + timeout;
-    if (kind_ == TxKind::write) {
+    if (kind_ == TxKind::write && !conn_->owns_write_lock) {
       if (!pool_->writer().try_lock_until(deadline)) {
         return fail(Errc::busy, "no write lock on {} within {} ms (another transaction holds it)",
                     pool_->config().path, timeout.count());
@@ -96,6 +145,10 @@ class TxScope {
         release_writer();
         return r;
       }
+    } else if (kind_ == TxKind::write) {
+      KEEL_TRY(run_until(TxStmt::begin_immediate, deadline));  // the writer of a split pool: lock held
+    } else if (conn_->reader) {
+      KEEL_TRY(run_until(TxStmt::begin_deferred, deadline));  // query_only is always on
     } else {
       KEEL_TRY(run_until(TxStmt::begin_deferred, deadline));
       if (conn_->run(TxStmt::query_only_on) != SQLITE_DONE) {
@@ -103,6 +156,7 @@ class TxScope {
         conn_->run(TxStmt::rollback);
         return e;
       }
+      conn_->query_only = true;
     }
     active_ = true;
     return {};
@@ -119,6 +173,7 @@ class TxScope {
         return e;
       }
       --conn_->savepoint_depth;
+      end_query_only();
       active_ = false;
       return {};
     }
@@ -143,6 +198,7 @@ class TxScope {
       const std::string sql = fmt::format("ROLLBACK TO keel_sp_{0}; RELEASE keel_sp_{0}", savepoint_);
       sqlite3_exec(h, sql.c_str(), nullptr, nullptr, nullptr);
       --conn_->savepoint_depth;
+      end_query_only();
       active_ = false;
       return;
     }
@@ -156,9 +212,18 @@ class TxScope {
 
  private:
   void finish() noexcept {
-    if (kind_ == TxKind::read) conn_->run(TxStmt::query_only_off);
+    if (kind_ == TxKind::read && !conn_->reader) {
+      conn_->run(TxStmt::query_only_off);
+      conn_->query_only = false;
+    }
     release_writer();
     active_ = false;
+  }
+  void end_query_only() noexcept {
+    if (!set_query_only_) return;
+    conn_->run(TxStmt::query_only_off);
+    conn_->query_only = false;
+    set_query_only_ = false;
   }
   void release_writer() noexcept {
     if (holds_writer_) pool_->writer().unlock();
@@ -184,6 +249,7 @@ class TxScope {
   bool holds_writer_ = false;
   int savepoint_ = 0;  // > 0: a nested transaction, this savepoint's number
   bool active_ = false;
+  bool set_query_only_ = false;  // a nested read-only savepoint turned query_only on
 };
 
 template <class F>
@@ -251,20 +317,21 @@ auto transaction(PooledConnection& conn, F&& fn, ReadOnly /*tag*/) -> detail::tx
   return detail::run_transaction<detail::tx_result_t<F>>(conn, detail::TxKind::read, fn);
 }
 
-/// Checks a connection out of pool and runs a write transaction on it.
+/// Checks a connection out of pool (get_writer()) and runs a write transaction on it.
 template <class F>
 auto transaction(const Pool& pool, F&& fn) -> detail::tx_result_t<F> {
   using R = detail::tx_result_t<F>;
-  auto conn = pool.get();
+  auto conn = pool.get_writer();
   if (!conn) return R(unexpected<Error>(std::move(conn).error()));
   return detail::run_transaction<R>(*conn, detail::TxKind::write, fn);
 }
 
-/// Checks a connection out of pool and runs a read-only transaction on it.
+/// Checks a connection out of pool (get_reader()) and runs a read-only
+/// transaction on it.
 template <class F>
 auto transaction(const Pool& pool, F&& fn, ReadOnly /*tag*/) -> detail::tx_result_t<F> {
   using R = detail::tx_result_t<F>;
-  auto conn = pool.get();
+  auto conn = pool.get_reader();
   if (!conn) return R(unexpected<Error>(std::move(conn).error()));
   return detail::run_transaction<R>(*conn, detail::TxKind::read, fn);
 }
