@@ -290,7 +290,7 @@ keel::Result<void> run(const Args& a) {
   auto store_log = std::make_shared<spdlog::logger>("keel-vault-store", keel::log::logger()->sinks().begin(),
                                                     keel::log::logger()->sinks().end());
   store_log->set_level(spdlog::level::warn);
-  cfg.logger = std::move(store_log);
+  cfg.logger = keel::log::adapt(std::move(store_log));
 
   // A new vault's password is asked twice: a typo would lock its owner out.
   KEEL_TRY_ASSIGN(auto password, password_from("KEEL_VAULT_PASSWORD", "vault password", !exists));

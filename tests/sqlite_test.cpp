@@ -1,6 +1,7 @@
 #include <keel/sqlite.hpp>
 
 #include <rapidcheck/catch.h>
+#include <keel/log/sink.hpp>
 #include <spdlog/sinks/ringbuffer_sink.h>
 #include <catch2/catch.hpp>
 
@@ -1040,7 +1041,7 @@ TEST_CASE("the pool logs through an injected logger", "[sqlite]") {
   auto logger = std::make_shared<spdlog::logger>("sqlite-test", sink);
   logger->set_level(spdlog::level::debug);
   auto cfg = config_for(":memory:");
-  cfg.logger = logger;
+  cfg.logger = keel::log::adapt(logger);
   cfg.max_size = 1;
   cfg.min_idle = 1;
   auto pool = open_pool(cfg);

@@ -4,6 +4,7 @@
 #include <SQLiteCpp/Statement.h>
 #include <fmt/format.h>
 #include <signal.h>
+#include <keel/log/sink.hpp>
 #include <spdlog/sinks/ostream_sink.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -409,7 +410,7 @@ TEST_CASE("CredentialStore warns when its key nears the seal limit") {
   auto sink = std::make_shared<spdlog::sinks::ostream_sink_mt>(sink_out);
   auto logger = std::make_shared<spdlog::logger>("crypto-test", sink);
   kc::StoreConfig cfg = fast_config();
-  cfg.logger = logger;
+  cfg.logger = keel::log::adapt(logger);
   cfg.seal_warn_threshold = 3;
   auto pool = open_pool(temp_db("warn"));
   auto store = kc::CredentialStore::create(pool, kPw, cfg);

@@ -15,7 +15,10 @@
 // Which logger: set_logger()'s if one was given, else spdlog's default logger,
 // else (after spdlog::shutdown() or drop_all() left none) keel's own stderr
 // logger, so logger() is never null.
-// Modules log routine events at debug and faults at warn; the core logs nothing.
+// Modules log routine events at debug and faults at warn through the
+// keel::Logger hook (<keel/logger.hpp>); set_logger() and setup() make the
+// spdlog logger that hook's default, and keel::log::adapt() makes one for a
+// single pool or client. The core logs nothing.
 //
 // Thread-safety: every function here may be called from any thread;
 // set_logger() takes effect for log calls made after it returns; concurrent
@@ -23,6 +26,7 @@
 // Built with -fno-exceptions, define SPDLOG_NO_EXCEPTIONS as spdlog requires.
 #pragma once
 
+#include <keel/log/sink.hpp>
 #include <keel/result.hpp>
 
 #include <spdlog/sinks/stdout_color_sinks.h>
@@ -91,8 +95,11 @@ inline State& state() {
 }
 }  // namespace detail
 
-/// Hands keel your logger; null goes back to spdlog's default logger.
+/// Hands keel your logger; null goes back to spdlog's default logger. It also
+/// becomes keel::default_logger() (through keel::log::adapt), which the
+/// modules created afterwards log through when their config names none.
 inline void set_logger(std::shared_ptr<spdlog::logger> logger) {
+  keel::set_default_logger(adapt(logger));
   auto& s = detail::state();
   const std::lock_guard lock(s.mu);
   s.logger = std::move(logger);

@@ -23,11 +23,11 @@
 // wrong aad) gives Errc::auth_failed, and neither crashes or reads out of
 // bounds. Nonces are random, so one key should seal fewer than 2^32
 // envelopes (NIST SP 800-38D); SecretKey counts its seals and keel warns
-// through keel::log at 2^30.
+// through keel::default_logger() at 2^30.
 #pragma once
 
 #include <keel/crypto/key.hpp>
-#include <keel/log.hpp>
+#include <keel/logger.hpp>
 #include <keel/result.hpp>
 
 #include <openssl/evp.h>
@@ -200,7 +200,7 @@ struct NonceBatch {
     return fail(Errc::crypto, "AES-256-GCM seal failed: {}", mark.message());
   }
   if (key.count_seal() == kSealWarnThreshold) {
-    keel::log::logger()->warn(
+    keel::default_logger().warn(
         "keel::crypto: a key has sealed {} envelopes; rotate it well before 2^32 (random-nonce limit)",
         kSealWarnThreshold);
   }

@@ -18,14 +18,13 @@
 // to one thread at a time; it may be moved to another thread.
 #pragma once
 
-#include <keel/log.hpp>
+#include <keel/logger.hpp>
 #include <keel/result.hpp>
 #include <keel/sqlite/error.hpp>
 
 #include <SQLiteCpp/Database.h>
 #include <SQLiteCpp/Statement.h>
 #include <fcntl.h>
-#include <spdlog/spdlog.h>
 #include <sqlite3.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -122,8 +121,9 @@ struct PoolConfig {
   /// Runs on each new connection after the pragmas (register functions,
   /// attach databases, ...); an error fails the open.
   std::function<Result<void>(SQLite::Database&)> on_connect{};
-  /// Where the pool logs (debug: opens/closes; warn: faults). Null: keel::log::logger().
-  std::shared_ptr<spdlog::logger> logger{};
+  /// Where the pool logs (debug: opens/closes; warn: faults). Empty: keel::default_logger()
+  /// (keel::log::adapt() turns an spdlog logger into one).
+  keel::Logger logger{};
 
   /// Errc::config (saying which field) for a configuration Pool::open refuses.
   [[nodiscard]] Result<void> validate() const {
@@ -415,7 +415,7 @@ enum class Role : std::uint8_t {
 class PoolState {
  public:
   explicit PoolState(PoolConfig config, Role role = Role::any) : cfg_(std::move(config)), role_(role) {
-    log_ = cfg_.logger ? cfg_.logger : keel::log::logger();
+    log_ = keel::resolve_logger(cfg_.logger);
   }
   [[nodiscard]] Role role() const noexcept { return role_; }
   /// The name SQLite opens (the memdb URI for ":memory:").
@@ -425,7 +425,7 @@ class PoolState {
   ~PoolState() { anchor_.reset(); }
 
   [[nodiscard]] const PoolConfig& config() const noexcept { return cfg_; }
-  [[nodiscard]] spdlog::logger& log() const noexcept { return *log_; }
+  [[nodiscard]] const keel::Logger& log() const noexcept { return log_; }
   WriteLock& writer() noexcept { return writer_; }
 
   /// Validates the configuration, works out the name and flags, opens the
@@ -844,7 +844,7 @@ class PoolState {
 
   const PoolConfig cfg_;
   const Role role_;
-  std::shared_ptr<spdlog::logger> log_;
+  keel::Logger log_;
   std::string name_;
   int flags_ = 0;
   bool memory_ = false;

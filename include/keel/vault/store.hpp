@@ -56,7 +56,7 @@
 
 #include <keel/crypto/aead.hpp>
 #include <keel/crypto/key.hpp>
-#include <keel/log.hpp>
+#include <keel/logger.hpp>
 #include <keel/result.hpp>
 #include <keel/sqlite.hpp>
 #include <keel/vault/kdf.hpp>
@@ -96,8 +96,8 @@ struct StoreConfig {
   std::function<void(std::size_t, std::size_t)> on_rotate_progress;
   /// Where the store logs (debug: opens, rotations; warn: the seal counter,
   /// loosened file modes, a checkpoint that could not finish).
-  /// Null: keel::log::logger(). Secrets and passwords are never logged.
-  std::shared_ptr<spdlog::logger> logger;
+  /// Empty: keel::default_logger(). Secrets and passwords are never logged.
+  keel::Logger logger;
 
   /// Errc::config for KDF parameters a new key may not use.
   [[nodiscard]] Result<void> validate() const { return kdf.validate(); }
@@ -332,7 +332,7 @@ inline void bind_blob(SQLite::Statement& st, int index, std::span<const std::uin
 
 /// Refuses a vault file (or its -wal or -shm) that group or others may write,
 /// and takes read access away from group and others where they have it.
-[[nodiscard]] inline Result<void> secure_files(sqlite::PooledConnection& c, spdlog::logger& log) {
+[[nodiscard]] inline Result<void> secure_files(sqlite::PooledConnection& c, const keel::Logger& log) {
   const char* main = sqlite3_db_filename(c.handle(), "main");
   if (main == nullptr || *main == '\0') return {};  // in memory
   const std::string path(main);
@@ -677,7 +677,7 @@ class CredentialStore {
  private:
   struct State {
     State(sqlite::Pool p, StoreConfig c) : pool(std::move(p)), cfg(std::move(c)) {}
-    spdlog::logger& log() const { return cfg.logger ? *cfg.logger : *keel::log::logger(); }
+    keel::Logger log() const { return keel::resolve_logger(cfg.logger); }
 
     /// A connection with the pragmas every write of the store needs, whatever
     /// the pool was configured with: deleted content overwritten, commits
