@@ -7,10 +7,11 @@
 set -u
 wscat=$1
 node_dir=$2
+# A missing peer fails the check: a scenario that did not run has not passed.
+command -v node > /dev/null || { echo "node missing (make deps): wscat check FAILED"; exit 1; }
 if [ ! -f "$node_dir/node_modules/ws/package.json" ]; then
-  echo "tests/node/node_modules missing (make deps); wscat check skipped"
-  echo "wscat check passed"
-  exit 0
+  echo "tests/node/node_modules missing (make deps: npm ci in tests/node): wscat check FAILED"
+  exit 1
 fi
 tmp=$(mktemp -d)
 server=
