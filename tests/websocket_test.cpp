@@ -16,9 +16,12 @@
 
 #include <spdlog/sinks/ostream_sink.h>
 
+#include <fcntl.h>
+
 #include <condition_variable>
 #include <cstdio>
 #include <mutex>
+#include <optional>
 #include <sstream>
 
 #include <algorithm>
@@ -190,6 +193,7 @@ ClientConfig test_config(std::string url) {
   cfg.connect_timeout = 5s;
   cfg.handshake_timeout = 5s;
   cfg.close_timeout = 1s;
+  cfg.proxy.from_env = false;  // hermetic: a developer's http_proxy does not apply
   return cfg;
 }
 
@@ -1460,4 +1464,228 @@ TEST_CASE("reconnect: a connection that lasted stable_after resets the backoff")
     REQUIRE(r);
     CHECK(r->attempt == 1);  // the count starts over after each (stable) connection
   }
+}
+
+// ---------------------------------------------------------------- proxies
+
+// tinyproxy (Debian's) on a free 127.0.0.1 port with a generated config,
+// started once per binary run for each flavour, stopped at exit.
+class TinyProxy {
+ public:
+  explicit TinyProxy(bool auth) {
+    dir_ = std::filesystem::path(KEEL_TEST_BINARY_DIR) / fmt::format("tinyproxy-{}-{}", ::getpid(), auth);
+    std::filesystem::create_directories(dir_);
+    port_ = refused_port();
+    {
+      std::ofstream conf(dir_ / "tinyproxy.conf");
+      conf << "Port " << port_ << "\nListen 127.0.0.1\nTimeout 30\nMaxClients 50\nLogLevel Connect\n"
+           << "LogFile \"" << (dir_ / "log").string() << "\"\n";
+      if (auth) conf << "BasicAuth alice s3cret\n";
+    }
+    const std::string conf = (dir_ / "tinyproxy.conf").string();
+    std::vector<std::string> args{"tinyproxy", "-d", "-c", conf};
+    std::vector<char*> argv;
+    for (auto& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
+    posix_spawn_file_actions_addopen(&fa, 2, "/dev/null", O_WRONLY, 0);
+    const int rc = posix_spawnp(&pid_, "tinyproxy", &fa, nullptr, argv.data(), environ);
+    posix_spawn_file_actions_destroy(&fa);
+    if (rc != 0) {
+      pid_ = -1;
+      FAIL("tinyproxy missing (make deps installs it)");
+    }
+    for (int i = 0; i < 100 * kSlow; ++i) {  // until it accepts connections
+      boost::asio::io_context io;
+      boost::asio::ip::tcp::socket sock(io);
+      boost::system::error_code ec;
+      sock.connect({boost::asio::ip::address_v4::loopback(), port_}, ec);
+      if (!ec) return;
+      std::this_thread::sleep_for(50ms);
+    }
+    FAIL("tinyproxy did not start");
+  }
+  TinyProxy(const TinyProxy&) = delete;
+  TinyProxy& operator=(const TinyProxy&) = delete;
+  ~TinyProxy() {
+    if (pid_ > 0) {
+      ::kill(pid_, SIGTERM);
+      int status = 0;
+      ::waitpid(pid_, &status, 0);
+    }
+    std::error_code ignored;
+    std::filesystem::remove_all(dir_, ignored);
+  }
+  [[nodiscard]] std::uint16_t port() const { return port_; }
+  [[nodiscard]] std::string log() const {
+    std::ifstream in(dir_ / "log");
+    return {std::istreambuf_iterator<char>(in), {}};
+  }
+
+ private:
+  std::filesystem::path dir_;
+  pid_t pid_ = -1;
+  std::uint16_t port_ = 0;
+};
+
+TinyProxy& open_proxy() {
+  static TinyProxy p(false);
+  return p;
+}
+TinyProxy& auth_proxy() {
+  static TinyProxy p(true);
+  return p;
+}
+
+// Sets an environment variable for one scope.
+class ScopedEnv {
+ public:
+  ScopedEnv(const char* name, const std::string& value) : name_(name) {
+    if (const char* old = std::getenv(name)) old_ = old;
+    ::setenv(name, value.c_str(), 1);
+  }
+  ScopedEnv(const ScopedEnv&) = delete;
+  ScopedEnv& operator=(const ScopedEnv&) = delete;
+  ~ScopedEnv() {
+    if (old_) {
+      ::setenv(name_, old_->c_str(), 1);
+    } else {
+      ::unsetenv(name_);
+    }
+  }
+
+ private:
+  const char* name_;
+  std::optional<std::string> old_;
+};
+
+TEST_CASE("proxy: no_proxy rules and the environment as curl reads them") {
+  const Watchdog watchdog(ms(30000) * kSlow);
+  using keel::ws::no_proxy_matches;
+  CHECK(no_proxy_matches("*", "anything.example", 80));
+  CHECK(no_proxy_matches("example.com", "example.com", 443));
+  CHECK(no_proxy_matches("example.com", "a.b.Example.COM", 443));
+  CHECK(no_proxy_matches(".example.com", "a.example.com", 443));
+  CHECK_FALSE(no_proxy_matches("example.com", "badexample.com", 443));
+  CHECK(no_proxy_matches("localhost, 127.0.0.1:9000", "127.0.0.1", 9000));
+  CHECK_FALSE(no_proxy_matches("127.0.0.1:9000", "127.0.0.1", 9001));
+  CHECK(no_proxy_matches("[::1]:80,other", "::1", 80));
+  CHECK(no_proxy_matches("::1", "::1", 80));
+  CHECK_FALSE(no_proxy_matches("", "example.com", 80));
+
+  auto p = keel::ws::parse_proxy_url("http://us%40er:p%3Ass@proxy.example:3128/");
+  REQUIRE(p);
+  CHECK(p->user == "us@er");
+  CHECK(p->password == "p:ss");
+  CHECK(p->host == "proxy.example");
+  CHECK(p->port == 3128);
+  CHECK(p->to_string() == "http://proxy.example:3128");
+  CHECK(keel::ws::parse_proxy_url("proxy.example")->port == 1080);
+  CHECK(keel::ws::parse_proxy_url("https://proxy.example").error().code() == Errc::config);
+  CHECK(keel::ws::parse_proxy_url("socks5://proxy.example").error().code() == Errc::config);
+
+  const auto ws_url = *Url::parse("ws://feed.example/");
+  const auto wss_url = *Url::parse("wss://feed.example/");
+  const ScopedEnv a("http_proxy", "http://plain.example:1");
+  const ScopedEnv b("https_proxy", "http://secure.example:2");
+  const ScopedEnv c("all_proxy", "http://all.example:3");
+  const ScopedEnv d("no_proxy", "direct.example");
+  keel::ws::ProxyConfig env;
+  CHECK((*keel::ws::proxy_for(ws_url, env))->host == "plain.example");
+  CHECK((*keel::ws::proxy_for(wss_url, env))->host == "secure.example");
+  CHECK_FALSE(*keel::ws::proxy_for(*Url::parse("ws://x.direct.example/"), env));
+  {
+    const ScopedEnv e("http_proxy", "");
+    CHECK((*keel::ws::proxy_for(ws_url, env))->host == "all.example");
+  }
+  keel::ws::ProxyConfig off{.from_env = false};
+  CHECK_FALSE(*keel::ws::proxy_for(ws_url, off));
+  keel::ws::ProxyConfig given{.url = "http://given.example:4", .no_proxy = "other.example"};
+  CHECK((*keel::ws::proxy_for(ws_url, given))->host == "given.example");
+  auto cfg = test_config("ws://127.0.0.1:1/");
+  cfg.proxy.url = "ftp://nope";
+  CHECK(Client::start(cfg).error().code() == Errc::config);
+}
+
+TEST_CASE("proxy: ws:// through tinyproxy, from the config and from http_proxy, and no_proxy bypasses it") {
+  const Watchdog watchdog(ms(30000) * kSlow);
+  REQUIRE_NODE();
+  const auto target = raw_url("/echo");
+  const auto connect_line = fmt::format("CONNECT 127.0.0.1:{}", raw_server().port());
+  {
+    auto cfg = test_config(target);
+    cfg.proxy.url = fmt::format("http://127.0.0.1:{}", open_proxy().port());
+    auto client = Client::start(cfg);
+    REQUIRE(client);
+    REQUIRE(wait_for(*client, EventKind::connected, 10s * kSlow));
+    REQUIRE(client->send("via proxy"));
+    CHECK(read_messages(*client, 1, 5s * kSlow) == std::vector<std::string>{"via proxy"});
+    CHECK(open_proxy().log().find(connect_line) != std::string::npos);
+  }
+  {
+    const ScopedEnv e("http_proxy", fmt::format("127.0.0.1:{}", open_proxy().port()));
+    auto cfg = test_config(target);
+    cfg.proxy.from_env = true;
+    auto client = Client::start(cfg);
+    REQUIRE(client);
+    REQUIRE(wait_for(*client, EventKind::connected, 10s * kSlow));
+  }
+  {
+    // The proxy named in the environment is a closed port: only a direct
+    // connection (no_proxy) can succeed.
+    const ScopedEnv e("HTTP_PROXY", fmt::format("http://127.0.0.1:{}", refused_port()));
+    const ScopedEnv n("NO_PROXY", "localhost,127.0.0.1");
+    auto cfg = test_config(target);
+    cfg.proxy.from_env = true;
+    auto client = Client::start(cfg);
+    REQUIRE(client);
+    REQUIRE(wait_for(*client, EventKind::connected, 10s * kSlow));
+  }
+}
+
+TEST_CASE("proxy: basic auth from the proxy URL; wrong credentials give up at once (407)") {
+  const Watchdog watchdog(ms(30000) * kSlow);
+  REQUIRE_NODE();
+  {
+    auto cfg = test_config(raw_url("/echo"));
+    cfg.proxy.url = fmt::format("http://alice:s3%63ret@127.0.0.1:{}", auth_proxy().port());
+    auto client = Client::start(cfg);
+    REQUIRE(client);
+    REQUIRE(wait_for(*client, EventKind::connected, 10s * kSlow));
+    REQUIRE(client->send("authorised"));
+    CHECK(read_messages(*client, 1, 5s * kSlow) == std::vector<std::string>{"authorised"});
+  }
+  for (const char* creds : {"alice:wrong@", ""}) {
+    auto cfg = test_config(raw_url("/echo"));
+    cfg.proxy.url = fmt::format("http://{}127.0.0.1:{}", creds, auth_proxy().port());
+    auto client = Client::start(cfg);
+    REQUIRE(client);
+    std::vector<Event> seen;
+    auto r = wait_for(*client, EventKind::gave_up, 10s * kSlow, &seen);
+    REQUIRE(r);
+    INFO(r->reason);
+    CHECK(seen.empty());
+    CHECK((r->http_status == 407 || r->http_status == 401));  // tinyproxy answers wrong credentials with 401
+    CHECK(r->error == Errc::auth_failed);
+    CHECK(r->permanent);
+    CHECK(r->reason.find("wrong") == std::string::npos);
+  }
+}
+
+TEST_CASE("proxy: wss:// through tinyproxy, TLS inside the tunnel") {
+  const Watchdog watchdog(ms(30000) * kSlow);
+  REQUIRE_NODE();
+  TestPki pki;
+  NodeServer server("echo", {"--tls", (pki.dir / "srv.pem").string(), (pki.dir / "srv.key").string()});
+  auto cfg = test_config(server.url("wss", "localhost"));
+  cfg.tls.ca_file = (pki.dir / "ca.pem").string();
+  cfg.proxy.url = fmt::format("http://alice:s3%63ret@127.0.0.1:{}", auth_proxy().port());
+  auto client = Client::start(cfg);
+  REQUIRE(client);
+  REQUIRE(wait_for(*client, EventKind::connected, 10s * kSlow));
+  REQUIRE(client->send("secure"));
+  CHECK(read_messages(*client, 1, 5s * kSlow) == std::vector<std::string>{"secure"});
+  CHECK(auth_proxy().log().find(fmt::format("CONNECT localhost:{}", server.port())) != std::string::npos);
 }

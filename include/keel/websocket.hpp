@@ -23,4 +23,5 @@
 
 #include <keel/websocket/client.hpp>
 #include <keel/websocket/event.hpp>
+#include <keel/websocket/proxy.hpp>
 #include <keel/websocket/url.hpp>

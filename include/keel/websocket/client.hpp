@@ -38,6 +38,7 @@
 #include <keel/log.hpp>
 #include <keel/result.hpp>
 #include <keel/websocket/event.hpp>
+#include <keel/websocket/proxy.hpp>
 #include <keel/websocket/url.hpp>
 
 #include <netdb.h>
@@ -59,11 +60,13 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
+#include <boost/asio/read_until.hpp>
 #include <boost/asio/redirect_error.hpp>
 #include <boost/asio/ssl.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/ssl.hpp>
 #include <boost/beast/websocket.hpp>
@@ -724,6 +727,49 @@ class State : public std::enable_shared_from_this<State> {
     co_return result;
   }
 
+  // The HTTP CONNECT exchange with a proxy on `sock`: afterwards the socket
+  // is a tunnel to `url`'s host and port.
+  net::awaitable<ErrorCode> tunnel(tcp::socket& sock, const ProxyEndpoint& proxy, const Url& url,
+                                   Outcome& out) {
+    ErrorCode ec;
+    const std::string authority = url.host_header_for_url();
+    std::string req =
+        fmt::format("CONNECT {0} HTTP/1.1\r\nHost: {0}\r\nUser-Agent: keel-websocket\r\n", authority);
+    if (!proxy.user.empty())
+      req += "Proxy-Authorization: Basic " + keel::ws::detail::base64(proxy.user + ":" + proxy.password) +
+             "\r\n";
+    req += "\r\n";
+    co_await net::async_write(sock, net::buffer(req), redirect(ec));
+    if (ec) co_return ec;
+    std::string head;
+    const auto n =
+        co_await net::async_read_until(sock, net::dynamic_buffer(head, 16 * 1024), "\r\n\r\n", redirect(ec));
+    if (ec) co_return ec;
+    // "HTTP/1.1 200 Connection established"
+    unsigned status = 0;
+    if (head.size() > 12 && head.rfind("HTTP/1.", 0) == 0 && head[8] == ' ') {
+      for (std::size_t i = 9; i < 12; ++i) {
+        if (head[i] < '0' || head[i] > '9') {
+          status = 0;
+          break;
+        }
+        status = status * 10 + static_cast<unsigned>(head[i] - '0');
+      }
+    }
+    if (status == 0) co_return ErrorCode(net::error::invalid_argument);  // not an HTTP reply
+    // (A refusal may carry a body; a tunnel must not: what follows is the peer's.)
+    if (status >= 200 && status <= 299 && n != head.size()) co_return ErrorCode(net::error::invalid_argument);
+    if (status < 200 || status > 299) {
+      classify_http(out, status);
+      if (status == 407) {
+        out.error = Errc::auth_failed;
+        out.permanent = true;
+      }
+      co_return ErrorCode(net::error::connection_refused);
+    }
+    co_return ErrorCode{};
+  }
+
   template <class Ws>
   net::awaitable<Outcome> attempt(std::uint32_t attempt_no) {
     Outcome out;
@@ -781,14 +827,29 @@ class State : public std::enable_shared_from_this<State> {
     websocket::response_type res;
     for (std::uint32_t hop = 0;; ++hop) {
       const std::string shown = url.redacted();
-      // 1. resolve
+      // 1. resolve (the proxy's name, when going through one)
+      auto via = proxy_for(url, cfg_.proxy);
+      if (!via) {
+        out.error = Errc::config;
+        out.permanent = true;
+        out.reason = fmt::format("proxy: {}", via.error().message());
+        log_->warn("websocket {}: {}", shown, out.reason);
+        co_return out;
+      }
+      Url first_hop = url;
+      if (*via) {
+        first_hop.host = (*via)->host;
+        first_hop.port = (*via)->port;
+        log_->debug("websocket {}: through proxy {}", shown, (*via)->to_string());
+      }
       std::vector<tcp::endpoint> endpoints;
-      ec = co_await resolve(url, endpoints);
+      ec = co_await resolve(first_hop, endpoints);
       if (whole.fired()) ec = beast::error::timeout;
       if (stopping_) co_return out;
       if (ec) {
         classify(out, ec);
-        out.reason = fmt::format("resolving {}: {}", url.host, describe(ec));
+        if (*via) out.permanent = false;  // the proxy's name: maybe a transient failure of its own
+        out.reason = fmt::format("resolving {}{}: {}", first_hop.host, *via ? " (proxy)" : "", describe(ec));
         log_->warn("websocket {}: {}", shown, out.reason);
         co_return out;
       }
@@ -807,6 +868,17 @@ class State : public std::enable_shared_from_this<State> {
       if (!ec) {
         ErrorCode ignored;  // small messages go out at once (no Nagle delay)
         lowest.set_option(tcp::no_delay(true), ignored);
+      }
+      if (!ec && *via) {
+        step = "proxy CONNECT";
+        ec = co_await tunnel(lowest, **via, url, out);
+        if (!ec && (whole.fired() || stopping_)) ec = net::error::operation_aborted;
+        if (ec && out.http_status != 0) {
+          out.reason = fmt::format("proxy {} refused CONNECT to {}:{} with HTTP {}", (*via)->to_string(),
+                                   url.host, url.port, out.http_status);
+          log_->warn("websocket {}: {}", shown, out.reason);
+          co_return out;
+        }
       }
       if constexpr (std::is_same_v<Ws, TlsWs>) {
         if (!ec && !stopping_) {
@@ -833,7 +905,7 @@ class State : public std::enable_shared_from_this<State> {
       if (stopping_) co_return out;
       if (ec) {
         classify(out, ec);
-        out.reason = fmt::format("{} to {}:{}: {}", step, url.host, url.port, describe(ec));
+        out.reason = fmt::format("{} to {}:{}: {}", step, first_hop.host, first_hop.port, describe(ec));
         log_->warn("websocket {}: {}", shown, out.reason);
         co_return out;
       }

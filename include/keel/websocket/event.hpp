@@ -11,6 +11,7 @@
 
 #include <keel/backoff.hpp>
 #include <keel/result.hpp>
+#include <keel/websocket/proxy.hpp>
 #include <keel/websocket/url.hpp>
 
 #include <spdlog/logger.h>
@@ -145,6 +146,10 @@ struct ClientConfig {
   /// attempt (retried on the backoff schedule). Keep it short.
   std::function<Result<void>(HandshakeRequest&)> before_connect{};
   TlsConfig tls{};
+  /// HTTP CONNECT proxy: by default from the environment as curl reads it
+  /// (http_proxy for ws://, https_proxy for wss://, all_proxy, no_proxy);
+  /// `proxy.from_env = false` with an empty url: always direct.
+  ProxyConfig proxy{};
   /// Runs on the client's executor after every (re)connect, before the queued
   /// backlog is sent; the messages it returns go out first (resubscribe here).
   /// Keep it short and non-blocking; do not call Client::close() from it.
@@ -169,6 +174,9 @@ struct ClientConfig {
     if (close_timeout.count() <= 0) return fail(Errc::config, "close_timeout must be > 0");
     if (busy_poll.count() < 0) return fail(Errc::config, "busy_poll must be >= 0");
     if (auto r = validate_headers(headers); !r) return r;
+    if (!proxy.url.empty()) {
+      if (auto r = parse_proxy_url(proxy.url); !r) return std::move(r).error();
+    }
     for (const auto& p : subprotocols) {
       if (p.empty()) return fail(Errc::config, "empty subprotocol");
       for (const char c : p) {
