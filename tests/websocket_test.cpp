@@ -1689,3 +1689,26 @@ TEST_CASE("proxy: wss:// through tinyproxy, TLS inside the tunnel") {
   CHECK(read_messages(*client, 1, 5s * kSlow) == std::vector<std::string>{"secure"});
   CHECK(auth_proxy().log().find(fmt::format("CONNECT localhost:{}", server.port())) != std::string::npos);
 }
+
+TEST_CASE(
+    "timeout: connect_timeout bounds TCP, TLS and the upgrade together (a server silent mid-handshake)") {
+  const Watchdog watchdog(ms(30000) * kSlow);
+  REQUIRE_NODE();
+  NodeServer server("silent");
+  for (const char* scheme : {"wss", "ws"}) {
+    auto cfg = test_config(server.url(scheme));
+    cfg.connect_timeout = 400ms;
+    cfg.handshake_timeout = 10s;  // the one bound is connect_timeout
+    cfg.max_retries = 0;
+    auto client = Client::start(cfg);
+    REQUIRE(client);
+    const auto t0 = Clock::now();
+    auto r = wait_for(*client, EventKind::gave_up, 10s * kSlow);
+    const auto took = since(t0);
+    REQUIRE(r);
+    INFO(scheme << ": " << r->reason << " after " << took.count() << " ms");
+    CHECK(r->error == Errc::timeout);
+    CHECK(took >= cfg.connect_timeout - ms(20));
+    CHECK(took <= cfg.connect_timeout + tolerance(cfg.connect_timeout));
+  }
+}

@@ -19,11 +19,16 @@
 //   sending thread), after the on_connect messages; what is accepted while
 //   disconnected waits in the queue for the next connection.
 // - A message being written when the connection died may be lost (it is not
-//   sent again: at most once). close() drops what is still queued.
+//   sent again: at most once). close() drops what is still queued. flush()
+//   succeeds only when everything accepted before it was written.
 // - A peer that answers no ping is declared dead no later than
 //   ping_interval x (max_missed_pongs + 1) after its last pong.
-// - Events arrive in order through a bounded keel channel; when it is full
-//   the client stops reading (backpressure) and does not count missed pongs.
+// - Events arrive in order through a bounded keel channel; when it is full,
+//   or its message events hold more than inbound_budget bytes, the client
+//   stops reading (backpressure) and does not count missed pongs.
+// - Every closing handshake (ours, the peer's, or Beast's on a protocol
+//   error) ends within close_timeout; the disconnected event carries the
+//   close code the peer sent, or the one the client sent.
 //   The channel is closed after the last event (after close() or gave_up).
 // - close() returns after the connection is closed (close handshake bounded
 //   by close_timeout) whatever the state; on_connect never runs after that.
