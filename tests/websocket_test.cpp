@@ -1046,6 +1046,7 @@ TEST_CASE("flush: messages dropped when the client ends make flush fail, once") 
   SECTION("gave up with messages queued") {
     auto cfg = test_config(fmt::format("ws://127.0.0.1:{}/", refused_port()));
     cfg.max_retries = 1;
+    cfg.backoff = {.initial = ms(500), .factor = 2.0, .max = ms(500), .jitter = false};  // send comes first
     auto client = Client::start(cfg);
     REQUIRE(client);
     REQUIRE(client->send("a"));
@@ -1711,4 +1712,22 @@ TEST_CASE(
     CHECK(took >= cfg.connect_timeout - ms(20));
     CHECK(took <= cfg.connect_timeout + tolerance(cfg.connect_timeout));
   }
+}
+
+TEST_CASE("timeout: an open connection outlives connect_timeout") {
+  const Watchdog watchdog(ms(30000) * kSlow);
+  REQUIRE_NODE();
+  auto cfg = test_config(raw_url("/echo"));
+  cfg.connect_timeout = 300ms * kSlow;
+  auto client = Client::start(cfg);
+  REQUIRE(client);
+  REQUIRE(wait_for(*client, EventKind::connected, 10s * kSlow));
+  std::this_thread::sleep_for(cfg.connect_timeout * 2);
+  CHECK(client->is_connected());
+  REQUIRE(client->send("still here"));
+  std::vector<Event> seen;
+  auto got = wait_for(*client, EventKind::message, 5s * kSlow, &seen);
+  REQUIRE(got);
+  CHECK(got->data == "still here");
+  CHECK(seen.empty());
 }

@@ -825,9 +825,12 @@ class State : public std::enable_shared_from_this<State> {
 
     // One bound for all of it: resolve, connect, TLS and the upgrade (and
     // the same again for each redirect followed).
-    const Deadline whole(strand_, cfg_.connect_timeout, [this] {
+    // (Ended before the connection opens: an optional, reset below.)
+    std::optional<Deadline> connecting;
+    connecting.emplace(strand_, cfg_.connect_timeout, [this] {
       if (abort_io_) abort_io_();
     });
+    const Deadline& whole = *connecting;
     std::unique_ptr<Ws> ws;
     websocket::response_type res;
     for (std::uint32_t hop = 0;; ++hop) {
@@ -982,6 +985,7 @@ class State : public std::enable_shared_from_this<State> {
       }
       break;
     }
+    connecting.reset();  // open: connect_timeout no longer applies
     // The subprotocol: one of those offered, or none.
     std::string chosen;
     {
