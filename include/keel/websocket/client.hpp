@@ -480,10 +480,11 @@ class State : public std::enable_shared_from_this<State> {
     std::uint32_t attempts = 0;
     while (!stopping_) {
       Outcome out;
+      const std::uint32_t attempt_no = attempts++;
       if (url_.secure) {
-        out = co_await attempt<TlsWs>(attempts++);
+        out = co_await attempt<TlsWs>(attempt_no);
       } else {
-        out = co_await attempt<PlainWs>(attempts++);
+        out = co_await attempt<PlainWs>(attempt_no);
       }
       if (stopping_) break;
       if (out.opened && Clock::now() - out.opened_at >= cfg_.stable_after) {
