@@ -4,7 +4,9 @@
 // - even: the rest is a URL given to keel::ws::Url::parse (and, when it
 //   parses, to_string/parse must round-trip);
 // - odd: the rest is what a hostile server sends right after a valid opening
-//   handshake (frames, garbage, truncated headers, huge lengths). A
+//   handshake (frames, garbage, truncated headers, huge lengths); then the
+//   server ends TCP (bit 1 of the first byte clear) or keeps it open and
+//   ignores the client (set: a peer that closes without FIN). A
 //   keel::ws::Client on a loopback socket must turn it into events or a
 //   disconnect, never a crash, a hang or a read out of bounds.
 //
@@ -44,6 +46,8 @@ void fuzz_url(std::string_view text) {
   auto back = keel::ws::Url::parse(url->to_string());
   if (!back || !(*back == *url)) std::abort();
   (void)url->host_header();
+  (void)url->redacted();
+  if (auto next = url->follow(text.substr(text.size() / 2)); next) (void)next->to_string();
 }
 
 #if KEEL_FUZZ_FRAMES
@@ -51,7 +55,7 @@ namespace net = boost::asio;
 using tcp = net::ip::tcp;
 using namespace std::chrono_literals;
 
-void fuzz_frames(std::string_view bytes) {
+void fuzz_frames(std::string_view bytes, bool keep_open) {
   net::io_context io;
   tcp::acceptor acceptor(io, {net::ip::address_v4::loopback(), 0});
   const auto port = acceptor.local_endpoint().port();
@@ -64,7 +68,7 @@ void fuzz_frames(std::string_view bytes) {
     ws.accept(ec);
     if (ec) return;
     net::write(ws.next_layer(), net::buffer(bytes.data(), bytes.size()), ec);
-    ws.next_layer().shutdown(tcp::socket::shutdown_send, ec);
+    if (!keep_open) ws.next_layer().shutdown(tcp::socket::shutdown_send, ec);
     char sink[4096];
     for (int i = 0; i < 64 && !ec; ++i) (void)ws.next_layer().read_some(net::buffer(sink), ec);
   });
@@ -99,7 +103,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     fuzz_url(rest);
   } else {
 #if KEEL_FUZZ_FRAMES
-    fuzz_frames(rest);
+    fuzz_frames(rest, (data[0] & 2U) != 0);
 #endif
   }
   return 0;

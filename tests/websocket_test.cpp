@@ -14,6 +14,16 @@
 #include <unistd.h>
 #include <catch2/catch.hpp>
 
+#include <spdlog/sinks/ostream_sink.h>
+
+#include <fcntl.h>
+
+#include <condition_variable>
+#include <cstdio>
+#include <mutex>
+#include <optional>
+#include <sstream>
+
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -57,10 +67,43 @@ bool have_node_ws() {
   return std::filesystem::exists(std::string(KEEL_TEST_SOURCE_DIR) + "/node/node_modules/ws/package.json");
 }
 
-// A Node `ws` server in a child process; killed and reaped on destruction.
+// Fails a test case that is still running after `limit` (a hang must fail
+// in seconds, not at the ctest timeout): prints where and aborts the process.
+class Watchdog {
+ public:
+  explicit Watchdog(ms limit)
+      : thread_([this, limit] {
+          std::unique_lock lock(mu_);
+          if (!cv_.wait_for(lock, limit, [this] { return done_; })) {
+            std::fprintf(stderr, "watchdog: test case still running after %lld ms\n",
+                         static_cast<long long>(limit.count()));
+            std::abort();
+          }
+        }) {}
+  Watchdog(const Watchdog&) = delete;
+  Watchdog& operator=(const Watchdog&) = delete;
+  ~Watchdog() {
+    {
+      const std::lock_guard lock(mu_);
+      done_ = true;
+    }
+    cv_.notify_all();
+    thread_.join();
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool done_ = false;
+  std::thread thread_;
+};
+
+// A Node peer in a child process (tests/node/server.js: the npm `ws` server,
+// or tests/node/raw.js: hand-written frames); killed and reaped on destruction.
 class NodeServer {
  public:
-  explicit NodeServer(const std::string& mode, std::vector<std::string> extra = {}) {
+  explicit NodeServer(const std::string& mode, std::vector<std::string> extra = {},
+                      const std::string& script_name = "server.js") {
     int in[2];
     int out[2];
     REQUIRE(::pipe(in) == 0);
@@ -71,7 +114,7 @@ class NodeServer {
     posix_spawn_file_actions_adddup2(&fa, out[1], 1);
     posix_spawn_file_actions_addclose(&fa, in[1]);
     posix_spawn_file_actions_addclose(&fa, out[0]);
-    std::string script = std::string(KEEL_TEST_SOURCE_DIR) + "/node/server.js";
+    std::string script = std::string(KEEL_TEST_SOURCE_DIR) + "/node/" + script_name;
     std::vector<std::string> args{"node", script, mode};
     for (auto& e : extra) args.push_back(std::move(e));
     std::vector<char*> argv;
@@ -150,6 +193,7 @@ ClientConfig test_config(std::string url) {
   cfg.connect_timeout = 5s;
   cfg.handshake_timeout = 5s;
   cfg.close_timeout = 1s;
+  cfg.proxy.from_env = false;  // hermetic: a developer's http_proxy does not apply
   return cfg;
 }
 
@@ -193,17 +237,44 @@ void drain_until_closed(Client& c, ms timeout, std::vector<Event>* seen = nullpt
   }
 }
 
-#define REQUIRE_NODE()                                                                   \
-  if (!have_node_ws()) {                                                                 \
-    WARN("tests/node/node_modules missing: run `make deps` (npm ci); scenario skipped"); \
-    return;                                                                              \
-  }
+// A missing peer fails the test: a scenario that did not run has not passed.
+#define REQUIRE_NODE() \
+  if (!have_node_ws()) FAIL("tests/node/node_modules missing: run `make deps` (npm ci in tests/node)")
+
+// The hand-written server of tests/node/raw.js, started once per run of this
+// binary (each scenario picks its behaviour by the request path).
+NodeServer& raw_server() {
+  static NodeServer server("raw", {}, "raw.js");
+  return server;
+}
+// Its [::1] port (0 when this machine has no IPv6 loopback).
+std::uint16_t raw_port6() {
+  static const std::uint16_t port = []() -> std::uint16_t {
+    const auto line = raw_server().read_line(10s * kSlow);
+    return line.rfind("PORT6 ", 0) == 0 ? static_cast<std::uint16_t>(std::stoi(line.substr(6))) : 0;
+  }();
+  return port;
+}
+std::string raw_url(const std::string& path) {
+  (void)raw_port6();  // its second line, read before any scenario's
+  return fmt::format("ws://127.0.0.1:{}{}", raw_server().port(), path);
+}
+
+// The process's resident set size in bytes (Linux /proc/self/statm).
+std::size_t rss_bytes() {
+  std::ifstream statm("/proc/self/statm");
+  std::size_t pages = 0;
+  std::size_t resident = 0;
+  statm >> pages >> resident;
+  return resident * static_cast<std::size_t>(::sysconf(_SC_PAGESIZE));
+}
 
 }  // namespace
 
 // ---------------------------------------------------------------- URL parsing
 
 TEST_CASE("url: ws and wss URLs parse to their parts") {
+  const Watchdog watchdog(ms(30000) * kSlow);
   auto u = Url::parse("ws://Example.COM:9000/a/b?c=d");
   REQUIRE(u);
   CHECK_FALSE(u->secure);
@@ -227,6 +298,7 @@ TEST_CASE("url: ws and wss URLs parse to their parts") {
 }
 
 TEST_CASE("url: bad URLs are rejected with invalid_argument") {
+  const Watchdog watchdog(ms(30000) * kSlow);
   for (const char* bad : {"", "http://x/", "ws:/x", "ws://", "ws://:80/", "ws://h:0/", "ws://h:65536/",
                           "ws://h:/", "ws://h:8a/", "ws://u@h/", "ws://h/#frag", "ws://h /", "ws://[::1/",
                           "ws://[]/", "ws://[::1]x/", "ws://h\n/", "ws://ho$t/", "ws://h:123456/"}) {
@@ -239,6 +311,7 @@ TEST_CASE("url: bad URLs are rejected with invalid_argument") {
 }
 
 TEST_CASE("url: to_string round-trips and parse never crashes") {
+  const Watchdog watchdog(ms(30000) * kSlow);
   rc::prop("parse(to_string(u)) == u", [](bool secure, std::uint16_t port_raw) {
     const auto host = *rc::gen::nonEmpty(rc::gen::container<std::string>(
         rc::gen::elementOf(std::string("abcdefghijklmnopqrstuvwxyz0123456789-."))));
@@ -260,6 +333,7 @@ TEST_CASE("url: to_string round-trips and parse never crashes") {
 }
 
 TEST_CASE("config: a bad URL or config fails start, naming the problem") {
+  const Watchdog watchdog(ms(30000) * kSlow);
   auto bad_url = Client::start(ClientConfig{.url = "http://x"});
   REQUIRE_FALSE(bad_url);
   CHECK(bad_url.error().code() == Errc::invalid_argument);
@@ -285,6 +359,7 @@ TEST_CASE("config: a bad URL or config fails start, naming the problem") {
 // ---------------------------------------------------------------- echo
 
 TEST_CASE("echo: text, binary, empty, 1 MiB and many small messages come back in order") {
+  const Watchdog watchdog(ms(30000) * kSlow);
   REQUIRE_NODE();
   NodeServer server("echo");
   auto cfg = test_config(server.url());
@@ -333,6 +408,7 @@ TEST_CASE("echo: text, binary, empty, 1 MiB and many small messages come back in
 }
 
 TEST_CASE("echo: a client on the caller's io_context") {
+  const Watchdog watchdog(ms(30000) * kSlow);
   REQUIRE_NODE();
   NodeServer server("echo");
   boost::asio::io_context io;
@@ -354,6 +430,7 @@ TEST_CASE("echo: a client on the caller's io_context") {
 }
 
 TEST_CASE("echo: a client driven and closed from a coroutine on its own one-thread io_context") {
+  const Watchdog watchdog(ms(30000) * kSlow);
   REQUIRE_NODE();
   NodeServer server("echo");
   namespace net = boost::asio;
@@ -396,6 +473,7 @@ TEST_CASE("echo: a client driven and closed from a coroutine on its own one-thre
 }
 
 TEST_CASE("close: a client whose io_context was stopped is closed and destroyed at once") {
+  const Watchdog watchdog(ms(30000) * kSlow);
   REQUIRE_NODE();
   NodeServer server("echo");
   boost::asio::io_context io;
@@ -416,6 +494,7 @@ TEST_CASE("close: a client whose io_context was stopped is closed and destroyed 
 // ---------------------------------------------------------------- heartbeat
 
 TEST_CASE("heartbeat: a peer that stops answering pings is dead within the bound, then reconnects") {
+  const Watchdog watchdog(ms(30000) * kSlow);
   REQUIRE_NODE();
   NodeServer server("echo");
   auto client = Client::start(test_config(server.url()));
@@ -443,6 +522,7 @@ TEST_CASE("heartbeat: a peer that stops answering pings is dead within the bound
 }
 
 TEST_CASE("heartbeat: late pongs inside the window cause no false disconnect") {
+  const Watchdog watchdog(ms(30000) * kSlow);
   REQUIRE_NODE();
   NodeServer server("echo");
   auto client = Client::start(test_config(server.url()));
@@ -461,6 +541,7 @@ TEST_CASE("heartbeat: late pongs inside the window cause no false disconnect") {
 // ---------------------------------------------------------------- reconnect
 
 TEST_CASE("reconnect: a TCP reset without a close frame is a disconnect, then a reconnect") {
+  const Watchdog watchdog(ms(30000) * kSlow);
   REQUIRE_NODE();
   NodeServer server("echo");
   auto client = Client::start(test_config(server.url()));
@@ -482,6 +563,7 @@ TEST_CASE("reconnect: a TCP reset without a close frame is a disconnect, then a 
 }
 
 TEST_CASE("reconnect: a refused connection backs off with full jitter, then gives up after max_retries") {
+  const Watchdog watchdog(ms(30000) * kSlow);
   auto cfg = test_config(fmt::format("ws://127.0.0.1:{}/", refused_port()));
   cfg.backoff = {.initial = ms(40), .factor = 2.0, .max = ms(160), .jitter = true};
   cfg.max_retries = 5;
@@ -510,6 +592,7 @@ TEST_CASE("reconnect: a refused connection backs off with full jitter, then give
 }
 
 TEST_CASE("reconnect: the gaps between attempts follow the reported delays") {
+  const Watchdog watchdog(ms(30000) * kSlow);
   auto cfg = test_config(fmt::format("ws://127.0.0.1:{}/", refused_port()));
   cfg.backoff = {.initial = ms(100), .factor = 2.0, .max = ms(400), .jitter = true};
   cfg.max_retries = 4;
@@ -534,6 +617,7 @@ TEST_CASE("reconnect: the gaps between attempts follow the reported delays") {
 }
 
 TEST_CASE("reconnect: a server that accepts then closes at once does not reset the backoff") {
+  const Watchdog watchdog(ms(30000) * kSlow);
   REQUIRE_NODE();
   NodeServer server("accept-close");
   auto cfg = test_config(server.url());
@@ -560,6 +644,7 @@ TEST_CASE("reconnect: a server that accepts then closes at once does not reset t
 }
 
 TEST_CASE("reconnect: messages queued while the server is down go out after it restarts, after the hook") {
+  const Watchdog watchdog(ms(30000) * kSlow);
   REQUIRE_NODE();
   NodeServer server("echo");
   auto cfg = test_config(server.url());
@@ -589,6 +674,7 @@ TEST_CASE("reconnect: messages queued while the server is down go out after it r
 // ---------------------------------------------------------------- timeouts and limits
 
 TEST_CASE("timeout: a handshake that is never answered times out") {
+  const Watchdog watchdog(ms(30000) * kSlow);
   REQUIRE_NODE();
   NodeServer server("silent");
   auto cfg = test_config(server.url());
@@ -608,6 +694,7 @@ TEST_CASE("timeout: a handshake that is never answered times out") {
 }
 
 TEST_CASE("limits: an inbound message over max_message_size fails the connection with 1009") {
+  const Watchdog watchdog(ms(30000) * kSlow);
   REQUIRE_NODE();
   NodeServer server("echo");
   auto cfg = test_config(server.url());
@@ -628,6 +715,7 @@ TEST_CASE("limits: an inbound message over max_message_size fails the connection
 }
 
 TEST_CASE("close: a close frame from the peer reports its code and reason") {
+  const Watchdog watchdog(ms(30000) * kSlow);
   REQUIRE_NODE();
   NodeServer server("echo");
   auto client = Client::start(test_config(server.url()));
@@ -643,6 +731,7 @@ TEST_CASE("close: a close frame from the peer reports its code and reason") {
 // ---------------------------------------------------------------- close in every state
 
 TEST_CASE("close: prompt while connecting (handshake pending)") {
+  const Watchdog watchdog(ms(30000) * kSlow);
   REQUIRE_NODE();
   NodeServer server("silent");
   auto client = Client::start(test_config(server.url()));
@@ -657,6 +746,7 @@ TEST_CASE("close: prompt while connecting (handshake pending)") {
 }
 
 TEST_CASE("close: prompt while waiting to retry, idempotent, and sends fail after it") {
+  const Watchdog watchdog(ms(30000) * kSlow);
   auto cfg = test_config(fmt::format("ws://127.0.0.1:{}/", refused_port()));
   cfg.backoff = {.initial = ms(10'000), .factor = 2.0, .max = ms(10'000), .jitter = false};
   auto client = Client::start(cfg);
@@ -675,6 +765,7 @@ TEST_CASE("close: prompt while waiting to retry, idempotent, and sends fail afte
 }
 
 TEST_CASE("close: clean and bounded while open with writes pending") {
+  const Watchdog watchdog(ms(30000) * kSlow);
   REQUIRE_NODE();
   NodeServer server("echo");
   auto cfg = test_config(server.url());
@@ -700,6 +791,7 @@ TEST_CASE("close: clean and bounded while open with writes pending") {
 }
 
 TEST_CASE("close: the destructor closes, and a client that gave up closes at once") {
+  const Watchdog watchdog(ms(30000) * kSlow);
   auto cfg = test_config(fmt::format("ws://127.0.0.1:{}/", refused_port()));
   cfg.max_retries = 1;
   {
@@ -721,6 +813,7 @@ TEST_CASE("close: the destructor closes, and a client that gave up closes at onc
 // ---------------------------------------------------------------- backpressure and threads
 
 TEST_CASE("send: a full queue pushes back (try_send, send_for) and hands the message back") {
+  const Watchdog watchdog(ms(30000) * kSlow);
   auto cfg = test_config(fmt::format("ws://127.0.0.1:{}/", refused_port()));
   cfg.backoff = {.initial = ms(10'000), .factor = 2.0, .max = ms(10'000), .jitter = false};
   cfg.send_queue_capacity = 4;
@@ -751,6 +844,7 @@ TEST_CASE("send: a full queue pushes back (try_send, send_for) and hands the mes
 }
 
 TEST_CASE("send: 8 threads at once (with flushes), every message echoed once, per-thread order kept") {
+  const Watchdog watchdog(ms(30000) * kSlow);
   REQUIRE_NODE();
   NodeServer server("echo");
   auto cfg = test_config(server.url());
@@ -818,6 +912,7 @@ struct TestPki {
 }  // namespace
 
 TEST_CASE("tls: wss with a test CA echoes and an unknown CA or a wrong name is refused") {
+  const Watchdog watchdog(ms(30000) * kSlow);
   REQUIRE_NODE();
   TestPki pki;
   if (!pki.ok) {
@@ -866,4 +961,773 @@ TEST_CASE("tls: wss with a test CA echoes and an unknown CA or a wrong name is r
     REQUIRE(wait_for(*client, EventKind::gave_up, 10s * kSlow, &seen));
     for (const auto& e : seen) CHECK(e.kind != EventKind::connected);
   }
+}
+
+// ---------------------------------------------------------------- hostile and broken peers
+
+TEST_CASE("close: two threads closing at once join the I/O thread once") {
+  const Watchdog watchdog(ms(30000) * kSlow);
+  for (int round = 0; round < 20; ++round) {
+    auto client = Client::start(test_config(fmt::format("ws://127.0.0.1:{}/", refused_port())));
+    REQUIRE(client);
+    std::atomic<int> ready{0};
+    auto closer = [&] {
+      ready.fetch_add(1);
+      while (ready.load() < 2) std::this_thread::yield();
+      client->close();
+    };
+    std::thread a(closer);
+    std::thread b(closer);
+    a.join();
+    b.join();
+    CHECK_FALSE(client->is_connected());
+  }
+}
+
+TEST_CASE("close: a moved-from client answers as a closed one") {
+  const Watchdog watchdog(ms(30000) * kSlow);
+  auto client = Client::start(test_config(fmt::format("ws://127.0.0.1:{}/", refused_port())));
+  REQUIRE(client);
+  Client other = std::move(*client);
+  CHECK(client->url().host.empty());  // NOLINT(bugprone-use-after-move): the point of the test
+  CHECK(client->events().is_closed());
+  CHECK(client->next_event().error().code() == Errc::closed);
+  CHECK(client->next_event_for(10ms).error().code() == Errc::closed);
+  CHECK(client->next_event_until(Clock::now() + 10ms).error().code() == Errc::closed);
+  CHECK(client->try_next_event().error().code() == Errc::closed);
+  CHECK(client->flush(10ms).error().code() == Errc::closed);
+  CHECK(client->send("x").error().code() == Errc::closed);
+  CHECK_FALSE(client->is_connected());
+  client->close();
+  CHECK(other.url().host == "127.0.0.1");
+}
+
+TEST_CASE("on_connect: an exception of any type closes the connection and gives up") {
+  const Watchdog watchdog(ms(30000) * kSlow);
+  REQUIRE_NODE();
+  struct NotStd {};
+  for (const bool std_exception : {false, true}) {
+    auto cfg = test_config(raw_url("/echo"));
+    cfg.on_connect = [std_exception]() -> std::vector<Message> {
+      if (std_exception) throw std::runtime_error("no token");
+      throw NotStd{};
+    };
+    auto client = Client::start(cfg);
+    REQUIRE(client);
+    std::vector<Event> seen;
+    auto r = wait_for(*client, EventKind::gave_up, 10s * kSlow, &seen);
+    REQUIRE(r);
+    CHECK(r->reason.find("on_connect threw") != std::string::npos);
+    REQUIRE(seen.size() == 2);
+    CHECK(seen[0].kind == EventKind::connected);
+    CHECK(seen[1].kind == EventKind::disconnected);
+    CHECK(seen[1].close_code == 1000);
+    drain_until_closed(*client, 5s * kSlow);
+  }
+}
+
+TEST_CASE("flush: messages dropped when the client ends make flush fail, once") {
+  const Watchdog watchdog(ms(30000) * kSlow);
+  SECTION("close() with messages queued") {
+    auto cfg = test_config(fmt::format("ws://127.0.0.1:{}/", refused_port()));
+    cfg.max_retries = keel::ws::ClientConfig{}.max_retries;
+    auto client = Client::start(cfg);
+    REQUIRE(client);
+    REQUIRE(client->send("a"));
+    REQUIRE(client->send("b"));
+    CHECK(client->flush(50ms).error().code() == Errc::timeout);
+    client->close();
+    auto r = client->flush(1s);
+    REQUIRE_FALSE(r);
+    CHECK(r.error().code() == Errc::closed);
+    CHECK(client->stats().messages_dropped == 2);
+    CHECK(client->stats().messages_sent == 0);
+  }
+  SECTION("gave up with messages queued") {
+    auto cfg = test_config(fmt::format("ws://127.0.0.1:{}/", refused_port()));
+    cfg.max_retries = 1;
+    cfg.backoff = {.initial = ms(500), .factor = 2.0, .max = ms(500), .jitter = false};  // send comes first
+    auto client = Client::start(cfg);
+    REQUIRE(client);
+    REQUIRE(client->send("a"));
+    REQUIRE(wait_for(*client, EventKind::gave_up, 10s * kSlow));
+    auto r = client->flush_until(std::chrono::system_clock::now() + 5s);
+    REQUIRE_FALSE(r);
+    CHECK(r.error().code() == Errc::closed);
+    CHECK(client->flush(std::chrono::seconds(1)));  // reported once
+  }
+}
+
+TEST_CASE("flush: written messages flush, with any duration type") {
+  const Watchdog watchdog(ms(30000) * kSlow);
+  REQUIRE_NODE();
+  auto client = Client::start(test_config(raw_url("/echo")));
+  REQUIRE(client);
+  REQUIRE(wait_for(*client, EventKind::connected, 10s * kSlow));
+  REQUIRE(client->send("one"));
+  CHECK(client->flush(std::chrono::duration<double>(5.0)));
+  REQUIRE(client->send("two"));
+  CHECK(client->flush(std::chrono::hours(24 * 365 * 1000)));  // saturates, no overflow
+  REQUIRE(client->send("three"));
+  CHECK(client->flush_until(Clock::now() + 5s));
+  CHECK(client->stats().messages_sent == 3);
+  CHECK(client->stats().messages_dropped == 0);
+}
+
+TEST_CASE("close: a peer that sends Close and keeps TCP open is cut after close_timeout, with its code") {
+  const Watchdog watchdog(ms(30000) * kSlow);
+  REQUIRE_NODE();
+  for (const auto ping : {ms(100), ms(0)}) {
+    auto cfg = test_config(raw_url("/close-keep-open"));
+    cfg.ping_interval = ping;
+    cfg.close_timeout = 600ms;
+    auto client = Client::start(cfg);
+    REQUIRE(client);
+    REQUIRE(wait_for(*client, EventKind::connected, 10s * kSlow));
+    const auto t0 = Clock::now();
+    auto gone = wait_for(*client, EventKind::disconnected, 5s * kSlow);
+    const auto took = since(t0);
+    REQUIRE(gone);
+    INFO("ping " << ping.count() << " ms, reason " << gone->reason << ", took " << took.count() << " ms");
+    CHECK(gone->close_code == 1000);
+    CHECK(gone->reason.find("bye") != std::string::npos);
+    CHECK(took >= cfg.close_timeout - ms(50));
+    CHECK(took <= cfg.close_timeout + tolerance(cfg.close_timeout));
+  }
+}
+
+TEST_CASE("protocol: invalid UTF-8 from the server fails the connection with 1007, bounded") {
+  const Watchdog watchdog(ms(30000) * kSlow);
+  REQUIRE_NODE();
+  SECTION("a server that answers the close") {
+    auto client = Client::start(test_config(raw_url("/bad-utf8-polite")));
+    REQUIRE(client);
+    auto gone = wait_for(*client, EventKind::disconnected, 10s * kSlow);
+    REQUIRE(gone);
+    CHECK(gone->close_code == 1007);
+    CHECK(gone->reason.find("protocol error") != std::string::npos);
+  }
+  SECTION("a server that ignores it and keeps TCP open") {
+    auto cfg = test_config(raw_url("/bad-utf8"));
+    cfg.close_timeout = 600ms;
+    auto client = Client::start(cfg);
+    REQUIRE(client);
+    REQUIRE(wait_for(*client, EventKind::connected, 10s * kSlow));
+    const auto t0 = Clock::now();
+    auto gone = wait_for(*client, EventKind::disconnected, 5s * kSlow);
+    const auto took = since(t0);
+    REQUIRE(gone);
+    INFO("took " << took.count() << " ms: " << gone->reason);
+    CHECK(took <= cfg.close_timeout + tolerance(cfg.close_timeout));
+    CHECK(gone->reason.find("closing handshake") != std::string::npos);
+  }
+}
+
+TEST_CASE("protocol: a close frame with an invalid code is a protocol error (1002)") {
+  const Watchdog watchdog(ms(30000) * kSlow);
+  REQUIRE_NODE();
+  auto client = Client::start(test_config(raw_url("/bad-close-code")));
+  REQUIRE(client);
+  auto gone = wait_for(*client, EventKind::disconnected, 10s * kSlow);
+  REQUIRE(gone);
+  CHECK(gone->close_code == 1002);
+}
+
+TEST_CASE("limits: a fragmented message over max_message_size fails with 1009") {
+  const Watchdog watchdog(ms(30000) * kSlow);
+  REQUIRE_NODE();
+  auto client = Client::start(test_config(raw_url("/too-big-fragments")));
+  REQUIRE(client);
+  auto gone = wait_for(*client, EventKind::disconnected, 10s * kSlow);
+  REQUIRE(gone);
+  CHECK(gone->close_code == 1009);
+  CHECK(gone->reason.find("max_message_size") != std::string::npos);
+}
+
+TEST_CASE("heartbeat: a ping flood is answered and unsolicited pongs are ignored") {
+  const Watchdog watchdog(ms(30000) * kSlow);
+  REQUIRE_NODE();
+  auto client = Client::start(test_config(raw_url("/ping-flood")));
+  REQUIRE(client);
+  REQUIRE(wait_for(*client, EventKind::connected, 10s * kSlow));
+  std::vector<Event> seen;
+  auto done = wait_for(*client, EventKind::message, 10s * kSlow, &seen);
+  REQUIRE(done);
+  CHECK(done->data == "done 2000");
+  CHECK(seen.empty());
+  CHECK(client->is_connected());
+}
+
+TEST_CASE("limits: a flood of large messages to a slow consumer stays inside the inbound budget") {
+  const Watchdog watchdog(ms(30000) * kSlow);
+  REQUIRE_NODE();
+  NodeServer server("echo");
+  auto cfg = test_config(server.url());
+  constexpr std::size_t kMiB = 1024 * 1024;
+  cfg.inbound_budget = 4 * kMiB;
+  cfg.ping_interval = 0ms;
+  CHECK(keel::ws::ClientConfig{}.max_message_size == kMiB);
+  CHECK(keel::ws::ClientConfig{}.inbound_budget == 64 * kMiB);
+  auto client = Client::start(cfg);
+  REQUIRE(client);
+  REQUIRE(wait_for(*client, EventKind::connected, 10s * kSlow));
+  constexpr int kCount = 96;  // 96 MiB pushed at a client that takes 1 MiB every 4 ms
+  const auto base = rss_bytes();
+  std::atomic<bool> stop{false};
+  std::atomic<std::size_t> peak_rss{base};
+  std::atomic<std::uint64_t> peak_queued{0};
+  std::thread sampler([&] {
+    while (!stop.load()) {
+      peak_rss.store(std::max(peak_rss.load(), rss_bytes()));
+      peak_queued.store(std::max<std::uint64_t>(peak_queued.load(), client->stats().inbound_bytes));
+      std::this_thread::sleep_for(2ms);
+    }
+  });
+  REQUIRE(client->send(fmt::format("__flood__ {} {}", kCount, kMiB)));
+  int got = 0;
+  const auto deadline = Clock::now() + 20s * kSlow;
+  while (got < kCount && Clock::now() < deadline) {
+    auto ev = client->next_event_for(1s);
+    if (!ev) continue;
+    REQUIRE(ev->kind == EventKind::message);
+    CHECK(ev->data.size() == kMiB);
+    ++got;
+    std::this_thread::sleep_for(4ms);
+  }
+  stop = true;
+  sampler.join();
+  CHECK(got == kCount);
+  const auto grew = peak_rss.load() > base ? peak_rss.load() - base : 0;
+  INFO("peak RSS growth " << grew / kMiB << " MiB, peak queued " << peak_queued.load() / kMiB << " MiB");
+  CHECK(peak_queued.load() <= cfg.inbound_budget + cfg.max_message_size);
+  // ASan keeps freed memory in quarantine: the RSS figure means nothing there.
+  if (!KEEL_TEST_ASAN) CHECK(grew < 32 * kMiB);
+  WARN("flood: peak RSS growth " << grew / kMiB << " MiB, peak queued " << peak_queued.load() / kMiB
+                                 << " MiB (budget 4 MiB, 96 x 1 MiB sent)");
+}
+
+TEST_CASE("send: a large message goes out in 64 KiB frames with pings between them") {
+  const Watchdog watchdog(ms(30000) * kSlow);
+  REQUIRE_NODE();
+  auto cfg = test_config(raw_url("/frames"));
+  cfg.ping_interval = 50ms;
+  cfg.max_missed_pongs = 1000;  // this peer answers no ping
+  auto client = Client::start(cfg);
+  REQUIRE(client);
+  REQUIRE(wait_for(*client, EventKind::connected, 10s * kSlow));
+  constexpr std::size_t kSize = 32U * 1024 * 1024;
+  REQUIRE(client->send(Message{std::string(kSize, 'q'), true}));
+  REQUIRE(client->flush(20s * kSlow));
+  std::string line;
+  for (int i = 0; i < 100 && line.rfind("MSG ", 0) != 0; ++i) line = raw_server().read_line(20s * kSlow);
+  INFO(line);
+  unsigned long long bytes = 0, frames = 0, largest = 0, control = 0;
+  REQUIRE(std::sscanf(line.c_str(), "MSG %llu %llu %llu %llu", &bytes, &frames, &largest, &control) == 4);
+  CHECK(bytes == kSize);
+  CHECK(largest <= 64U * 1024);
+  CHECK(frames >= kSize / (64U * 1024));
+  CHECK(control >= 1);  // pings went out while the message was being written
+}
+
+// ---------------------------------------------------------------- failures classified
+
+TEST_CASE("reconnect: max_retries 0 means no reconnect at all") {
+  const Watchdog watchdog(ms(30000) * kSlow);
+  auto cfg = test_config(fmt::format("ws://127.0.0.1:{}/", refused_port()));
+  cfg.max_retries = 0;
+  auto client = Client::start(cfg);
+  REQUIRE(client);
+  std::vector<Event> seen;
+  auto r = wait_for(*client, EventKind::gave_up, 10s * kSlow, &seen);
+  REQUIRE(r);
+  CHECK(seen.empty());
+  CHECK(r->error == Errc::unavailable);
+  CHECK_FALSE(r->permanent);
+  CHECK(keel::ws::ClientConfig{}.max_retries == keel::ws::kUnlimitedRetries);
+}
+
+TEST_CASE("handshake: HTTP 401, 403 and 404 give up at once with the status and an error code") {
+  const Watchdog watchdog(ms(30000) * kSlow);
+  REQUIRE_NODE();
+  for (const auto& [status, code] : {std::pair{401, Errc::auth_failed}, std::pair{403, Errc::auth_failed},
+                                     std::pair{404, Errc::not_found}, std::pair{426, Errc::protocol}}) {
+    auto cfg = test_config(raw_url(fmt::format("/http/{}", status)));
+    auto client = Client::start(cfg);  // max_retries: unlimited
+    REQUIRE(client);
+    std::vector<Event> seen;
+    auto r = wait_for(*client, EventKind::gave_up, 10s * kSlow, &seen);
+    REQUIRE(r);
+    INFO(status << ": " << r->reason);
+    CHECK(seen.empty());
+    CHECK(r->http_status == status);
+    CHECK(r->error == code);
+    CHECK(r->permanent);
+  }
+}
+
+TEST_CASE("handshake: HTTP 503 is retried on the backoff schedule, with the status in the events") {
+  const Watchdog watchdog(ms(30000) * kSlow);
+  REQUIRE_NODE();
+  auto cfg = test_config(raw_url("/http/503"));
+  cfg.max_retries = 2;
+  auto client = Client::start(cfg);
+  REQUIRE(client);
+  std::vector<Event> seen;
+  auto r = wait_for(*client, EventKind::gave_up, 10s * kSlow, &seen);
+  REQUIRE(r);
+  REQUIRE(seen.size() == 2);
+  for (const auto& e : seen) {
+    CHECK(e.kind == EventKind::reconnecting);
+    CHECK(e.http_status == 503);
+    CHECK(e.error == Errc::unavailable);
+  }
+  CHECK_FALSE(r->permanent);
+  CHECK(r->http_status == 503);
+}
+
+TEST_CASE("handshake: a 302 redirect to the same scheme is followed, a bounded number of times") {
+  const Watchdog watchdog(ms(30000) * kSlow);
+  REQUIRE_NODE();
+  {
+    auto client = Client::start(test_config(raw_url("/http/302")));
+    REQUIRE(client);
+    REQUIRE(wait_for(*client, EventKind::connected, 10s * kSlow));
+    REQUIRE(client->send("after redirect"));
+    auto got = read_messages(*client, 1, 5s * kSlow);
+    REQUIRE(got.size() == 1);
+    CHECK(got[0] == "after redirect");
+  }
+  {
+    auto cfg = test_config(raw_url("/http/302"));
+    cfg.max_redirects = 0;
+    auto client = Client::start(cfg);
+    REQUIRE(client);
+    auto r = wait_for(*client, EventKind::gave_up, 10s * kSlow);
+    REQUIRE(r);
+    CHECK(r->http_status == 302);
+    CHECK(r->permanent);
+  }
+}
+
+TEST_CASE("resolve: a name that does not exist gives up at once (not_found)") {
+  const Watchdog watchdog(ms(30000) * kSlow);
+  auto cfg = test_config("ws://keel-test-no-such-host.invalid/");
+  auto client = Client::start(cfg);
+  REQUIRE(client);
+  std::vector<Event> seen;
+  auto r = wait_for(*client, EventKind::gave_up, 20s * kSlow, &seen);
+  REQUIRE(r);
+  INFO(r->reason);
+  CHECK(seen.empty());
+  CHECK(r->error == Errc::not_found);
+  CHECK(r->permanent);
+}
+
+TEST_CASE("connect: a server on [::1]") {
+  const Watchdog watchdog(ms(30000) * kSlow);
+  REQUIRE_NODE();
+  (void)raw_url("/");
+  if (raw_port6() == 0) {
+    WARN("no IPv6 loopback on this machine: [::1] not tested");
+    return;
+  }
+  auto client = Client::start(test_config(fmt::format("ws://[::1]:{}/echo", raw_port6())));
+  REQUIRE(client);
+  REQUIRE(wait_for(*client, EventKind::connected, 10s * kSlow));
+  REQUIRE(client->send("six"));
+  CHECK(read_messages(*client, 1, 5s * kSlow) == std::vector<std::string>{"six"});
+}
+
+// ---------------------------------------------------------------- the handshake request
+
+TEST_CASE("handshake: headers and subprotocols reach the server; the chosen one is reported") {
+  const Watchdog watchdog(ms(30000) * kSlow);
+  REQUIRE_NODE();
+  auto cfg = test_config(raw_url("/headers"));
+  cfg.headers = {{"X-Keel-Test", "abc"}, {"Authorization", "Bearer t0"}};
+  cfg.subprotocols = {"chat.v2", "chat.v1"};
+  auto client = Client::start(cfg);
+  REQUIRE(client);
+  auto up = wait_for(*client, EventKind::connected, 10s * kSlow);
+  REQUIRE(up);
+  CHECK(up->subprotocol == "chat.v2");
+  CHECK(client->subprotocol() == "chat.v2");
+  auto head = read_messages(*client, 1, 5s * kSlow);
+  REQUIRE(head.size() == 1);
+  CHECK(head[0].find("X-Keel-Test: abc") != std::string::npos);
+  CHECK(head[0].find("Authorization: Bearer t0") != std::string::npos);
+  CHECK(head[0].find("Sec-WebSocket-Protocol: chat.v2, chat.v1") != std::string::npos);
+}
+
+TEST_CASE("handshake: a subprotocol the client did not offer fails permanently") {
+  const Watchdog watchdog(ms(30000) * kSlow);
+  REQUIRE_NODE();
+  auto cfg = test_config(raw_url("/bad-subprotocol"));
+  cfg.subprotocols = {"chat.v1"};
+  auto client = Client::start(cfg);
+  REQUIRE(client);
+  std::vector<Event> seen;
+  auto r = wait_for(*client, EventKind::gave_up, 10s * kSlow, &seen);
+  REQUIRE(r);
+  CHECK(seen.empty());
+  CHECK(r->error == Errc::protocol);
+}
+
+TEST_CASE("config: headers the client sets itself are refused") {
+  const Watchdog watchdog(ms(30000) * kSlow);
+  for (const char* name : {"Host", "sec-websocket-key", "Sec-WebSocket-Protocol", "Upgrade", "Connection"}) {
+    auto cfg = test_config("ws://127.0.0.1:1/");
+    cfg.headers = {{name, "x"}};
+    auto r = Client::start(cfg);
+    REQUIRE_FALSE(r);
+    CHECK(r.error().code() == Errc::config);
+  }
+  auto cfg = test_config("ws://127.0.0.1:1/");
+  cfg.subprotocols = {"a b"};
+  CHECK(Client::start(cfg).error().code() == Errc::config);
+}
+
+TEST_CASE("handshake: before_connect changes the URL and headers of each attempt") {
+  const Watchdog watchdog(ms(30000) * kSlow);
+  REQUIRE_NODE();
+  auto cfg = test_config(raw_url("/http/401"));
+  std::vector<std::uint32_t> calls;
+  const auto headers_url = raw_url("/headers");
+  const auto unavailable_url = raw_url("/http/503");
+  cfg.before_connect = [&](keel::ws::HandshakeRequest& req) -> keel::Result<void> {
+    calls.push_back(req.attempt);
+    req.url = req.attempt == 0 ? unavailable_url : headers_url;  // the signed URL of its day
+    req.headers.emplace_back("Authorization", fmt::format("Bearer t{}", req.attempt));
+    return {};
+  };
+  auto client = Client::start(cfg);
+  REQUIRE(client);
+  std::vector<Event> seen;
+  REQUIRE(wait_for(*client, EventKind::connected, 10s * kSlow, &seen));
+  REQUIRE(seen.size() == 1);
+  CHECK(seen[0].http_status == 503);
+  auto head = read_messages(*client, 1, 5s * kSlow);
+  REQUIRE(head.size() == 1);
+  CHECK(head[0].find("Authorization: Bearer t1") != std::string::npos);
+  client->close();
+  CHECK(calls == std::vector<std::uint32_t>{0, 1});
+  {
+    auto bad = test_config(raw_url("/echo"));
+    bad.max_retries = 0;
+    bad.before_connect = [](keel::ws::HandshakeRequest& req) -> keel::Result<void> {
+      req.headers.emplace_back("Host", "evil.example");
+      return {};
+    };
+    auto c = Client::start(bad);
+    REQUIRE(c);
+    auto r = wait_for(*c, EventKind::gave_up, 10s * kSlow);
+    REQUIRE(r);
+    CHECK(r->error == Errc::config);
+  }
+}
+
+TEST_CASE("url: query values are redacted in logs and in the text form for them") {
+  const Watchdog watchdog(ms(30000) * kSlow);
+  auto u = Url::parse("wss://example.com/feed?token=s3cret&v=2&flag");
+  REQUIRE(u);
+  CHECK(u->redacted() == "wss://example.com:443/feed?token=***&v=***&flag");
+  auto out = std::make_shared<std::ostringstream>();
+  auto sink = std::make_shared<spdlog::sinks::ostream_sink_mt>(*out);
+  auto logger = std::make_shared<spdlog::logger>("redaction-test", sink);
+  logger->set_level(spdlog::level::debug);
+  auto cfg = test_config(fmt::format("ws://127.0.0.1:{}/x?token=s3cret", refused_port()));
+  cfg.max_retries = 1;
+  cfg.logger = logger;
+  auto client = Client::start(cfg);
+  REQUIRE(client);
+  std::vector<Event> seen;
+  auto r = wait_for(*client, EventKind::gave_up, 10s * kSlow, &seen);
+  REQUIRE(r);
+  client->close();
+  logger->flush();
+  const auto text = out->str();
+  CHECK(text.find("token=***") != std::string::npos);
+  CHECK(text.find("s3cret") == std::string::npos);
+  for (const auto& e : seen) CHECK(e.reason.find("s3cret") == std::string::npos);
+  CHECK(r->reason.find("s3cret") == std::string::npos);
+}
+
+TEST_CASE("reconnect: a connection that lasted stable_after resets the backoff") {
+  const Watchdog watchdog(ms(30000) * kSlow);
+  REQUIRE_NODE();
+  NodeServer server("accept-close");
+  auto cfg = test_config(server.url());
+  cfg.stable_after = 0ms;  // every connection counts as stable
+  auto client = Client::start(cfg);
+  REQUIRE(client);
+  for (int i = 0; i < 4; ++i) {
+    auto r = wait_for(*client, EventKind::reconnecting, 10s * kSlow);
+    REQUIRE(r);
+    CHECK(r->attempt == 1);  // the count starts over after each (stable) connection
+  }
+}
+
+// ---------------------------------------------------------------- proxies
+
+// tinyproxy (Debian's) on a free 127.0.0.1 port with a generated config,
+// started once per binary run for each flavour, stopped at exit.
+class TinyProxy {
+ public:
+  explicit TinyProxy(bool auth) {
+    dir_ = std::filesystem::path(KEEL_TEST_BINARY_DIR) / fmt::format("tinyproxy-{}-{}", ::getpid(), auth);
+    std::filesystem::create_directories(dir_);
+    port_ = refused_port();
+    {
+      std::ofstream conf(dir_ / "tinyproxy.conf");
+      conf << "Port " << port_ << "\nListen 127.0.0.1\nTimeout 30\nMaxClients 50\nLogLevel Connect\n"
+           << "LogFile \"" << (dir_ / "log").string() << "\"\n";
+      if (auth) conf << "BasicAuth alice s3cret\n";
+    }
+    const std::string conf = (dir_ / "tinyproxy.conf").string();
+    std::vector<std::string> args{"tinyproxy", "-d", "-c", conf};
+    std::vector<char*> argv;
+    for (auto& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
+    posix_spawn_file_actions_addopen(&fa, 2, "/dev/null", O_WRONLY, 0);
+    const int rc = posix_spawnp(&pid_, "tinyproxy", &fa, nullptr, argv.data(), environ);
+    posix_spawn_file_actions_destroy(&fa);
+    if (rc != 0) {
+      pid_ = -1;
+      FAIL("tinyproxy missing (make deps installs it)");
+    }
+    for (int i = 0; i < 100 * kSlow; ++i) {  // until it accepts connections
+      boost::asio::io_context io;
+      boost::asio::ip::tcp::socket sock(io);
+      boost::system::error_code ec;
+      sock.connect({boost::asio::ip::address_v4::loopback(), port_}, ec);
+      if (!ec) return;
+      std::this_thread::sleep_for(50ms);
+    }
+    FAIL("tinyproxy did not start");
+  }
+  TinyProxy(const TinyProxy&) = delete;
+  TinyProxy& operator=(const TinyProxy&) = delete;
+  ~TinyProxy() {
+    if (pid_ > 0) {
+      ::kill(pid_, SIGTERM);
+      int status = 0;
+      ::waitpid(pid_, &status, 0);
+    }
+    std::error_code ignored;
+    std::filesystem::remove_all(dir_, ignored);
+  }
+  [[nodiscard]] std::uint16_t port() const { return port_; }
+  [[nodiscard]] std::string log() const {
+    std::ifstream in(dir_ / "log");
+    return {std::istreambuf_iterator<char>(in), {}};
+  }
+
+ private:
+  std::filesystem::path dir_;
+  pid_t pid_ = -1;
+  std::uint16_t port_ = 0;
+};
+
+TinyProxy& open_proxy() {
+  static TinyProxy p(false);
+  return p;
+}
+TinyProxy& auth_proxy() {
+  static TinyProxy p(true);
+  return p;
+}
+
+// Sets an environment variable for one scope.
+class ScopedEnv {
+ public:
+  ScopedEnv(const char* name, const std::string& value) : name_(name) {
+    if (const char* old = std::getenv(name)) old_ = old;
+    ::setenv(name, value.c_str(), 1);
+  }
+  ScopedEnv(const ScopedEnv&) = delete;
+  ScopedEnv& operator=(const ScopedEnv&) = delete;
+  ~ScopedEnv() {
+    if (old_) {
+      ::setenv(name_, old_->c_str(), 1);
+    } else {
+      ::unsetenv(name_);
+    }
+  }
+
+ private:
+  const char* name_;
+  std::optional<std::string> old_;
+};
+
+TEST_CASE("proxy: no_proxy rules and the environment as curl reads them") {
+  const Watchdog watchdog(ms(30000) * kSlow);
+  using keel::ws::no_proxy_matches;
+  CHECK(no_proxy_matches("*", "anything.example", 80));
+  CHECK(no_proxy_matches("example.com", "example.com", 443));
+  CHECK(no_proxy_matches("example.com", "a.b.Example.COM", 443));
+  CHECK(no_proxy_matches(".example.com", "a.example.com", 443));
+  CHECK_FALSE(no_proxy_matches("example.com", "badexample.com", 443));
+  CHECK(no_proxy_matches("localhost, 127.0.0.1:9000", "127.0.0.1", 9000));
+  CHECK_FALSE(no_proxy_matches("127.0.0.1:9000", "127.0.0.1", 9001));
+  CHECK(no_proxy_matches("[::1]:80,other", "::1", 80));
+  CHECK(no_proxy_matches("::1", "::1", 80));
+  CHECK_FALSE(no_proxy_matches("", "example.com", 80));
+
+  auto p = keel::ws::parse_proxy_url("http://us%40er:p%3Ass@proxy.example:3128/");
+  REQUIRE(p);
+  CHECK(p->user == "us@er");
+  CHECK(p->password == "p:ss");
+  CHECK(p->host == "proxy.example");
+  CHECK(p->port == 3128);
+  CHECK(p->to_string() == "http://proxy.example:3128");
+  CHECK(keel::ws::parse_proxy_url("proxy.example")->port == 1080);
+  CHECK(keel::ws::parse_proxy_url("https://proxy.example").error().code() == Errc::config);
+  CHECK(keel::ws::parse_proxy_url("socks5://proxy.example").error().code() == Errc::config);
+
+  const auto ws_url = *Url::parse("ws://feed.example/");
+  const auto wss_url = *Url::parse("wss://feed.example/");
+  const ScopedEnv a("http_proxy", "http://plain.example:1");
+  const ScopedEnv b("https_proxy", "http://secure.example:2");
+  const ScopedEnv c("all_proxy", "http://all.example:3");
+  const ScopedEnv d("no_proxy", "direct.example");
+  keel::ws::ProxyConfig env;
+  CHECK((*keel::ws::proxy_for(ws_url, env))->host == "plain.example");
+  CHECK((*keel::ws::proxy_for(wss_url, env))->host == "secure.example");
+  CHECK_FALSE(*keel::ws::proxy_for(*Url::parse("ws://x.direct.example/"), env));
+  {
+    const ScopedEnv e("http_proxy", "");
+    CHECK((*keel::ws::proxy_for(ws_url, env))->host == "all.example");
+  }
+  keel::ws::ProxyConfig off{.from_env = false};
+  CHECK_FALSE(*keel::ws::proxy_for(ws_url, off));
+  keel::ws::ProxyConfig given{.url = "http://given.example:4", .no_proxy = "other.example"};
+  CHECK((*keel::ws::proxy_for(ws_url, given))->host == "given.example");
+  auto cfg = test_config("ws://127.0.0.1:1/");
+  cfg.proxy.url = "ftp://nope";
+  CHECK(Client::start(cfg).error().code() == Errc::config);
+}
+
+TEST_CASE("proxy: ws:// through tinyproxy, from the config and from http_proxy, and no_proxy bypasses it") {
+  const Watchdog watchdog(ms(30000) * kSlow);
+  REQUIRE_NODE();
+  const auto target = raw_url("/echo");
+  const auto connect_line = fmt::format("CONNECT 127.0.0.1:{}", raw_server().port());
+  {
+    auto cfg = test_config(target);
+    cfg.proxy.url = fmt::format("http://127.0.0.1:{}", open_proxy().port());
+    auto client = Client::start(cfg);
+    REQUIRE(client);
+    REQUIRE(wait_for(*client, EventKind::connected, 10s * kSlow));
+    REQUIRE(client->send("via proxy"));
+    CHECK(read_messages(*client, 1, 5s * kSlow) == std::vector<std::string>{"via proxy"});
+    CHECK(open_proxy().log().find(connect_line) != std::string::npos);
+  }
+  {
+    const ScopedEnv e("http_proxy", fmt::format("127.0.0.1:{}", open_proxy().port()));
+    auto cfg = test_config(target);
+    cfg.proxy.from_env = true;
+    auto client = Client::start(cfg);
+    REQUIRE(client);
+    REQUIRE(wait_for(*client, EventKind::connected, 10s * kSlow));
+  }
+  {
+    // The proxy named in the environment is a closed port: only a direct
+    // connection (no_proxy) can succeed.
+    const ScopedEnv e("HTTP_PROXY", fmt::format("http://127.0.0.1:{}", refused_port()));
+    const ScopedEnv n("NO_PROXY", "localhost,127.0.0.1");
+    auto cfg = test_config(target);
+    cfg.proxy.from_env = true;
+    auto client = Client::start(cfg);
+    REQUIRE(client);
+    REQUIRE(wait_for(*client, EventKind::connected, 10s * kSlow));
+  }
+}
+
+TEST_CASE("proxy: basic auth from the proxy URL; wrong credentials give up at once (407)") {
+  const Watchdog watchdog(ms(30000) * kSlow);
+  REQUIRE_NODE();
+  {
+    auto cfg = test_config(raw_url("/echo"));
+    cfg.proxy.url = fmt::format("http://alice:s3%63ret@127.0.0.1:{}", auth_proxy().port());
+    auto client = Client::start(cfg);
+    REQUIRE(client);
+    REQUIRE(wait_for(*client, EventKind::connected, 10s * kSlow));
+    REQUIRE(client->send("authorised"));
+    CHECK(read_messages(*client, 1, 5s * kSlow) == std::vector<std::string>{"authorised"});
+  }
+  for (const char* creds : {"alice:wrong@", ""}) {
+    auto cfg = test_config(raw_url("/echo"));
+    cfg.proxy.url = fmt::format("http://{}127.0.0.1:{}", creds, auth_proxy().port());
+    auto client = Client::start(cfg);
+    REQUIRE(client);
+    std::vector<Event> seen;
+    auto r = wait_for(*client, EventKind::gave_up, 10s * kSlow, &seen);
+    REQUIRE(r);
+    INFO(r->reason);
+    CHECK(seen.empty());
+    CHECK((r->http_status == 407 || r->http_status == 401));  // tinyproxy answers wrong credentials with 401
+    CHECK(r->error == Errc::auth_failed);
+    CHECK(r->permanent);
+    CHECK(r->reason.find("wrong") == std::string::npos);
+  }
+}
+
+TEST_CASE("proxy: wss:// through tinyproxy, TLS inside the tunnel") {
+  const Watchdog watchdog(ms(30000) * kSlow);
+  REQUIRE_NODE();
+  TestPki pki;
+  NodeServer server("echo", {"--tls", (pki.dir / "srv.pem").string(), (pki.dir / "srv.key").string()});
+  auto cfg = test_config(server.url("wss", "localhost"));
+  cfg.tls.ca_file = (pki.dir / "ca.pem").string();
+  cfg.proxy.url = fmt::format("http://alice:s3%63ret@127.0.0.1:{}", auth_proxy().port());
+  auto client = Client::start(cfg);
+  REQUIRE(client);
+  REQUIRE(wait_for(*client, EventKind::connected, 10s * kSlow));
+  REQUIRE(client->send("secure"));
+  CHECK(read_messages(*client, 1, 5s * kSlow) == std::vector<std::string>{"secure"});
+  CHECK(auth_proxy().log().find(fmt::format("CONNECT localhost:{}", server.port())) != std::string::npos);
+}
+
+TEST_CASE(
+    "timeout: connect_timeout bounds TCP, TLS and the upgrade together (a server silent mid-handshake)") {
+  const Watchdog watchdog(ms(30000) * kSlow);
+  REQUIRE_NODE();
+  NodeServer server("silent");
+  for (const char* scheme : {"wss", "ws"}) {
+    auto cfg = test_config(server.url(scheme));
+    cfg.connect_timeout = 400ms;
+    cfg.handshake_timeout = 10s;  // the one bound is connect_timeout
+    cfg.max_retries = 0;
+    auto client = Client::start(cfg);
+    REQUIRE(client);
+    const auto t0 = Clock::now();
+    auto r = wait_for(*client, EventKind::gave_up, 10s * kSlow);
+    const auto took = since(t0);
+    REQUIRE(r);
+    INFO(scheme << ": " << r->reason << " after " << took.count() << " ms");
+    CHECK(r->error == Errc::timeout);
+    CHECK(took >= cfg.connect_timeout - ms(20));
+    CHECK(took <= cfg.connect_timeout + tolerance(cfg.connect_timeout));
+  }
+}
+
+TEST_CASE("timeout: an open connection outlives connect_timeout") {
+  const Watchdog watchdog(ms(30000) * kSlow);
+  REQUIRE_NODE();
+  auto cfg = test_config(raw_url("/echo"));
+  cfg.connect_timeout = 300ms * kSlow;
+  auto client = Client::start(cfg);
+  REQUIRE(client);
+  REQUIRE(wait_for(*client, EventKind::connected, 10s * kSlow));
+  std::this_thread::sleep_for(cfg.connect_timeout * 2);
+  CHECK(client->is_connected());
+  REQUIRE(client->send("still here"));
+  std::vector<Event> seen;
+  auto got = wait_for(*client, EventKind::message, 5s * kSlow, &seen);
+  REQUIRE(got);
+  CHECK(got->data == "still here");
+  CHECK(seen.empty());
 }

@@ -15,12 +15,19 @@
 //     client->close();                                 // clean close, bounded, any state
 //
 // Thread-safety: send/try_send/send_for/flush/close/stats and the event
-// functions may be called from any thread; the connection runs on one strand.
+// functions may be called from any thread (close() from several at once);
+// the connection runs on one strand.
 // What can be lost: a message being written when the socket died (at most
-// once, never duplicated), and what is still queued when close() is called.
-// See docs/websocket.md for the guarantees, the threading model and tuning.
+// once, never duplicated; flush() reports it), and what is still queued when
+// close() is called or the client gives up. Bounds: 1 MiB per inbound
+// message, 64 MiB of inbound events waiting, close_timeout for every closing
+// handshake, one connect_timeout per attempt. Proxies (HTTP CONNECT) come
+// from the config or the environment as curl reads it.
+// See docs/websocket.md for the guarantees, the limits, the threading model
+// and tuning.
 #pragma once
 
 #include <keel/websocket/client.hpp>
 #include <keel/websocket/event.hpp>
+#include <keel/websocket/proxy.hpp>
 #include <keel/websocket/url.hpp>

@@ -18,6 +18,9 @@
 //                   __restart__ MS    drop every client, stop listening, listen
 //                                     again on the same port after MS ms
 //                   __count__         replies "count <connections so far>"
+//                   __flood__ N SIZE  sends N binary messages of SIZE bytes as
+//                                     fast as the client reads them (at most
+//                                     4 x SIZE buffered here)
 //   accept-close  completes the opening handshake, then closes at once (1000)
 //   silent        accepts TCP connections and never answers (raw TCP)
 'use strict';
@@ -80,7 +83,7 @@ function makeServer() {
     ws.on('message', (data, isBinary) => {
       if (!isBinary && data.length < 64) {
         const text = data.toString();
-        const [cmd, arg] = text.split(' ');
+        const [cmd, arg, arg2] = text.split(' ');
         switch (cmd) {
           case '__mute__':
             muted = true;
@@ -99,6 +102,20 @@ function makeServer() {
           case '__big__':
             ws.send(Buffer.alloc(Number(arg), 0x61), { binary: true });
             return;
+          case '__flood__': {
+            const n = Number(arg);
+            const payload = Buffer.alloc(Number(arg2), 0x62);
+            let sent = 0;
+            const pump = () => {
+              while (sent < n && ws.readyState === ws.OPEN && ws.bufferedAmount < 4 * payload.length) {
+                ws.send(payload, { binary: true });
+                sent += 1;
+              }
+              if (sent < n && ws.readyState === ws.OPEN) setTimeout(pump, 2);
+            };
+            pump();
+            return;
+          }
           case '__count__':
             ws.send(`count ${connections}`);
             return;

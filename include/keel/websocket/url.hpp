@@ -43,6 +43,12 @@ struct Url {
     return h;
   }
 
+  /// host[:port] as written in a URL (IPv6 bracketed, the port always given).
+  [[nodiscard]] std::string host_header_for_url() const {
+    std::string h = host.find(':') != std::string::npos ? "[" + host + "]" : host;
+    return h + ":" + std::to_string(port);
+  }
+
   /// The canonical text form, which parse() reads back to an equal Url.
   [[nodiscard]] std::string to_string() const {
     std::string s = secure ? "wss://" : "ws://";
@@ -51,6 +57,34 @@ struct Url {
     s += target;
     return s;
   }
+
+  /// to_string() with every query value replaced by "***", for logs and
+  /// events (query strings often carry tokens): "/feed?token=***&v=***".
+  [[nodiscard]] std::string redacted() const {
+    auto s = to_string();
+    const auto q = s.find('?');
+    if (q == std::string::npos) return s;
+    std::string out = s.substr(0, q + 1);
+    std::string_view rest = std::string_view(s).substr(q + 1);
+    bool first = true;
+    while (true) {
+      const auto amp = rest.find('&');
+      const auto part = rest.substr(0, amp);
+      if (!first) out += '&';
+      first = false;
+      const auto eq = part.find('=');
+      out += part.substr(0, eq);
+      if (eq != std::string_view::npos) out += "=***";
+      if (amp == std::string_view::npos) break;
+      rest = rest.substr(amp + 1);
+    }
+    return out;
+  }
+
+  /// Where an HTTP redirect from this URL leads: `location` is an absolute
+  /// ws/wss/http/https URL (http maps to ws, https to wss) or a path
+  /// starting with '/'. Errc::invalid_argument otherwise.
+  [[nodiscard]] Result<Url> follow(std::string_view location) const;
 
   friend bool operator==(const Url&, const Url&) = default;
 };
@@ -156,6 +190,19 @@ inline Result<Url> Url::parse(std::string_view text) {
     url.target = std::string(target);
   }
   return url;
+}
+
+inline Result<Url> Url::follow(std::string_view location) const {
+  if (!location.empty() && location.front() == '/' && (location.size() < 2 || location[1] != '/')) {
+    return parse(std::string(secure ? "wss://" : "ws://") + host_header_for_url() + std::string(location));
+  }
+  const auto sep = location.find("://");
+  if (sep == std::string_view::npos)
+    return fail(Errc::invalid_argument, "redirect to an unsupported location");
+  const auto scheme = location.substr(0, sep);
+  if (detail::iequals(scheme, "http")) return parse("ws" + std::string(location.substr(sep)));
+  if (detail::iequals(scheme, "https")) return parse("wss" + std::string(location.substr(sep)));
+  return parse(location);
 }
 
 }  // namespace keel::ws
