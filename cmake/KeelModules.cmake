@@ -55,7 +55,7 @@ set(KEEL_postgres_PACKAGES PostgreSQL)
 set(KEEL_postgres_HEADERS "^keel/postgres\\.hpp$" "^keel/postgres/")
 set(KEEL_postgres_SUMMARY "PostgreSQL pool, transactions, migrations, LISTEN/NOTIFY")
 
-set(KEEL_websocket_REQUIRES core log asio)
+set(KEEL_websocket_REQUIRES core asio)
 set(KEEL_websocket_PACKAGES Boost OpenSSL_SSL OpenSSL_Crypto)
 set(KEEL_websocket_HEADERS "^keel/websocket\\.hpp$" "^keel/websocket/")
 set(KEEL_websocket_SUMMARY "WebSocket client with heartbeat and reconnect")

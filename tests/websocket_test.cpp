@@ -14,6 +14,7 @@
 #include <unistd.h>
 #include <catch2/catch.hpp>
 
+#include <keel/log/sink.hpp>
 #include <spdlog/sinks/ostream_sink.h>
 
 #include <fcntl.h>
@@ -1437,7 +1438,7 @@ TEST_CASE("url: query values are redacted in logs and in the text form for them"
   logger->set_level(spdlog::level::debug);
   auto cfg = test_config(fmt::format("ws://127.0.0.1:{}/x?token=s3cret", refused_port()));
   cfg.max_retries = 1;
-  cfg.logger = logger;
+  cfg.logger = keel::log::adapt(logger);
   auto client = Client::start(cfg);
   REQUIRE(client);
   std::vector<Event> seen;

@@ -40,7 +40,7 @@
 #include <keel/channel.hpp>
 #include <keel/channel/asio.hpp>
 #include <keel/detail/cpu_relax.hpp>
-#include <keel/log.hpp>
+#include <keel/logger.hpp>
 #include <keel/result.hpp>
 #include <keel/websocket/event.hpp>
 #include <keel/websocket/proxy.hpp>
@@ -234,7 +234,7 @@ class State : public std::enable_shared_from_this<State> {
       : cfg_(std::move(cfg)),
         url_(std::move(url)),
         log_url_(url_.redacted()),
-        log_(cfg_.logger ? cfg_.logger : keel::log::logger()),
+        log_(keel::resolve_logger(cfg_.logger)),
         ioc_(io_context_of(ex)),
         strand_(serial || is_strand(ex) ? std::move(ex) : Strand(net::make_strand(std::move(ex)))),
         ssl_(std::move(ssl)),
@@ -366,7 +366,7 @@ class State : public std::enable_shared_from_this<State> {
   ClientConfig cfg_;
   Url url_;
   std::string log_url_;  // url_ with its query values redacted, for logs
-  std::shared_ptr<spdlog::logger> log_;
+  keel::Logger log_;
   net::io_context* ioc_;  // the io_context under the executor, when it is one (else null)
   Strand strand_;
   std::optional<net::ssl::context> ssl_;

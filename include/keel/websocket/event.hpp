@@ -14,7 +14,7 @@
 #include <keel/websocket/proxy.hpp>
 #include <keel/websocket/url.hpp>
 
-#include <spdlog/logger.h>
+#include <keel/logger.hpp>
 
 #include <chrono>
 #include <cstddef>
@@ -157,8 +157,9 @@ struct ClientConfig {
   /// up (gave_up event): reconnecting without the resubscription would
   /// silently receive nothing.
   std::function<std::vector<Message>()> on_connect{};
-  /// Logger; keel::log::logger() when null.
-  std::shared_ptr<spdlog::logger> logger{};
+  /// Where the client logs; empty: keel::default_logger() (keel::log::adapt()
+  /// turns an spdlog logger into one).
+  keel::Logger logger{};
 
   /// Errc::config naming the offending field, or success (url not parsed here).
   [[nodiscard]] Result<void> validate() const {
