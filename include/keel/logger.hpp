@@ -107,10 +107,14 @@ class Logger {
   template <class... Args>
   void log(LogLevel level, fmt::format_string<Args...> format, Args&&... args) const noexcept {
     if (!enabled(level)) return;
+#if defined(__cpp_exceptions) || defined(__EXCEPTIONS)
     try {
       sink_->write(level, fmt::vformat(format, fmt::make_format_args(args...)));
     } catch (...) {  // NOLINT(bugprone-empty-catch): a line that cannot be formatted is dropped
     }
+#else
+    sink_->write(level, fmt::vformat(format, fmt::make_format_args(args...)));
+#endif
   }
   template <class... Args>
   void trace(fmt::format_string<Args...> format, Args&&... args) const noexcept {

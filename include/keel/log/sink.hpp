@@ -47,10 +47,14 @@ class SpdlogSink final : public LogSink {
     return logger_ && logger_->should_log(to_spdlog(level));
   }
   void write(LogLevel level, std::string_view line) noexcept override {
+#if defined(__cpp_exceptions) || defined(__EXCEPTIONS)
     try {
       logger_->log(to_spdlog(level), "{}", line);
     } catch (...) {  // NOLINT(bugprone-empty-catch): spdlog's own failure drops the line
     }
+#else
+    logger_->log(to_spdlog(level), "{}", line);
+#endif
   }
   [[nodiscard]] const std::shared_ptr<spdlog::logger>& logger() const noexcept { return logger_; }
 
