@@ -76,8 +76,16 @@ class AsyncOp : public keel::detail::Waiter, public std::enable_shared_from_this
   template <class Poll>
   void arm(keel::detail::WaitList& list, Poll&& poll) {
     self_ = this->shared_from_this();
-    list.add(this);
-    if (!poll()) return;  // wake() will post the retry
+    // A degraded wake-up barrier (see DekkerBarrier) may miss the wake-up:
+    // then retry through the executor instead of waiting for it.
+    bool exact = false;
+    try {
+      exact = list.add(this);
+    } catch (...) {
+      self_.reset();  // not registered: nothing can wake us
+      throw;
+    }
+    if (exact && !poll()) return;  // wake() will post the retry
     if (list.remove(this)) {
       auto self = std::move(self_);
       boost::asio::post(work_.get_executor(), [self]() { self->attempt(); });

@@ -63,9 +63,11 @@ struct BroadcastState {
   bool closed = false;                 // under m
   WaitList recv_wait;
 
+  std::uint64_t lost_below = 0;  // under m: positions below it are gone (a failed send)
   [[nodiscard]] std::uint64_t oldest() const noexcept {
     const std::uint64_t cap = ring.size();
-    return tail > cap ? tail - cap : 0;
+    const std::uint64_t o = tail > cap ? tail - cap : 0;
+    return o > lost_below ? o : lost_below;
   }
 };
 
@@ -104,7 +106,19 @@ class BroadcastSender {
     {
       std::lock_guard lk(state_->m);
       if (state_->closed || state_->receivers == 0) return {Error(Errc::closed), std::move(value)};
-      state_->ring[static_cast<std::size_t>(state_->tail % state_->ring.size())] = std::move(value);
+      auto& slot = state_->ring[static_cast<std::size_t>(state_->tail % state_->ring.size())];
+      // Built in place, from a copy when T's move may throw (then `value` is
+      // intact if it does). The slot's old value (the oldest retained) goes
+      // first; if the new one then fails to build, that position counts as
+      // missed for the receivers still at it (a lag), never as a hole.
+      slot.reset();
+      try {
+        slot.emplace(std::move_if_noexcept(value));
+      } catch (...) {
+        const std::uint64_t cap = state_->ring.size();
+        if (state_->tail >= cap) state_->lost_below = state_->tail - cap + 1;
+        throw;
+      }
       ++state_->tail;
     }
     state_->recv_wait.notify_all();
@@ -237,8 +251,11 @@ class BroadcastReceiver {
     }
     if (next_ < state_->tail) {
       const auto& slot = state_->ring[static_cast<std::size_t>(next_ % state_->ring.size())];
+      // Copy first: if T's copy throws, the position is not consumed and
+      // the next recv() tries the same value again.
+      Result<T> r(std::in_place, *slot);
       ++next_;
-      return Result<T>(std::in_place, *slot);
+      return r;
     }
     if (state_->closed) return Result<T>(Errc::closed);
     return std::nullopt;

@@ -72,6 +72,29 @@ namespace detail {
 template <class T>
 std::pair<Sender<T>, Receiver<T>> make_channel_pair(std::size_t capacity, bool fenced = false);
 
+#if defined(KEEL_CHANNEL_TEST_HOOKS)
+/// Where a channel calls its test hook.
+enum class ChanHook : std::uint8_t {
+  after_claim,  ///< a sender claimed its slot and has not written the value yet
+  before_full,  ///< a sender found its slot occupied and is about to decide "full"
+};
+/// Tests only (compiled in when KEEL_CHANNEL_TEST_HOOKS is defined): called
+/// with the point and the channel's address, so a test can pause a thread
+/// there and force interleavings a scheduler produces only rarely.
+inline std::atomic<void (*)(ChanHook, const void*)> channel_test_hook{nullptr};
+#define KEEL_DETAIL_CHAN_HOOK(point)                                                            \
+  do {                                                                                          \
+    /* acquire: the test installed the hook before starting this thread. */                     \
+    if (auto* keel_hook_ = ::keel::detail::channel_test_hook.load(std::memory_order_acquire)) { \
+      keel_hook_(::keel::detail::ChanHook::point, this);                                        \
+    }                                                                                           \
+  } while (false)
+#else
+#define KEEL_DETAIL_CHAN_HOOK(point) \
+  do {                               \
+  } while (false)
+#endif
+
 enum class ChanOp : std::uint8_t { ok, would_block, closed };
 
 template <class T>
@@ -117,18 +140,38 @@ class Chan {
         // relaxed: claiming the position orders nothing by itself; the CAS
         // fails (and we see kClosed) once close() has marked the tail.
         if (tail_.compare_exchange_weak(t, t + 1, std::memory_order_relaxed, std::memory_order_relaxed)) {
+          KEEL_DETAIL_CHAN_HOOK(after_claim);
           ::new (static_cast<void*>(s.storage)) T(std::move(v));
           // release: publishes the value to the consumer that acquires seq.
           s.seq.store(2 * t + 1, std::memory_order_release);
           note_depth(t + 1);
-          recv_wait_.notify_one();
+          // One value wakes one receiver, except in a closed channel: there
+          // the receivers that parked on this slot after close() (which found
+          // nobody to wake) must all wake, since the one that takes the value
+          // may leave without receiving again. The tail is read after the
+          // notifier barrier: if close() missed a parked receiver, this load
+          // sees the close (see WaitList).
+          // relaxed: ordered by the barrier inside notify_one_or_all.
+          recv_wait_.notify_one_or_all(
+              [this] { return (tail_.load(std::memory_order_relaxed) & kClosed) != 0; });
           return ChanOp::ok;
         }
       } else if (diff < 0) {
         // The slot still holds the value from one lap ago. Really full, or a
-        // consumer has claimed it and is moving it out right now.
+        // consumer has claimed it and is moving it out right now, or our t
+        // is stale: the receivers may have drained and lapped it meanwhile.
+        KEEL_DETAIL_CHAN_HOOK(before_full);
         // relaxed: only a hint; the seq load above is the truth.
         const std::uint64_t h = head_.load(std::memory_order_relaxed);
+        // Re-read the tail after the head: if it moved, t was stale (and
+        // t - h may even wrap): start over. If not, h <= t (receivers never
+        // pass the tail) and t - h is the true depth at the time h was read.
+        // relaxed: as above.
+        const std::uint64_t now = tail_.load(std::memory_order_relaxed);
+        if (now != t) {
+          t = now;
+          continue;
+        }
         if (t - h >= cap_ || ++spins > kInFlightSpins) return ChanOp::would_block;
         cpu_relax();
         t = tail_.load(std::memory_order_relaxed);
@@ -150,12 +193,21 @@ class Chan {
       const auto diff = static_cast<std::int64_t>(seq - (2 * h + 1));
       if (diff == 0) {
         if (head_.compare_exchange_weak(h, h + 1, std::memory_order_relaxed, std::memory_order_relaxed)) {
+          // The slot is handed back even if T's destructor throws (the
+          // exception then reaches the receiver; the channel goes on).
+          struct Release {
+            Chan& c;
+            Slot& slot;
+            std::uint64_t next;
+            ~Release() {
+              // release: the slot is free for the sender one lap later.
+              slot.seq.store(next, std::memory_order_release);
+              c.send_wait_.notify_one();
+            }
+          } release{*this, s, 2 * (h + cap_)};
           T* p = s.ptr();
           sink(std::move(*p));
           p->~T();
-          // release: the slot is free for the sender one lap later.
-          s.seq.store(2 * (h + cap_), std::memory_order_release);
-          send_wait_.notify_one();
           return ChanOp::ok;
         }
       } else if (diff < 0) {
@@ -164,7 +216,13 @@ class Chan {
         // relaxed: a tail without kClosed at h means nothing was claimed; a
         // tail with kClosed at h means nothing ever will be.
         const std::uint64_t t = tail_.load(std::memory_order_relaxed);
-        if ((t & ~kClosed) <= h) return (t & kClosed) != 0 ? ChanOp::closed : ChanOp::would_block;
+        if ((t & ~kClosed) <= h) {
+          if ((t & kClosed) == 0) return ChanOp::would_block;
+          // Closed and drained: pass the wake-up on, so that no receiver
+          // stays parked on a wake-up this one consumed (it is leaving).
+          recv_wait_.notify_all();
+          return ChanOp::closed;
+        }
         // A sender is mid-write; it notifies when done.
         if (++spins > kInFlightSpins) return ChanOp::would_block;
         cpu_relax();
@@ -504,23 +562,32 @@ class Receiver {
   /// Waits for at least one value, then appends up to `max` buffered values
   /// to `out` in one go; returns how many. Errc::closed once closed and
   /// drained. Cheaper per value than recv() when values arrive in bursts.
+  ///
+  /// Why Errc::closed at the end rather than 0 items (tokio returns 0): a
+  /// Result keeps "closed" impossible to mistake for "nothing this time",
+  /// and `while (auto n = rx.recv_many(batch, 64))` reads the same way.
+  /// Exception safety: room in `out` is reserved before anything is taken
+  /// (std::bad_alloc then leaves the channel untouched), so no received
+  /// value is lost.
   Result<std::size_t> recv_many(std::vector<T>& out, std::size_t max) {
     if (max == 0) return std::size_t{0};
+    out.reserve(out.size() + 1);  // may throw: nothing taken yet
     KEEL_TRY_ASSIGN(T first, recv());
-    out.push_back(std::move(first));
+    out.push_back(std::move(first));  // into reserved room: cannot throw
     return 1 + try_recv_many(out, max - 1);
   }
   /// Appends up to `max` values that are buffered now, without waiting.
+  /// Room is reserved first (for as many as are buffered, up to max), so
+  /// std::bad_alloc leaves the channel untouched; no value is ever lost.
   std::size_t try_recv_many(std::vector<T>& out, std::size_t max) {
     if (!chan_) return 0;
+    const std::size_t want = std::min(max, chan_->size());
+    if (want == 0) return 0;
+    if (out.capacity() - out.size() < want) out.reserve(out.size() + want);  // may throw: nothing taken
     std::size_t n = 0;
-    std::optional<T> v;
-    // The value is moved out of the slot first (noexcept), then pushed, so
-    // a throwing push_back never leaves a slot claimed.
-    while (n < max &&
-           chan_->try_pop([&](T&& x) noexcept { v.emplace(std::move(x)); }) == detail::ChanOp::ok) {
-      out.push_back(std::move(*v));
-      v.reset();
+    // Each value is moved straight into reserved room (T's move is noexcept).
+    while (n < max && out.size() < out.capacity() &&
+           chan_->try_pop([&](T&& x) noexcept { out.push_back(std::move(x)); }) == detail::ChanOp::ok) {
       ++n;
     }
     return n;

@@ -89,7 +89,16 @@ class OneshotSender {
       std::lock_guard lk(st->m);
       st->sender_done = true;
       if (st->receiver_done) return {Error(Errc::closed), std::move(value)};
-      st->value.emplace(std::move(value));
+      try {
+        // From a copy when T's move may throw, so `value` is intact if
+        // building it throws; the exception then propagates and this sender
+        // is still usable (the receiver is told nothing).
+        st->value.emplace(std::move_if_noexcept(value));
+      } catch (...) {
+        st->sender_done = false;
+        state_ = std::move(st);  // the mutex lives on in state_
+        throw;
+      }
     }
     st->recv_wait.notify_all();
     return {};

@@ -104,6 +104,9 @@ class Selector {
                              [](const void* p) { return detail::select_list(*static_cast<const R*>(p)); }});
     return entries_.size() - 1;
   }
+  /// A temporary receiver would be gone before the Selector looks at it.
+  template <class R>
+  std::size_t add(const R&& rx) = delete;
   [[nodiscard]] std::size_t size() const noexcept { return entries_.size(); }
 
   /// The index of a ready receiver now, or Errc::empty.
@@ -144,15 +147,46 @@ class Selector {
     if (entries_.empty()) return fail(Errc::invalid_argument, "select on no receivers");
     if (auto i = poll_once()) return *i;
     detail::ThreadWaiter waiter;
+    unsigned slices = 0;
     for (;;) {
-      for (const Entry& e : entries_) {
-        if (detail::WaitList* l = e.list(e.rx)) l->add(&waiter);
-      }
-      // Registered (each add() fences): a change from now on wakes us.
-      std::optional<std::size_t> hit = poll_once();
-      const bool woken = hit ? true : waiter.wait_until(deadline);
-      for (const Entry& e : entries_) {
-        if (detail::WaitList* l = e.list(e.rx)) l->remove(&waiter);
+      std::optional<std::size_t> hit;
+      bool woken = true;
+      {
+        // Registered in the first `n` lists; every way out of this block
+        // (an exception from add() included) unregisters from exactly those,
+        // so no list keeps a pointer to this stack frame's waiter.
+        std::size_t n = 0;
+        struct Unregister {
+          const std::vector<Entry>& entries;
+          detail::ThreadWaiter& w;
+          const std::size_t& n;
+          ~Unregister() {
+            for (std::size_t i = 0; i < n; ++i) {
+              if (detail::WaitList* l = entries[i].list(entries[i].rx)) (void)l->remove(&w);
+            }
+          }
+        } unregister{entries_, waiter, n};
+        bool exact = true;
+        for (; n < entries_.size(); ++n) {
+          detail::WaitList* l = entries_[n].list(entries_[n].rx);
+          if (l != nullptr && !l->add(&waiter)) exact = false;  // may throw: n excludes this one
+        }
+        // Registered (each add() fences): a change from now on wakes us.
+        hit = poll_once();
+        if (!hit) {
+          if (exact) {
+            woken = waiter.wait_until(deadline);
+          } else {
+            // Degraded wake-up barrier: sleep in bounded slices.
+            const auto slice_end =
+                std::chrono::steady_clock::now() + detail::WaitList::degraded_slice(slices++);
+            if (deadline && *deadline <= slice_end) {
+              woken = waiter.wait_until(deadline);
+            } else {
+              (void)waiter.wait_until(detail::Deadline(slice_end));
+            }
+          }
+        }
       }
       if (hit) return *hit;
       if (auto i = poll_once()) return *i;

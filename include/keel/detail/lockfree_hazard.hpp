@@ -27,6 +27,7 @@
 #include <atomic>
 #include <cstddef>
 #include <mutex>
+#include <new>
 #include <vector>
 
 namespace keel::detail::hazard {
@@ -183,6 +184,12 @@ inline ThreadState* thread_state() {
   return &state;
 }
 
+#if defined(KEEL_LOCKFREE_TEST_HOOKS)
+/// Tests only: when set and returning true, retire() throws std::bad_alloc
+/// (as its list or a scan failing to allocate would).
+inline std::atomic<bool (*)()> retire_fail_hook{nullptr};
+#endif
+
 /// RAII: one hazard slot for the duration of an operation.
 class Guard {
  public:
@@ -215,6 +222,12 @@ class Guard {
 
   /// Retires an unlinked node: it is freed once no hazard points to it.
   void retire(void* p, void (*deleter)(void*) noexcept) {
+#if defined(KEEL_LOCKFREE_TEST_HOOKS)
+    // acquire: installed by the test before it calls in.
+    if (auto* fail = retire_fail_hook.load(std::memory_order_acquire); fail != nullptr && fail()) {
+      throw std::bad_alloc();
+    }
+#endif
     Domain& d = Domain::instance();
     const Retired r{p, deleter};
     if (ts_ == nullptr) {

@@ -108,7 +108,13 @@ class Stack {
     T* v = top->ptr();
     std::optional<T> out(std::move(*v));
     v->~T();
-    guard.retire(top, &free_node);
+    try {
+      guard.retire(top, &free_node);
+    } catch (...) {
+      // Retiring needs memory (the thread's retire list, a scan's scratch).
+      // Without it the node's memory is leaked rather than freed unsafely;
+      // the value is already ours and is returned.
+    }
     return out;
   }
 
