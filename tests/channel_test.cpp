@@ -10,6 +10,7 @@
 #include <chrono>
 #include <cstdint>
 #include <deque>
+#include <iterator>
 #include <memory>
 #include <new>
 #include <stdexcept>
@@ -1153,4 +1154,263 @@ TEST_CASE("oneshot: a throwing send keeps the sender and tells the receiver noth
   auto got = rx.try_recv();
   REQUIRE(got.has_value());
   CHECK(got->v == 7);
+}
+
+// ---------------------------------------------------------------- what tokio and crossbeam users reach for
+
+TEST_CASE("channel: range-for over a receiver ends when closed and drained", "[channel]") {
+  keel_test::Watchdog dog("channel: range-for", 20s);
+  auto [tx, rx] = keel::channel<std::string>(4);
+  std::thread producer([tx = std::move(tx)]() mutable {
+    for (int i = 0; i < 100; ++i) (void)tx.send(std::to_string(i));
+  });
+  int n = 0;
+  for (std::string& v : rx) {
+    CHECK(v == std::to_string(n));
+    ++n;
+  }
+  producer.join();
+  CHECK(n == 100);
+  static_assert(std::input_iterator<keel::Receiver<int>::iterator>);
+  static_assert(std::sentinel_for<std::default_sentinel_t, keel::Receiver<int>::iterator>);
+}
+
+TEST_CASE("channel: Sender::closed waits for the last receiver or a close", "[channel]") {
+  keel_test::Watchdog dog("channel: Sender::closed", 20s);
+  {
+    auto [tx, rx] = keel::channel<int>(4);
+    auto t = tx.closed_for(5ms);
+    REQUIRE_FALSE(t);
+    CHECK(t.error() == keel::Errc::timeout);
+    CHECK(tx.closed_until(std::chrono::system_clock::now() + 2ms).error() == keel::Errc::timeout);
+    std::thread dropper([rx = std::move(rx)]() mutable {
+      std::this_thread::sleep_for(10ms);
+      rx.reset();  // the last receiver goes
+    });
+    tx.closed();
+    dropper.join();
+    CHECK(tx.is_closed());
+    CHECK(tx.closed_for(1h).has_value());  // already closed: at once
+  }
+  {
+    auto [tx, rx] = keel::channel<int>(4);
+    std::atomic<bool> woke{false};
+    std::thread waiter([&, tx2 = tx]() mutable {
+      tx2.closed();
+      woke = true;
+    });
+    REQUIRE(eventually([&] { return tx.native_handle()->close_wait().sleepers() == 1; }));
+    REQUIRE(tx.send(1));  // traffic does not wake it
+    REQUIRE(rx.recv());
+    std::this_thread::sleep_for(5ms);
+    CHECK_FALSE(woke.load());
+    rx.close();
+    waiter.join();
+    CHECK(woke.load());
+  }
+}
+
+TEST_CASE("channel: every wait has a _for and an _until of any clock", "[channel]") {
+  auto [tx, rx] = keel::channel<int>(1);
+  const auto soon = std::chrono::system_clock::now() + 2ms;
+  CHECK(rx.recv_until(soon).error() == keel::Errc::timeout);
+  CHECK(rx.recv_until(std::chrono::steady_clock::now() + 1ms).error() == keel::Errc::timeout);
+  REQUIRE(tx.send_until(1, std::chrono::system_clock::now() + 1s));
+  CHECK(tx.send_until(2, std::chrono::system_clock::now() + 2ms).error() == keel::Errc::timeout);
+  CHECK(tx.send_for(3, std::chrono::duration<double, std::milli>(1.5)).error() == keel::Errc::timeout);
+  CHECK(*rx.recv_for(std::chrono::duration<float>(1.0F)) == 1);
+  auto [otx, orx] = keel::oneshot<int>();
+  CHECK(orx.recv_until(std::chrono::system_clock::now() + 1ms).error() == keel::Errc::timeout);
+  auto [btx, brx] = keel::broadcast<int>(2);
+  CHECK(brx.recv_until(std::chrono::system_clock::now() + 1ms).error() == keel::Errc::timeout);
+  keel::Selector sel;
+  sel.add(rx);
+  CHECK(sel.ready_until(std::chrono::system_clock::now() + 1ms).error() == keel::Errc::timeout);
+  CHECK(keel::select_until(std::chrono::system_clock::now() + 1ms, keel::on(rx, [](keel::Result<int>) {}))
+            .error() == keel::Errc::timeout);
+  (void)otx;
+  (void)btx;
+}
+
+TEST_CASE("broadcast: resubscribe starts at the newest position", "[channel][broadcast]") {
+  auto [tx, rx] = keel::broadcast<int>(8);
+  REQUIRE(tx.send(1));
+  REQUIRE(tx.send(2));
+  auto fresh = rx.resubscribe();
+  CHECK(tx.receiver_count() == 2);
+  REQUIRE(tx.send(3));
+  CHECK(*fresh.try_recv() == 3);
+  CHECK(fresh.try_recv().error() == keel::Errc::empty);
+  CHECK(*rx.try_recv() == 1);  // the original keeps its place
+  CHECK(keel::BroadcastReceiver<int>().resubscribe().valid() == false);
+}
+
+TEST_CASE("broadcast: make_broadcast returns a Result and rejects capacity 0", "[channel][broadcast]") {
+  auto bad = keel::make_broadcast<int>(0);
+  REQUIRE_FALSE(bad);
+  CHECK(bad.error().code() == keel::Errc::invalid_argument);
+  auto ok = keel::make_broadcast<int>(3);
+  REQUIRE(ok);
+  CHECK(ok->first.capacity() == 3);
+  REQUIRE(ok->first.send(5));
+  CHECK(*ok->second.try_recv() == 5);
+}
+
+// ---------------------------------------------------------------- regressions the next change must not bring
+// back
+
+TEST_CASE("channel: 8 parked senders and a close each get their own value back", "[channel][stress]") {
+  keel_test::Watchdog dog("channel: 8 parked senders and a close", 20s);
+  auto [tx, rx] = keel::channel<int>(1);
+  REQUIRE(tx.send(-1));  // full
+  std::vector<int> back(8, -100);
+  std::vector<std::thread> ts;
+  for (int i = 0; i < 8; ++i) {
+    ts.emplace_back([&, i, tx2 = tx]() mutable {
+      auto r = tx2.send(i);
+      if (!r && r.error() == keel::Errc::closed) back[static_cast<std::size_t>(i)] = r.error().value();
+    });
+  }
+  // Parked on the condition variable, not merely counted.
+  REQUIRE(eventually([&] { return tx.native_handle()->send_wait().sleepers() == 8; }));
+  rx.close();
+  for (auto& t : ts) t.join();
+  for (int i = 0; i < 8; ++i) CHECK(back[static_cast<std::size_t>(i)] == i);
+  CHECK(*rx.recv() == -1);  // the buffered value still drains
+}
+
+TEST_CASE("select: all-closed channels and a default receiver are ready, never a hang", "[channel][select]") {
+  keel_test::Watchdog dog("select: all closed", 20s);
+  auto [tx1, rx1] = keel::channel<int>(2);
+  auto [tx2, rx2] = keel::channel<std::string>(2);
+  tx1.close();
+  tx2.close();
+  int closed_seen = 0;
+  for (int i = 0; i < 4; ++i) {
+    auto r = keel::select(keel::on(rx1, [&](keel::Result<int> v) { closed_seen += v ? 0 : 1; }),
+                          keel::on(rx2, [&](keel::Result<std::string> v) { closed_seen += v ? 0 : 1; }));
+    REQUIRE(r.has_value());
+  }
+  CHECK(closed_seen == 4);
+  keel::Receiver<int> none;
+  keel::Selector sel;
+  sel.add(none);
+  auto i = sel.ready_for(1h);
+  REQUIRE(i.has_value());
+  CHECK(*i == 0);
+  CHECK(none.try_recv().error() == keel::Errc::closed);
+}
+
+TEST_CASE("select: mixed select and recv consumers of one channel get each value once",
+          "[channel][select][stress]") {
+  keel_test::Watchdog dog("select: mixed consumers", 60s);
+  const int per = 20000 / kScale;
+  auto [tx, rx] = keel::channel<int>(4);
+  std::atomic<std::int64_t> sum{0};
+  std::atomic<int> count{0};
+  std::vector<std::thread> ts;
+  for (int c = 0; c < 2; ++c) {
+    ts.emplace_back([&, rx2 = rx]() mutable {
+      while (auto v = rx2.recv()) {
+        sum += *v;
+        count += 1;
+      }
+    });
+    ts.emplace_back([&, rx2 = rx]() mutable {
+      auto [otx, orx] = keel::channel<int>(1);  // a second arm that never fires
+      for (bool done = false; !done;) {
+        (void)keel::select(keel::on(rx2,
+                                    [&](keel::Result<int> v) {
+                                      if (!v) {
+                                        done = true;
+                                        return;
+                                      }
+                                      sum += *v;
+                                      count += 1;
+                                    }),
+                           keel::on(orx, [](keel::Result<int>) {}));
+      }
+    });
+  }
+  rx.reset();
+  for (int i = 1; i <= per; ++i) REQUIRE(tx.send(i));
+  tx.reset();
+  for (auto& t : ts) t.join();
+  CHECK(count.load() == per);
+  CHECK(sum.load() == static_cast<std::int64_t>(per) * (per + 1) / 2);
+}
+
+TEST_CASE("channel: exactly once under 1 us send_for and recv_for timeouts", "[channel][stress]") {
+  keel_test::Watchdog dog("channel: 1 us timeouts", 60s);
+  const int per = 20000 / kScale;
+  auto [tx, rx] = keel::channel<int>(2);
+  std::atomic<std::int64_t> sum{0};
+  std::atomic<int> count{0};
+  std::vector<std::thread> ts;
+  for (int c = 0; c < 3; ++c) {
+    ts.emplace_back([&, rx2 = rx]() mutable {
+      for (;;) {
+        auto v = rx2.recv_for(1us);
+        if (v) {
+          sum += *v;
+          count += 1;
+        } else if (v.error() == keel::Errc::closed) {
+          break;
+        }
+      }
+    });
+  }
+  rx.reset();
+  for (int p = 0; p < 3; ++p) {
+    ts.emplace_back([&, p, tx2 = tx]() mutable {
+      for (int i = 1; i <= per; ++i) {
+        int v = p * per + i;
+        for (;;) {
+          auto r = tx2.send_for(v, 1us);
+          if (r) break;
+          REQUIRE(r.error() == keel::Errc::timeout);
+          v = std::move(r).error().into_inner();  // the same value comes back
+        }
+      }
+    });
+  }
+  tx.reset();
+  for (auto& t : ts) t.join();
+  const std::int64_t n = 3LL * per;
+  CHECK(count.load() == n);
+  CHECK(sum.load() == n * (n + 1) / 2);
+}
+
+TEST_CASE("broadcast: concurrent lag with a non-power-of-two capacity: gaps equal the lag counts",
+          "[channel][broadcast][stress]") {
+  keel_test::Watchdog dog("broadcast: concurrent lag", 60s);
+  const int total = 50000 / kScale;
+  auto [tx, rx] = keel::broadcast<int>(5);
+  std::atomic<bool> ok{true};
+  std::vector<std::thread> ts;
+  for (int r = 0; r < 3; ++r) {
+    ts.emplace_back([&, rx2 = rx]() mutable {
+      std::int64_t expect = 0;  // the next value this receiver should see
+      std::uint64_t missed = 0;
+      for (;;) {
+        auto v = rx2.recv();
+        if (!v) {
+          if (v.error() == keel::Errc::closed) break;
+          if (v.error() != keel::Errc::lagged) ok = false;
+          expect += static_cast<std::int64_t>(rx2.lagged_count());
+          missed += rx2.lagged_count();
+          continue;
+        }
+        if (*v != expect) ok = false;  // a gap not announced by a lag
+        expect = *v + 1;
+      }
+      if (expect != total) ok = false;
+      (void)missed;
+    });
+  }
+  rx.reset();
+  for (int i = 0; i < total; ++i) REQUIRE(tx.send(i));
+  tx.reset();
+  for (auto& t : ts) t.join();
+  CHECK(ok.load());
 }

@@ -1,5 +1,3 @@
-// The lock-free primitives with their test hooks compiled in.
-#define KEEL_LOCKFREE_TEST_HOOKS 1
 #include <keel/lockfree.hpp>
 
 #include <rapidcheck/catch.h>
@@ -876,4 +874,28 @@ TEST_CASE("ConcurrentMap::erase_if keeps size() right when the predicate throws"
   m.for_each([&](const int&, const int&) { ++counted; });
   CHECK(counted == 7);
   CHECK(m.size() == counted);
+}
+
+TEST_CASE("make_spsc_ring and make_mpmc_queue reject what the constructors would adjust", "[spsc][mpmc]") {
+  auto r0 = keel::make_spsc_ring<int>(0);
+  REQUIRE_FALSE(r0);
+  CHECK(r0.error().code() == keel::Errc::invalid_argument);
+  auto huge = keel::make_spsc_ring<int>(static_cast<std::size_t>(-1) / 2);
+  REQUIRE_FALSE(huge);
+  CHECK(huge.error().code() == keel::Errc::invalid_argument);
+  auto r3 = keel::make_spsc_ring<int>(3);
+  REQUIRE(r3);
+  CHECK((*r3)->capacity() == 3);
+  CHECK((*r3)->try_push(1));
+
+  for (std::size_t bad : {std::size_t{0}, std::size_t{1}, std::size_t{3}, std::size_t{100}}) {
+    auto q = keel::make_mpmc_queue<int>(bad);
+    REQUIRE_FALSE(q);
+    CHECK(q.error().code() == keel::Errc::invalid_argument);
+  }
+  auto q = keel::make_mpmc_queue<int>(64);
+  REQUIRE(q);
+  CHECK((*q)->capacity() == 64);
+  CHECK((*q)->try_push(7));
+  CHECK(*(*q)->try_pop() == 7);
 }

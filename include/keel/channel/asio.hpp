@@ -224,12 +224,13 @@ auto async_recv(const Receiver<T>& rx, CompletionToken&& token) {
 /// full. Completion signature void(keel::SendResult<T>): Errc::closed hands
 /// the value back. Executors as for async_recv.
 template <class T, detail::AsioExecutor Executor, class CompletionToken>
-auto async_send(const Executor& ex, const Sender<T>& tx, T value, CompletionToken&& token) {
+auto async_send(const Executor& ex, const Sender<T>& tx, std::type_identity_t<T> value,
+                CompletionToken&& token) {
   return boost::asio::async_initiate<CompletionToken, void(SendResult<T>)>(
       detail::InitiateSend<T, Executor>{ex}, token, tx.native_handle(), std::move(value));
 }
 template <class T, class CompletionToken>
-auto async_send(const Sender<T>& tx, T value, CompletionToken&& token) {
+auto async_send(const Sender<T>& tx, std::type_identity_t<T> value, CompletionToken&& token) {
   return async_send(boost::asio::system_executor(), tx, std::move(value),
                     std::forward<CompletionToken>(token));
 }

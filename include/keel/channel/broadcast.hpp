@@ -43,13 +43,16 @@
 #include <vector>
 
 namespace keel {
+inline namespace KEEL_DETAIL_CHANNEL_ABI {
 
 template <class T>
 class BroadcastSender;
 template <class T>
 class BroadcastReceiver;
 
+}  // namespace KEEL_DETAIL_CHANNEL_ABI
 namespace detail {
+inline namespace KEEL_DETAIL_CHANNEL_ABI {
 
 template <class T>
 struct BroadcastState {
@@ -71,7 +74,9 @@ struct BroadcastState {
   }
 };
 
+}  // namespace KEEL_DETAIL_CHANNEL_ABI
 }  // namespace detail
+inline namespace KEEL_DETAIL_CHANNEL_ABI {
 
 /// The sending half of a broadcast channel.
 template <class T>
@@ -198,6 +203,20 @@ class BroadcastReceiver {
   Result<T> recv_for(std::chrono::duration<Rep, Period> timeout) {
     return recv_impl(detail::make_deadline(timeout));
   }
+  /// Waits until `deadline` (of any clock) at most: Errc::timeout.
+  template <class Clock, class Duration>
+  Result<T> recv_until(std::chrono::time_point<Clock, Duration> deadline) {
+    return recv_impl(detail::make_deadline_at(deadline));
+  }
+  /// A new receiver of the same channel that starts at the newest position:
+  /// it sees the values sent from now on, not what this one has yet to read
+  /// (tokio's resubscribe). A way out of a lag that only wants fresh values.
+  [[nodiscard]] BroadcastReceiver resubscribe() const {
+    if (!state_) return {};
+    std::lock_guard lk(state_->m);
+    ++state_->receivers;
+    return BroadcastReceiver(state_, state_->tail);
+  }
   /// Errc::empty when nothing new is there.
   Result<T> try_recv() {
     if (!state_) return Errc::closed;
@@ -305,4 +324,17 @@ template <class T>
   return {BroadcastSender<T>(s), BroadcastReceiver<T>(std::move(s), 0)};
 }
 
+/// A broadcast channel, or Errc::invalid_argument for capacity 0 (or one
+/// too large to allocate), like make_channel.
+template <class T>
+[[nodiscard]] Result<std::pair<BroadcastSender<T>, BroadcastReceiver<T>>> make_broadcast(
+    std::size_t capacity) {
+  if (capacity == 0 || capacity > std::vector<std::optional<T>>().max_size()) {
+    return fail(Errc::invalid_argument, "broadcast capacity must be in 1..{}, got {}",
+                std::vector<std::optional<T>>().max_size(), capacity);
+  }
+  return broadcast<T>(capacity);
+}
+
+}  // namespace KEEL_DETAIL_CHANNEL_ABI
 }  // namespace keel

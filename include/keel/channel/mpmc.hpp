@@ -20,6 +20,9 @@
 //   values are destroyed and every send fails with Errc::closed.
 // - A failed send hands the value back in its SendError; nothing is lost
 //   silently.
+// - `for (T& v : rx)` receives until the channel is closed and drained;
+//   `tx.closed()` waits until it is closed (no receiver left, or close()).
+//   Every wait has a `_for` (any duration) and an `_until` (any clock).
 // - Progress: the buffer is a lock-free ring (one CAS per operation, no
 //   allocation after construction). A full send or empty recv spins briefly,
 //   then parks on a condition variable; an idle waiter uses no CPU. A
@@ -40,6 +43,7 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <iterator>
 #include <limits>
 #include <memory>
 #include <new>
@@ -50,6 +54,7 @@
 #include <vector>
 
 namespace keel {
+inline namespace KEEL_DETAIL_CHANNEL_ABI {
 
 /// Cheap counters of a channel (each is one relaxed load).
 struct ChannelStats {
@@ -67,7 +72,9 @@ class Sender;
 template <class T>
 class Receiver;
 
+}  // namespace KEEL_DETAIL_CHANNEL_ABI
 namespace detail {
+inline namespace KEEL_DETAIL_CHANNEL_ABI {
 
 template <class T>
 std::pair<Sender<T>, Receiver<T>> make_channel_pair(std::size_t capacity, bool fenced = false);
@@ -110,7 +117,8 @@ class Chan {
         pow2_((capacity & (capacity - 1)) == 0),
         slots_(new Slot[capacity]),
         recv_wait_(fenced),
-        send_wait_(fenced) {
+        send_wait_(fenced),
+        close_wait_(fenced) {
     for (std::size_t i = 0; i < cap_; ++i) {
       // relaxed: construction happens-before the handles are shared.
       slots_[i].seq.store(2 * i, std::memory_order_relaxed);
@@ -279,6 +287,7 @@ class Chan {
     const std::uint64_t prev = tail_.fetch_or(kClosed, std::memory_order_acq_rel);
     recv_wait_.notify_all();
     send_wait_.notify_all();
+    close_wait_.notify_all();
     return (prev & kClosed) == 0;
   }
   [[nodiscard]] bool is_closed() const noexcept {
@@ -319,6 +328,9 @@ class Chan {
 
   WaitList& recv_wait() noexcept { return recv_wait_; }
   WaitList& send_wait() noexcept { return send_wait_; }
+  /// Threads waiting for the close itself (Sender::closed()); only close()
+  /// notifies it, so the hot paths never touch it.
+  WaitList& close_wait() noexcept { return close_wait_; }
   void count_send_wait() noexcept { send_waits_.fetch_add(1, std::memory_order_relaxed); }
   /// Whether a blocked send or recv spins briefly before it parks.
   [[nodiscard]] bool spins() const noexcept { return !recv_wait_.fenced(); }
@@ -391,9 +403,12 @@ class Chan {
   std::atomic<std::uint64_t> recv_waits_{0};
   alignas(kCacheLine) WaitList recv_wait_;  // receivers waiting for a value
   alignas(kCacheLine) WaitList send_wait_;  // senders waiting for room
+  WaitList close_wait_;                     // Sender::closed() waiters (rare)
 };
 
+}  // namespace KEEL_DETAIL_CHANNEL_ABI
 }  // namespace detail
+inline namespace KEEL_DETAIL_CHANNEL_ABI {
 
 /// The sending half of a channel. Copyable: the channel closes when the last
 /// copy goes. A default-constructed Sender is not connected (every send
@@ -442,9 +457,25 @@ class Sender {
   SendResult<T> send_for(T value, std::chrono::duration<Rep, Period> timeout) {
     return send_impl(std::move(value), detail::make_deadline(timeout));
   }
-  /// Sends, waiting until `deadline` at most.
-  SendResult<T> send_until(T value, std::chrono::steady_clock::time_point deadline) {
-    return send_impl(std::move(value), detail::Deadline(deadline));
+  /// Sends, waiting until `deadline` (of any clock) at most.
+  template <class Clock, class Duration>
+  SendResult<T> send_until(T value, std::chrono::time_point<Clock, Duration> deadline) {
+    return send_impl(std::move(value), detail::make_deadline_at(deadline));
+  }
+
+  /// Waits until the channel is closed: every receiver gone, or close()
+  /// from either side (tokio's Sender::closed()). For a producer that must
+  /// stop as soon as nobody listens, even when it has nothing to send.
+  void closed() { (void)closed_impl(std::nullopt); }
+  /// closed(), waiting at most `timeout`: Errc::timeout.
+  template <class Rep, class Period>
+  Result<void> closed_for(std::chrono::duration<Rep, Period> timeout) {
+    return closed_impl(detail::make_deadline(timeout));
+  }
+  /// closed(), waiting until `deadline` (of any clock): Errc::timeout.
+  template <class Clock, class Duration>
+  Result<void> closed_until(std::chrono::time_point<Clock, Duration> deadline) {
+    return closed_impl(detail::make_deadline_at(deadline));
   }
 
   /// Closes the channel for everyone: sends fail, receivers drain what is
@@ -474,10 +505,18 @@ class Sender {
 
  private:
   template <class U>
-  friend std::pair<Sender<U>, Receiver<U>> detail::make_channel_pair(std::size_t, bool);
+  friend std::pair<Sender<U>, Receiver<U>> detail::KEEL_DETAIL_CHANNEL_ABI::make_channel_pair(std::size_t,
+                                                                                              bool);
   template <class U>
   friend class Receiver;
   explicit Sender(std::shared_ptr<detail::Chan<T>> c) noexcept : chan_(std::move(c)) {}
+
+  Result<void> closed_impl(detail::Deadline deadline) {
+    if (!chan_) return Result<void>();
+    detail::Chan<T>& c = *chan_;
+    if (c.close_wait().wait([&] { return c.is_closed(); }, deadline)) return Result<void>();
+    return Errc::timeout;
+  }
 
   SendResult<T> send_impl(T value, detail::Deadline deadline) {
     if (!chan_) return {Error(Errc::closed), std::move(value)};
@@ -554,10 +593,44 @@ class Receiver {
   Result<T> recv_for(std::chrono::duration<Rep, Period> timeout) {
     return recv_impl(detail::make_deadline(timeout));
   }
-  /// The next value, waiting until `deadline` at most.
-  Result<T> recv_until(std::chrono::steady_clock::time_point deadline) {
-    return recv_impl(detail::Deadline(deadline));
+  /// The next value, waiting until `deadline` (of any clock) at most.
+  template <class Clock, class Duration>
+  Result<T> recv_until(std::chrono::time_point<Clock, Duration> deadline) {
+    return recv_impl(detail::make_deadline_at(deadline));
   }
+
+  /// `for (T& v : rx)`: an input iterator whose every step is a recv(); the
+  /// loop ends when the channel is closed and drained.
+  class iterator {
+   public:
+    using iterator_category = std::input_iterator_tag;
+    using value_type = T;
+    using difference_type = std::ptrdiff_t;
+    using pointer = T*;
+    using reference = T&;
+    iterator() = default;
+    explicit iterator(Receiver* rx) : rx_(rx) { ++*this; }
+    T& operator*() const { return *cur_; }
+    T* operator->() const { return &*cur_; }
+    iterator& operator++() {
+      auto r = rx_->recv();
+      if (r) {
+        cur_.emplace(std::move(*r));
+      } else {
+        cur_.reset();
+      }
+      return *this;
+    }
+    void operator++(int) { ++*this; }
+    friend bool operator==(const iterator& it, std::default_sentinel_t) noexcept { return !it.cur_; }
+
+   private:
+    Receiver* rx_ = nullptr;
+    mutable std::optional<T> cur_;
+  };
+  /// Starts the loop (receives the first value, waiting for it).
+  iterator begin() { return iterator(this); }
+  [[nodiscard]] std::default_sentinel_t end() const noexcept { return {}; }
 
   /// Waits for at least one value, then appends up to `max` buffered values
   /// to `out` in one go; returns how many. Errc::closed once closed and
@@ -618,7 +691,8 @@ class Receiver {
 
  private:
   template <class U>
-  friend std::pair<Sender<U>, Receiver<U>> detail::make_channel_pair(std::size_t, bool);
+  friend std::pair<Sender<U>, Receiver<U>> detail::KEEL_DETAIL_CHANNEL_ABI::make_channel_pair(std::size_t,
+                                                                                              bool);
   explicit Receiver(std::shared_ptr<detail::Chan<T>> c) noexcept : chan_(std::move(c)) {}
 
   static Result<T> finish(detail::ChanOp op, std::optional<T>& out, Errc would_block) {
@@ -658,18 +732,24 @@ class Receiver {
   std::shared_ptr<detail::Chan<T>> chan_;
 };
 
+}  // namespace KEEL_DETAIL_CHANNEL_ABI
 namespace detail {
+inline namespace KEEL_DETAIL_CHANNEL_ABI {
 template <class T>
 std::pair<Sender<T>, Receiver<T>> make_channel_pair(std::size_t capacity, bool fenced) {
   auto c = std::make_shared<Chan<T>>(capacity, fenced);
   return {Sender<T>(c), Receiver<T>(std::move(c))};
 }
+}  // namespace KEEL_DETAIL_CHANNEL_ABI
 }  // namespace detail
+inline namespace KEEL_DETAIL_CHANNEL_ABI {
 
 /// The largest capacity a channel accepts.
 inline constexpr std::size_t kMaxChannelCapacity = std::size_t{1} << 40U;
 
+}  // namespace KEEL_DETAIL_CHANNEL_ABI
 namespace detail {
+inline namespace KEEL_DETAIL_CHANNEL_ABI {
 /// make_channel, with the choice of wake-up barrier (see WaitList).
 template <class T>
 [[nodiscard]] Result<std::pair<Sender<T>, Receiver<T>>> make_channel_checked(std::size_t capacity,
@@ -683,7 +763,9 @@ template <class T>
   }
   return make_channel_pair<T>(capacity, fenced);
 }
+}  // namespace KEEL_DETAIL_CHANNEL_ABI
 }  // namespace detail
+inline namespace KEEL_DETAIL_CHANNEL_ABI {
 
 /// A bounded MPMC channel, or Errc::invalid_argument for capacity 0 (or more
 /// than kMaxChannelCapacity).
@@ -709,4 +791,5 @@ template <class T>
   return std::move(*r);
 }
 
+}  // namespace KEEL_DETAIL_CHANNEL_ABI
 }  // namespace keel

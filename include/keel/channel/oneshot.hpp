@@ -27,13 +27,16 @@
 #include <utility>
 
 namespace keel {
+inline namespace KEEL_DETAIL_CHANNEL_ABI {
 
 template <class T>
 class OneshotSender;
 template <class T>
 class OneshotReceiver;
 
+}  // namespace KEEL_DETAIL_CHANNEL_ABI
 namespace detail {
+inline namespace KEEL_DETAIL_CHANNEL_ABI {
 
 template <class T>
 struct OneshotState {
@@ -61,7 +64,9 @@ struct OneshotState {
   }
 };
 
+}  // namespace KEEL_DETAIL_CHANNEL_ABI
 }  // namespace detail
+inline namespace KEEL_DETAIL_CHANNEL_ABI {
 
 /// The sending half of a oneshot: send(v) once.
 template <class T>
@@ -153,6 +158,11 @@ class OneshotReceiver {
   Result<T> recv_for(std::chrono::duration<Rep, Period> timeout) {
     return recv_impl(detail::make_deadline(timeout));
   }
+  /// Waits until `deadline` (of any clock) at most: Errc::timeout.
+  template <class Clock, class Duration>
+  Result<T> recv_until(std::chrono::time_point<Clock, Duration> deadline) {
+    return recv_impl(detail::make_deadline_at(deadline));
+  }
   /// The value if it is there: Errc::empty, or Errc::closed.
   Result<T> try_recv() {
     if (!state_) return Errc::closed;
@@ -226,4 +236,5 @@ template <class T>
   return {OneshotSender<T>(s), OneshotReceiver<T>(std::move(s))};
 }
 
+}  // namespace KEEL_DETAIL_CHANNEL_ABI
 }  // namespace keel

@@ -50,6 +50,7 @@
 namespace keel {
 
 namespace detail {
+inline namespace KEEL_DETAIL_CHANNEL_ABI {
 
 // How select looks at each kind of receiver: ready without consuming, and
 // the list that wakes its waiters.
@@ -88,7 +89,9 @@ inline std::size_t next_select_start() noexcept {
   return counter++;
 }
 
+}  // namespace KEEL_DETAIL_CHANNEL_ABI
 }  // namespace detail
+inline namespace KEEL_DETAIL_CHANNEL_ABI {
 
 /// Waits until one of several receivers is ready; see the file comment.
 class Selector {
@@ -122,8 +125,10 @@ class Selector {
   Result<std::size_t> ready_for(std::chrono::duration<Rep, Period> timeout) {
     return wait_impl(detail::make_deadline(timeout));
   }
-  Result<std::size_t> ready_until(std::chrono::steady_clock::time_point deadline) {
-    return wait_impl(detail::Deadline(deadline));
+  /// Waits until `deadline` (of any clock) at most: Errc::timeout.
+  template <class Clock, class Duration>
+  Result<std::size_t> ready_until(std::chrono::time_point<Clock, Duration> deadline) {
+    return wait_impl(detail::make_deadline_at(deadline));
   }
 
  private:
@@ -211,7 +216,9 @@ template <class R, class F>
   return {&rx, std::forward<F>(fn)};
 }
 
+}  // namespace KEEL_DETAIL_CHANNEL_ABI
 namespace detail {
+inline namespace KEEL_DETAIL_CHANNEL_ABI {
 
 template <class Arm>
 bool run_arm(Arm& arm) {
@@ -235,7 +242,9 @@ Result<std::size_t> select_impl(Deadline deadline, Arms&... arms) {
   }
 }
 
+}  // namespace KEEL_DETAIL_CHANNEL_ABI
 }  // namespace detail
+inline namespace KEEL_DETAIL_CHANNEL_ABI {
 
 /// Receives from whichever arm is ready first, calls its function with the
 /// Result (a value, or the closed/lagged error), and returns the arm's index.
@@ -243,6 +252,14 @@ template <class... Arms>
 Result<std::size_t> select(Arms... arms) {
   static_assert(sizeof...(Arms) > 0, "select needs at least one arm");
   return detail::select_impl(std::nullopt, arms...);
+}
+
+/// select until a deadline (of any clock): Errc::timeout when no arm was
+/// ready in time (no function is called then).
+template <class Clock, class Duration, class... Arms>
+Result<std::size_t> select_until(std::chrono::time_point<Clock, Duration> deadline, Arms... arms) {
+  static_assert(sizeof...(Arms) > 0, "select_until needs at least one arm");
+  return detail::select_impl(detail::make_deadline_at(deadline), arms...);
 }
 
 /// select with a timeout: Errc::timeout when no arm was ready in time (no
@@ -253,4 +270,5 @@ Result<std::size_t> select_for(std::chrono::duration<Rep, Period> timeout, Arms.
   return detail::select_impl(detail::make_deadline(timeout), arms...);
 }
 
+}  // namespace KEEL_DETAIL_CHANNEL_ABI
 }  // namespace keel

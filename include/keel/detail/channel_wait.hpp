@@ -30,6 +30,7 @@
 #include <new>
 #include <optional>
 #include <thread>
+#include <type_traits>
 #include <vector>
 
 #if defined(__x86_64__) || defined(__i386__) || defined(_M_X64)
@@ -61,7 +62,32 @@
 #define KEEL_DETAIL_MEMBARRIER 0
 #endif
 
+// The settings above (and KEEL_CHANNEL_TEST_HOOKS) change inline class
+// bodies: which barrier a waiter and a notifier use, the test hooks. So the
+// channels live in an inline namespace named after them: translation units
+// built with different settings get distinct types and functions, and a
+// channel handle passed between them fails to link instead of pairing a
+// fence-only waiter with a barrier-only notifier.
+#if defined(KEEL_CHANNEL_TEST_HOOKS)
+#if KEEL_DETAIL_TSAN
+#define KEEL_DETAIL_CHANNEL_ABI chan_tsan_hooks
+#elif KEEL_DETAIL_MEMBARRIER
+#define KEEL_DETAIL_CHANNEL_ABI chan_membarrier_hooks
+#else
+#define KEEL_DETAIL_CHANNEL_ABI chan_fences_hooks
+#endif
+#else
+#if KEEL_DETAIL_TSAN
+#define KEEL_DETAIL_CHANNEL_ABI chan_tsan
+#elif KEEL_DETAIL_MEMBARRIER
+#define KEEL_DETAIL_CHANNEL_ABI chan_membarrier
+#else
+#define KEEL_DETAIL_CHANNEL_ABI chan_fences
+#endif
+#endif
+
 namespace keel::detail {
+inline namespace KEEL_DETAIL_CHANNEL_ABI {
 
 /// A bounded spin: up to 128 pause instructions (about 4 microseconds on
 /// current x86), with the caller re-checking its condition after each one so
@@ -475,6 +501,11 @@ std::chrono::steady_clock::time_point deadline_after(std::chrono::duration<Rep, 
 
 using Deadline = std::optional<std::chrono::steady_clock::time_point>;
 
+/// A deadline from a time point of any clock (another clock's is converted
+/// through the time left on it), saturating like make_deadline().
+template <class Clock, class Duration>
+Deadline make_deadline_at(std::chrono::time_point<Clock, Duration> t);
+
 /// deadline_after(d), or no deadline at all when d is too long to represent.
 template <class Rep, class Period>
 Deadline make_deadline(std::chrono::duration<Rep, Period> d) noexcept {
@@ -483,4 +514,18 @@ Deadline make_deadline(std::chrono::duration<Rep, Period> d) noexcept {
   return t;
 }
 
+template <class Clock, class Duration>
+Deadline make_deadline_at(std::chrono::time_point<Clock, Duration> t) {
+  if constexpr (std::is_same_v<std::chrono::time_point<Clock, Duration>,
+                               std::chrono::steady_clock::time_point>) {
+    if (t == std::chrono::steady_clock::time_point::max()) return std::nullopt;
+    return t;
+  } else {
+    const auto now = Clock::now();
+    if (t <= now) return std::chrono::steady_clock::now();
+    return make_deadline(t - now);
+  }
+}
+
+}  // namespace KEEL_DETAIL_CHANNEL_ABI
 }  // namespace keel::detail
