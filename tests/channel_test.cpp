@@ -880,9 +880,13 @@ std::atomic<int> g_register_result{0};
 std::atomic<int> g_expedited_result{0};
 std::atomic<int> g_global_result{0};
 std::atomic<int> g_global_calls{0};
+std::atomic<int> g_expedited_calls{0};
 int fake_membarrier(int cmd) {
   if (cmd == MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED) return g_register_result.load();
-  if (cmd == MEMBARRIER_CMD_PRIVATE_EXPEDITED) return g_expedited_result.load();
+  if (cmd == MEMBARRIER_CMD_PRIVATE_EXPEDITED) {
+    g_expedited_calls += 1;
+    return g_expedited_result.load();
+  }
   if (cmd == MEMBARRIER_CMD_GLOBAL) {
     g_global_calls += 1;
     return g_global_result.load();
@@ -897,6 +901,7 @@ struct FakeBarrier {
     g_expedited_result = expedited;
     g_global_result = global;
     g_global_calls = 0;
+    g_expedited_calls = 0;
     keel::detail::membarrier_test_hook = &fake_membarrier;
     keel::detail::DekkerBarrier::test_reset();
   }
@@ -949,6 +954,40 @@ TEST_CASE("channel: every barrier refused after registration: waiters sleep in b
   const bool ok = list.wait([&] { return ready.load(); }, keel::detail::Deadline());
   later.join();
   CHECK(ok);
+}
+
+TEST_CASE("channel: oneshot and broadcast waiters pay no barrier system call", "[channel]") {
+  keel_test::Watchdog dog("channel: oneshot and broadcast waiters", 30s);
+  FakeBarrier fake(0, 0, 0);
+  {
+    auto [tx, rx] = keel::broadcast<int>(4);
+    std::thread t([tx = std::move(tx)]() mutable {
+      std::this_thread::sleep_for(10ms);
+      (void)tx.send(1);
+    });
+    CHECK(*rx.recv() == 1);  // parks
+    t.join();
+  }
+  {
+    auto [tx, rx] = keel::oneshot<int>();
+    std::thread t([tx = std::move(tx)]() mutable {
+      std::this_thread::sleep_for(10ms);
+      (void)tx.send(2);
+    });
+    CHECK(*rx.recv() == 2);
+    t.join();
+  }
+  CHECK(g_expedited_calls.load() == 0);
+  {
+    auto [tx, rx] = keel::channel<int>(1);  // the MPMC channel's waiters do use it
+    std::thread t([tx = std::move(tx)]() mutable {
+      std::this_thread::sleep_for(10ms);
+      (void)tx.send(3);
+    });
+    CHECK(*rx.recv() == 3);
+    t.join();
+  }
+  CHECK(g_expedited_calls.load() > 0);
 }
 #endif
 

@@ -59,12 +59,12 @@ struct BroadcastState {
   explicit BroadcastState(std::size_t capacity) : ring(capacity) {}
 
   mutable std::mutex m;
-  std::vector<std::optional<T>> ring;  // under m; position p lives at p % size
-  std::uint64_t tail = 0;              // under m: next position
-  std::size_t senders = 1;             // under m
-  std::size_t receivers = 1;           // under m
-  bool closed = false;                 // under m
-  WaitList recv_wait;
+  std::vector<std::optional<T>> ring;      // under m; position p lives at p % size
+  std::uint64_t tail = 0;                  // under m: next position
+  std::size_t senders = 1;                 // under m
+  std::size_t receivers = 1;               // under m
+  bool closed = false;                     // under m
+  WaitList recv_wait{WaitList::Locked{}};  // the state is under m
 
   std::uint64_t lost_below = 0;  // under m: positions below it are gone (a failed send)
   [[nodiscard]] std::uint64_t oldest() const noexcept {

@@ -41,10 +41,10 @@ inline namespace KEEL_DETAIL_CHANNEL_ABI {
 template <class T>
 struct OneshotState {
   std::mutex m;
-  std::optional<T> value;      // under m
-  bool sender_done = false;    // under m: sent, or the sender is gone
-  bool receiver_done = false;  // under m: the receiver is gone or closed
-  WaitList recv_wait;
+  std::optional<T> value;                  // under m
+  bool sender_done = false;                // under m: sent, or the sender is gone
+  bool receiver_done = false;              // under m: the receiver is gone or closed
+  WaitList recv_wait{WaitList::Locked{}};  // the state is under m
 
   enum class Poll : std::uint8_t { value, empty, closed };
   /// Takes the value if there is one.

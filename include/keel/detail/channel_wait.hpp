@@ -285,6 +285,14 @@ class WaitList {
   /// system call: an Asio coroutine re-arming async_recv after every
   /// message (the WebSocket client's queues). Otherwise the DekkerBarrier.
   explicit WaitList(bool fenced = false) noexcept : fenced_(fenced) {}
+  /// For state guarded by a mutex that both the notifier (around its change,
+  /// before it notifies) and the waiter's ready() check take (oneshot,
+  /// broadcast): no barrier on either side. Either the waiter's check locks
+  /// after the notifier's change and sees it, or the check's unlock
+  /// synchronises with the notifier's lock, so the waiter's increment of the
+  /// interest count happens-before the notifier reads it.
+  struct Locked {};
+  explicit WaitList(Locked) noexcept : fenced_(false), locked_(true) {}
   WaitList(const WaitList&) = delete;
   WaitList& operator=(const WaitList&) = delete;
 
@@ -410,6 +418,8 @@ class WaitList {
   // The notifier half: after publishing, read interest_ so that either we
   // see the waiter's registration or the waiter's re-check sees our publish.
   std::uint32_t interest_after_publish() noexcept {
+    // relaxed: ordered by the state's mutex (see Locked).
+    if (locked_) return interest_.load(std::memory_order_relaxed);
 #if KEEL_DETAIL_TSAN
     // ThreadSanitizer does not model fences (and g++ rejects them under
     // -Werror): an acq_rel RMW on interest_ gives the same guarantee, since
@@ -431,6 +441,7 @@ class WaitList {
   // the barrier is degraded (the waiter must not sleep without a bound).
   bool waiter_fence() const noexcept {
 #if !KEEL_DETAIL_TSAN
+    if (locked_) return true;  // the state's mutex orders both sides
     if (fenced_) {
       std::atomic_thread_fence(std::memory_order_seq_cst);
     } else {
@@ -478,6 +489,7 @@ class WaitList {
   }
 
   const bool fenced_;
+  const bool locked_ = false;
   std::atomic<std::uint32_t> interest_{0};  // unsignaled_ + waiters_.size()
   std::mutex m_;
   std::condition_variable cv_;
