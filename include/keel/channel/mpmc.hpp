@@ -17,7 +17,8 @@
 // - When the last Sender goes (or close() is called from either side), no
 //   send succeeds afterwards; receivers still get every value already
 //   buffered, then Errc::closed. When the last Receiver goes, the buffered
-//   values are destroyed and every send fails with Errc::closed.
+//   values are destroyed (on that thread) and every send fails with
+//   Errc::closed.
 // - A failed send hands the value back in its SendError; nothing is lost
 //   silently.
 // - `for (T& v : rx)` receives until the channel is closed and drained;
