@@ -3,6 +3,7 @@
 #include <catch2/catch.hpp>
 
 #include <boost/asio/awaitable.hpp>
+#include <boost/asio/bind_executor.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/io_context.hpp>
@@ -202,4 +203,18 @@ TEST_CASE("asio_channel: many coroutines, several threads", "[asio_channel]") {
   const long long total = static_cast<long long>(producers) * per;
   REQUIRE(count == total);
   REQUIRE(sum == total * (total - 1) / 2);
+}
+
+TEST_CASE("asio_channel: async_send takes a value convertible to T (T comes from the sender)",
+          "[asio_channel]") {
+  net::io_context io;
+  auto [tx, rx] = keel::channel<std::string>(2);
+  bool sent = false;
+  keel::asio::async_send(
+      tx, "hi", net::bind_executor(io, [&](keel::SendResult<std::string> r) { sent = r.has_value(); }));
+  keel::asio::async_send(io.get_executor(), tx, "there", [](keel::SendResult<std::string>) {});
+  io.run();
+  CHECK(sent);
+  CHECK(*rx.try_recv() == "hi");
+  CHECK(*rx.try_recv() == "there");
 }

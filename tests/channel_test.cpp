@@ -1,3 +1,6 @@
+// The channel with its test hooks compiled in (a sender can be paused
+// between claiming a slot and writing it).
+#define KEEL_CHANNEL_TEST_HOOKS 1
 #include <keel/channel.hpp>
 
 #include <rapidcheck/catch.h>
@@ -7,12 +10,17 @@
 #include <chrono>
 #include <cstdint>
 #include <deque>
+#include <iterator>
 #include <memory>
+#include <new>
+#include <stdexcept>
 #include <string>
 #include <thread>
+#include <type_traits>
 #include <vector>
 
 #include "test_support.hpp"
+#include "watchdog.hpp"
 
 using namespace std::chrono_literals;
 
@@ -436,9 +444,14 @@ TEST_CASE("channel (fenced, no spin): stress 4 producers 2 consumers and 3 x 3",
 
 TEST_CASE("channel: stress close while busy", "[channel][stress]") {
   // Producers and consumers race a close: every value accepted by a send is
-  // received exactly once, every refused one comes back.
-  for (int round = 0; round < 20 / (kScale > 1 ? 4 : 1); ++round) {
-    auto [tx, rx] = keel::channel<int>(8);
+  // received exactly once, every refused one comes back, and nobody stays
+  // parked (the watchdog turns a lost wake-up into a failure). Rounds vary
+  // when the close comes, which side closes, and whether one consumer leaves
+  // after its first value (taking a wake-up with it).
+  keel_test::Watchdog dog("channel: stress close while busy", 60s);
+  const int rounds = 2000 / kScale;
+  for (int round = 0; round < rounds; ++round) {
+    auto [tx, rx] = keel::channel<int>(round % 3 == 0 ? 1 : 8);
     std::atomic<std::int64_t> accepted{0};
     std::atomic<std::int64_t> received{0};
     std::atomic<bool> values_back{true};
@@ -455,21 +468,148 @@ TEST_CASE("channel: stress close while busy", "[channel][stress]") {
         }
       });
     }
-    for (int c = 0; c < 2; ++c) {
-      ts.emplace_back([&, rx2 = rx]() mutable {
+    for (int c = 0; c < 3; ++c) {
+      ts.emplace_back([&, c, rx2 = rx]() mutable {
+        if (c == 2 && round % 2 == 0) {
+          if (rx2.recv()) received += 1;  // one value, then leave
+          return;
+        }
         while (rx2.recv()) received += 1;
       });
     }
-    std::this_thread::sleep_for(2ms);
-    if (round % 2 == 0) {
-      tx.close();
-    } else {
-      rx.close();
+    std::this_thread::sleep_for(std::chrono::microseconds(round % 7 * 50));
+    switch (round % 3) {
+      case 0:
+        tx.close();
+        break;
+      case 1:
+        rx.close();
+        break;
+      default: {  // both sides at once
+        std::thread closer([&tx2 = tx] { tx2.close(); });
+        rx.close();
+        closer.join();
+        break;
+      }
     }
     for (auto& t : ts) t.join();
     REQUIRE(values_back);
     REQUIRE(accepted.load() == received.load());
   }
+}
+
+namespace {
+// Pauses the first sender that reaches `point` while armed, until released.
+struct ClaimGate {
+  enum : int { idle, armed, paused, released };
+  static inline std::atomic<int> state{idle};
+  static inline keel::detail::ChanHook point = keel::detail::ChanHook::after_claim;
+  static void hook(keel::detail::ChanHook at, const void*) {
+    if (at != point) return;
+    int expected = armed;
+    if (!state.compare_exchange_strong(expected, paused)) return;
+    while (state.load() != released) std::this_thread::sleep_for(50us);
+  }
+  explicit ClaimGate(keel::detail::ChanHook at = keel::detail::ChanHook::after_claim) {
+    point = at;
+    state = armed;
+    keel::detail::channel_test_hook = &ClaimGate::hook;
+  }
+  ~ClaimGate() {
+    keel::detail::channel_test_hook = nullptr;
+    state = idle;
+  }
+  ClaimGate(const ClaimGate&) = delete;
+  ClaimGate& operator=(const ClaimGate&) = delete;
+};
+}  // namespace
+
+TEST_CASE("channel: a send into a closed channel wakes every receiver parked on it", "[channel]") {
+  // The lost wake-up after close, forced: a sender claims slot 0 and pauses;
+  // close() finds nobody parked; two receivers park on the claimed slot; the
+  // sender publishes; the receiver that takes the value leaves without
+  // receiving again. The other must still wake and see Errc::closed.
+  keel_test::Watchdog dog("channel: a send into a closed channel wakes every receiver", 20s);
+  for (int round = 0; round < 20; ++round) {
+    auto [tx, rx] = keel::channel<int>(round % 2 == 0 ? 4 : 1);
+    ClaimGate gate;
+    std::thread sender([tx2 = tx]() mutable { (void)tx2.send(7); });
+    REQUIRE(eventually([] { return ClaimGate::state.load() == ClaimGate::paused; }));
+    tx.close();
+    std::atomic<int> got{0};
+    std::atomic<int> closed{0};
+    std::vector<std::thread> receivers;
+    for (int i = 0; i < 2; ++i) {
+      receivers.emplace_back([&, rx2 = rx]() mutable {
+        auto r = rx2.recv();  // one receive each, then leave
+        if (r) {
+          got += *r == 7 ? 1 : 100;
+        } else if (r.error() == keel::Errc::closed) {
+          closed += 1;
+        }
+      });
+    }
+    // Both parked on the condition variable (not merely counted).
+    REQUIRE(eventually([&] { return rx.native_handle()->recv_wait().sleepers() == 2; }));
+    std::this_thread::sleep_for(5ms);
+    ClaimGate::state = ClaimGate::released;
+    sender.join();
+    for (auto& t : receivers) t.join();
+    REQUIRE(got == 1);
+    REQUIRE(closed == 1);
+  }
+}
+
+TEST_CASE("channel: a receiver that sees closed and drained passes the wake-up on", "[channel]") {
+  // As above, but the receivers loop: the one that took the value comes
+  // back, sees closed-and-drained, and must not be the only one to leave.
+  keel_test::Watchdog dog("channel: closed and drained passes the wake-up on", 20s);
+  for (int round = 0; round < 20; ++round) {
+    auto [tx, rx] = keel::channel<int>(2);
+    ClaimGate gate;
+    std::thread sender([tx2 = tx]() mutable { (void)tx2.send(7); });
+    REQUIRE(eventually([] { return ClaimGate::state.load() == ClaimGate::paused; }));
+    tx.close();
+    std::atomic<int> got{0};
+    std::vector<std::thread> receivers;
+    for (int i = 0; i < 3; ++i) {
+      receivers.emplace_back([&, rx2 = rx]() mutable {
+        while (auto r = rx2.recv()) got += 1;
+      });
+    }
+    REQUIRE(eventually([&] { return rx.native_handle()->recv_wait().sleepers() == 3; }));
+    std::this_thread::sleep_for(5ms);
+    ClaimGate::state = ClaimGate::released;
+    sender.join();
+    for (auto& t : receivers) t.join();
+    REQUIRE(got == 1);
+  }
+}
+
+TEST_CASE("channel: try_send that was lapped while it looked does not report full", "[channel]") {
+  // A try_send finds its slot occupied (the channel is full), then pauses;
+  // the receivers drain the channel and lap its position; it resumes. It
+  // must see the fresh tail and send, not call an empty channel full.
+  keel_test::Watchdog dog("channel: lapped try_send", 20s);
+  auto [tx, rx] = keel::channel<int>(2);
+  REQUIRE(tx.try_send(1));
+  REQUIRE(tx.try_send(2));
+  ClaimGate gate(keel::detail::ChanHook::before_full);
+  keel::SendResult<int> r;
+  std::thread sender([&, tx2 = tx]() mutable { r = tx2.try_send(3); });
+  REQUIRE(eventually([] { return ClaimGate::state.load() == ClaimGate::paused; }));
+  keel::detail::channel_test_hook = nullptr;  // the others run unhooked
+  REQUIRE(*rx.try_recv() == 1);
+  REQUIRE(*rx.try_recv() == 2);
+  REQUIRE(tx.try_send(10));  // lap: head and tail move past the paused sender's view
+  REQUIRE(tx.try_send(11));
+  REQUIRE(*rx.try_recv() == 10);
+  REQUIRE(*rx.try_recv() == 11);
+  REQUIRE(rx.empty());
+  ClaimGate::state = ClaimGate::released;
+  sender.join();
+  REQUIRE(r.has_value());
+  REQUIRE(*rx.try_recv() == 3);
 }
 
 // ---------------------------------------------------------------- oneshot
@@ -709,4 +849,609 @@ TEST_CASE("select: many threads feeding several channels", "[channel][select][st
   }
   for (auto& t : ts) t.join();
   REQUIRE(total == 2LL * per * 3);
+}
+
+// ---------------------------------------------------------------- wake-up barrier
+
+namespace {
+
+// Ping-pong over two capacity-1 channels: each side parks for every value,
+// so a lost wake-up hangs it (the watchdog then fails the test).
+void ping_pong(int round_trips) {
+  auto [to_tx, to_rx] = keel::channel<int>(1);
+  auto [back_tx, back_rx] = keel::channel<int>(1);
+  std::thread echo([rx = std::move(to_rx), tx = std::move(back_tx)]() mutable {
+    while (auto v = rx.recv()) {
+      if (!tx.send(*v)) break;
+    }
+  });
+  for (int i = 0; i < round_trips; ++i) {
+    REQUIRE(to_tx.send(i));
+    auto r = back_rx.recv();
+    REQUIRE(r.has_value());
+    REQUIRE(*r == i);
+  }
+  to_tx.close();
+  echo.join();
+}
+
+#if KEEL_DETAIL_MEMBARRIER
+std::atomic<int> g_register_result{0};
+std::atomic<int> g_expedited_result{0};
+std::atomic<int> g_global_result{0};
+std::atomic<int> g_global_calls{0};
+std::atomic<int> g_expedited_calls{0};
+int fake_membarrier(int cmd) {
+  if (cmd == MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED) return g_register_result.load();
+  if (cmd == MEMBARRIER_CMD_PRIVATE_EXPEDITED) {
+    g_expedited_calls += 1;
+    return g_expedited_result.load();
+  }
+  if (cmd == MEMBARRIER_CMD_GLOBAL) {
+    g_global_calls += 1;
+    return g_global_result.load();
+  }
+  return -1;
+}
+// Installs fake_membarrier with the given answers and forgets the barrier's
+// mode; restores the real system call (and forgets again) when destroyed.
+struct FakeBarrier {
+  FakeBarrier(int reg, int expedited, int global) {
+    g_register_result = reg;
+    g_expedited_result = expedited;
+    g_global_result = global;
+    g_global_calls = 0;
+    g_expedited_calls = 0;
+    keel::detail::membarrier_test_hook = &fake_membarrier;
+    keel::detail::DekkerBarrier::test_reset();
+  }
+  ~FakeBarrier() {
+    keel::detail::membarrier_test_hook = nullptr;
+    keel::detail::DekkerBarrier::test_reset();
+  }
+  FakeBarrier(const FakeBarrier&) = delete;
+  FakeBarrier& operator=(const FakeBarrier&) = delete;
+};
+#endif
+
+}  // namespace
+
+TEST_CASE("channel: ping-pong of two capacity-1 channels never loses a wake-up", "[channel][stress]") {
+  keel_test::Watchdog dog("channel: ping-pong", 60s);
+  ping_pong(100000 / kScale);
+}
+
+#if KEEL_DETAIL_MEMBARRIER
+TEST_CASE("channel: wake-up barrier refused at registration: fences on both sides", "[channel]") {
+  keel_test::Watchdog dog("channel: barrier refused at registration", 30s);
+  FakeBarrier fake(-1, -1, -1);
+  ping_pong(2000);
+  CHECK(keel::detail::DekkerBarrier::mode() == keel::detail::DekkerBarrier::symmetric);
+}
+
+TEST_CASE("channel: expedited barrier refused after registration: the global one stands in", "[channel]") {
+  keel_test::Watchdog dog("channel: barrier refused after registration", 30s);
+  FakeBarrier fake(0, -1, 0);
+  ping_pong(200);
+  CHECK(keel::detail::DekkerBarrier::mode() == keel::detail::DekkerBarrier::asymmetric);
+  CHECK(g_global_calls.load() > 0);
+}
+
+TEST_CASE("channel: every barrier refused after registration: waiters sleep in bounded slices", "[channel]") {
+  keel_test::Watchdog dog("channel: barrier degraded", 30s);
+  FakeBarrier fake(0, -1, -1);
+  ping_pong(500);
+  CHECK(keel::detail::DekkerBarrier::mode() == keel::detail::DekkerBarrier::degraded);
+  // A notifier that read the old mode may have skipped its fence, so its
+  // notification may be missed: a waiter must then still wake by itself.
+  // Simulated: the condition becomes true and nobody notifies.
+  keel::detail::WaitList list;
+  std::atomic<bool> ready{false};
+  std::thread later([&] {
+    std::this_thread::sleep_for(20ms);
+    ready = true;  // no notify
+  });
+  const bool ok = list.wait([&] { return ready.load(); }, keel::detail::Deadline());
+  later.join();
+  CHECK(ok);
+}
+
+TEST_CASE("channel: oneshot and broadcast waiters pay no barrier system call", "[channel]") {
+  keel_test::Watchdog dog("channel: oneshot and broadcast waiters", 30s);
+  FakeBarrier fake(0, 0, 0);
+  {
+    auto [tx, rx] = keel::broadcast<int>(4);
+    std::thread t([tx = std::move(tx)]() mutable {
+      std::this_thread::sleep_for(10ms);
+      (void)tx.send(1);
+    });
+    CHECK(*rx.recv() == 1);  // parks
+    t.join();
+  }
+  {
+    auto [tx, rx] = keel::oneshot<int>();
+    std::thread t([tx = std::move(tx)]() mutable {
+      std::this_thread::sleep_for(10ms);
+      (void)tx.send(2);
+    });
+    CHECK(*rx.recv() == 2);
+    t.join();
+  }
+  CHECK(g_expedited_calls.load() == 0);
+  {
+    auto [tx, rx] = keel::channel<int>(1);  // the MPMC channel's waiters do use it
+    std::thread t([tx = std::move(tx)]() mutable {
+      std::this_thread::sleep_for(10ms);
+      (void)tx.send(3);
+    });
+    CHECK(*rx.recv() == 3);
+    t.join();
+  }
+  CHECK(g_expedited_calls.load() > 0);
+}
+#endif
+
+// ---------------------------------------------------------------- select registration failure
+
+namespace {
+// Fails the Nth registration in a wait list from now on (0: the next one).
+std::atomic<int> g_fail_add_in{-1};
+bool fail_add() {
+  return g_fail_add_in.fetch_sub(1) == 0;
+}
+}  // namespace
+
+TEST_CASE("select: an allocation failure while registering leaves no waiter behind", "[channel][select]") {
+  auto [tx1, rx1] = keel::channel<int>(4);
+  auto [tx2, rx2] = keel::channel<int>(4);
+  auto [tx3, rx3] = keel::channel<int>(4);
+  keel::Selector sel;
+  sel.add(rx1);
+  sel.add(rx2);
+  sel.add(rx3);
+  bool threw = false;
+  g_fail_add_in = 1;  // the first list registers, the second fails
+  keel::detail::wait_list_add_fail_hook = &fail_add;
+  try {
+    (void)sel.ready_for(10ms);
+  } catch (const std::bad_alloc&) {
+    threw = true;
+  }
+  keel::detail::wait_list_add_fail_hook = nullptr;
+  REQUIRE(threw);
+  CHECK(rx1.native_handle()->recv_wait().registered() == 0);
+  CHECK(rx2.native_handle()->recv_wait().registered() == 0);
+  CHECK(rx3.native_handle()->recv_wait().registered() == 0);
+  REQUIRE(tx1.send(1));  // would wake a dead stack frame's waiter
+  auto i = sel.ready_for(1s);
+  REQUIRE(i.has_value());
+  CHECK(*i == 0);
+}
+
+namespace {
+template <class R>
+concept selector_accepts = requires(keel::Selector& s, R&& r) {
+  s.add(std::forward<R>(r));
+};
+}  // namespace
+
+TEST_CASE("select: add() refuses a temporary receiver", "[channel][select]") {
+  STATIC_REQUIRE(selector_accepts<keel::Receiver<int>&>);
+  STATIC_REQUIRE(selector_accepts<const keel::BroadcastReceiver<int>&>);
+  STATIC_REQUIRE(!selector_accepts<keel::Receiver<int>>);
+  STATIC_REQUIRE(!selector_accepts<const keel::OneshotReceiver<int>>);
+}
+
+// ---------------------------------------------------------------- exception safety
+
+namespace {
+// Counts down on every copy (and, for Fragile, move and destruction); the
+// operation that brings it from 0 to -1 throws. -1 disarms.
+std::atomic<int> g_throw_in{-1};
+bool should_throw() {
+  int n = g_throw_in.load();
+  while (n >= 0 && !g_throw_in.compare_exchange_weak(n, n - 1)) {
+  }
+  return n == 0;
+}
+struct ThrowsOnCopy {
+  int v = 0;
+  explicit ThrowsOnCopy(int x) : v(x) {}
+  ThrowsOnCopy(const ThrowsOnCopy& o) : v(o.v) {
+    if (should_throw()) throw std::runtime_error("copy");
+  }
+  ThrowsOnCopy(ThrowsOnCopy&& o) noexcept(false) : v(o.v) {
+    if (should_throw()) throw std::runtime_error("move");
+  }
+  ThrowsOnCopy& operator=(const ThrowsOnCopy& o) {
+    if (should_throw()) {
+      v = -1;  // half-assigned
+      throw std::runtime_error("copy-assign");
+    }
+    v = o.v;
+    return *this;
+  }
+  ThrowsOnCopy& operator=(ThrowsOnCopy&& o) noexcept(false) {
+    if (should_throw()) {
+      v = -1;
+      throw std::runtime_error("move-assign");
+    }
+    v = o.v;
+    return *this;
+  }
+  ~ThrowsOnCopy() = default;
+};
+struct ThrowsOnDestroy {
+  int v = 0;
+  explicit ThrowsOnDestroy(int x) : v(x) {}
+  ThrowsOnDestroy(ThrowsOnDestroy&& o) noexcept : v(o.v) {}
+  ThrowsOnDestroy& operator=(ThrowsOnDestroy&&) noexcept = default;
+  ~ThrowsOnDestroy() noexcept(false) {
+    if (should_throw()) throw std::runtime_error("destroy");
+  }
+};
+struct Disarm {
+  ~Disarm() { g_throw_in = -1; }
+};
+// A value type whose vectors can be made to fail allocating.
+struct Elem {
+  int v = 0;
+};
+std::atomic<bool> g_elem_alloc_fails{false};
+}  // namespace
+
+// std::allocator specialised for a program-defined type (allowed): lets a
+// test make std::vector<Elem> throw std::bad_alloc on demand.
+template <>
+struct std::allocator<Elem> {
+  using value_type = Elem;
+  allocator() noexcept = default;
+  template <class U>
+  explicit allocator(const std::allocator<U>&) noexcept {}
+  Elem* allocate(std::size_t n) {
+    if (g_elem_alloc_fails.load()) throw std::bad_alloc();
+    return static_cast<Elem*>(::operator new(n * sizeof(Elem)));
+  }
+  void deallocate(Elem* p, std::size_t) noexcept { ::operator delete(p); }
+  friend bool operator==(const allocator&, const allocator&) noexcept { return true; }
+};
+
+TEST_CASE("channel: recv_many and try_recv_many lose nothing when the vector cannot grow", "[channel]") {
+  auto [tx, rx] = keel::channel<Elem>(8);
+  for (int i = 0; i < 5; ++i) REQUIRE(tx.send(Elem{i}));
+  std::vector<Elem> out;
+  g_elem_alloc_fails = true;
+  CHECK_THROWS_AS(rx.try_recv_many(out, 5), std::bad_alloc);
+  CHECK_THROWS_AS((void)rx.recv_many(out, 5), std::bad_alloc);
+  g_elem_alloc_fails = false;
+  CHECK(rx.size() == 5);
+  auto n = rx.recv_many(out, 10);
+  REQUIRE(n.has_value());
+  REQUIRE(*n == 5);
+  for (int i = 0; i < 5; ++i) CHECK(out[static_cast<std::size_t>(i)].v == i);
+}
+
+TEST_CASE("channel: a type whose destructor may throw is refused at compile time", "[channel]") {
+  // channel<T> requires a noexcept move constructor, and that trait includes
+  // the destructor: channel<ThrowsOnDestroy> does not compile, so no slot
+  // can be wedged by a throwing destructor (the slot is also handed back by
+  // a scope guard, whatever happens while the value is moved out).
+  STATIC_REQUIRE(!std::is_nothrow_move_constructible_v<ThrowsOnDestroy>);
+}
+
+TEST_CASE("broadcast: a throwing copy in recv skips nothing", "[channel][broadcast]") {
+  Disarm disarm;
+  auto [tx, rx] = keel::broadcast<ThrowsOnCopy>(4);
+  REQUIRE(tx.send(ThrowsOnCopy(1)));
+  REQUIRE(tx.send(ThrowsOnCopy(2)));
+  g_throw_in = 0;
+  CHECK_THROWS_AS((void)rx.try_recv(), std::runtime_error);
+  g_throw_in = -1;
+  auto a = rx.try_recv();
+  REQUIRE(a.has_value());
+  CHECK(a->v == 1);
+  auto b = rx.try_recv();
+  REQUIRE(b.has_value());
+  CHECK(b->v == 2);
+}
+
+TEST_CASE("broadcast: a throwing send leaves no hole and no torn value", "[channel][broadcast]") {
+  Disarm disarm;
+  auto [tx, rx] = keel::broadcast<ThrowsOnCopy>(2);
+  REQUIRE(tx.send(ThrowsOnCopy(1)));
+  REQUIRE(tx.send(ThrowsOnCopy(2)));
+  ThrowsOnCopy third(3);
+  g_throw_in = 1;  // the parameter's copy succeeds, building it in the ring throws
+  CHECK_THROWS_AS((void)tx.send(third), std::runtime_error);
+  g_throw_in = -1;
+  // Position 0 (value 1) was overwritten-then-failed: reported as missed.
+  auto r = rx.try_recv();
+  REQUIRE(!r);
+  CHECK(r.error() == keel::Errc::lagged);
+  CHECK(rx.lagged_count() == 1);
+  auto v = rx.try_recv();
+  REQUIRE(v.has_value());
+  CHECK(v->v == 2);
+  REQUIRE(tx.send(ThrowsOnCopy(4)));
+  auto w = rx.try_recv();
+  REQUIRE(w.has_value());
+  CHECK(w->v == 4);
+}
+
+TEST_CASE("oneshot: a throwing send keeps the sender and tells the receiver nothing", "[channel][oneshot]") {
+  Disarm disarm;
+  auto [tx, rx] = keel::oneshot<ThrowsOnCopy>();
+  ThrowsOnCopy v(7);
+  g_throw_in = 1;  // the parameter's copy succeeds, storing it throws
+  CHECK_THROWS_AS((void)tx.send(v), std::runtime_error);
+  g_throw_in = -1;
+  CHECK(tx.valid());
+  auto none = rx.try_recv();
+  REQUIRE(!none);
+  CHECK(none.error() == keel::Errc::empty);
+  REQUIRE(tx.send(v));
+  auto got = rx.try_recv();
+  REQUIRE(got.has_value());
+  CHECK(got->v == 7);
+}
+
+// ---------------------------------------------------------------- what tokio and crossbeam users reach for
+
+TEST_CASE("channel: range-for over a receiver ends when closed and drained", "[channel]") {
+  keel_test::Watchdog dog("channel: range-for", 20s);
+  auto [tx, rx] = keel::channel<std::string>(4);
+  std::thread producer([tx = std::move(tx)]() mutable {
+    for (int i = 0; i < 100; ++i) (void)tx.send(std::to_string(i));
+  });
+  int n = 0;
+  for (std::string& v : rx) {
+    CHECK(v == std::to_string(n));
+    ++n;
+  }
+  producer.join();
+  CHECK(n == 100);
+  static_assert(std::input_iterator<keel::Receiver<int>::iterator>);
+  static_assert(std::sentinel_for<std::default_sentinel_t, keel::Receiver<int>::iterator>);
+}
+
+TEST_CASE("channel: Sender::closed waits for the last receiver or a close", "[channel]") {
+  keel_test::Watchdog dog("channel: Sender::closed", 20s);
+  {
+    auto [tx, rx] = keel::channel<int>(4);
+    auto t = tx.closed_for(5ms);
+    REQUIRE_FALSE(t);
+    CHECK(t.error() == keel::Errc::timeout);
+    CHECK(tx.closed_until(std::chrono::system_clock::now() + 2ms).error() == keel::Errc::timeout);
+    std::thread dropper([rx = std::move(rx)]() mutable {
+      std::this_thread::sleep_for(10ms);
+      rx.reset();  // the last receiver goes
+    });
+    tx.closed();
+    dropper.join();
+    CHECK(tx.is_closed());
+    CHECK(tx.closed_for(1h).has_value());  // already closed: at once
+  }
+  {
+    auto [tx, rx] = keel::channel<int>(4);
+    std::atomic<bool> woke{false};
+    std::thread waiter([&, tx2 = tx]() mutable {
+      tx2.closed();
+      woke = true;
+    });
+    REQUIRE(eventually([&] { return tx.native_handle()->close_wait().sleepers() == 1; }));
+    REQUIRE(tx.send(1));  // traffic does not wake it
+    REQUIRE(rx.recv());
+    std::this_thread::sleep_for(5ms);
+    CHECK_FALSE(woke.load());
+    rx.close();
+    waiter.join();
+    CHECK(woke.load());
+  }
+}
+
+TEST_CASE("channel: every wait has a _for and an _until of any clock", "[channel]") {
+  auto [tx, rx] = keel::channel<int>(1);
+  const auto soon = std::chrono::system_clock::now() + 2ms;
+  CHECK(rx.recv_until(soon).error() == keel::Errc::timeout);
+  CHECK(rx.recv_until(std::chrono::steady_clock::now() + 1ms).error() == keel::Errc::timeout);
+  REQUIRE(tx.send_until(1, std::chrono::system_clock::now() + 1s));
+  CHECK(tx.send_until(2, std::chrono::system_clock::now() + 2ms).error() == keel::Errc::timeout);
+  CHECK(tx.send_for(3, std::chrono::duration<double, std::milli>(1.5)).error() == keel::Errc::timeout);
+  CHECK(*rx.recv_for(std::chrono::duration<float>(1.0F)) == 1);
+  auto [otx, orx] = keel::oneshot<int>();
+  CHECK(orx.recv_until(std::chrono::system_clock::now() + 1ms).error() == keel::Errc::timeout);
+  auto [btx, brx] = keel::broadcast<int>(2);
+  CHECK(brx.recv_until(std::chrono::system_clock::now() + 1ms).error() == keel::Errc::timeout);
+  keel::Selector sel;
+  sel.add(rx);
+  CHECK(sel.ready_until(std::chrono::system_clock::now() + 1ms).error() == keel::Errc::timeout);
+  CHECK(keel::select_until(std::chrono::system_clock::now() + 1ms, keel::on(rx, [](keel::Result<int>) {}))
+            .error() == keel::Errc::timeout);
+  (void)otx;
+  (void)btx;
+}
+
+TEST_CASE("broadcast: resubscribe starts at the newest position", "[channel][broadcast]") {
+  auto [tx, rx] = keel::broadcast<int>(8);
+  REQUIRE(tx.send(1));
+  REQUIRE(tx.send(2));
+  auto fresh = rx.resubscribe();
+  CHECK(tx.receiver_count() == 2);
+  REQUIRE(tx.send(3));
+  CHECK(*fresh.try_recv() == 3);
+  CHECK(fresh.try_recv().error() == keel::Errc::empty);
+  CHECK(*rx.try_recv() == 1);  // the original keeps its place
+  CHECK(keel::BroadcastReceiver<int>().resubscribe().valid() == false);
+}
+
+TEST_CASE("broadcast: make_broadcast returns a Result and rejects capacity 0", "[channel][broadcast]") {
+  auto bad = keel::make_broadcast<int>(0);
+  REQUIRE_FALSE(bad);
+  CHECK(bad.error().code() == keel::Errc::invalid_argument);
+  auto ok = keel::make_broadcast<int>(3);
+  REQUIRE(ok);
+  CHECK(ok->first.capacity() == 3);
+  REQUIRE(ok->first.send(5));
+  CHECK(*ok->second.try_recv() == 5);
+}
+
+// ---------------------------------------------------------------- regressions the next change must not bring
+// back
+
+TEST_CASE("channel: 8 parked senders and a close each get their own value back", "[channel][stress]") {
+  keel_test::Watchdog dog("channel: 8 parked senders and a close", 20s);
+  auto [tx, rx] = keel::channel<int>(1);
+  REQUIRE(tx.send(-1));  // full
+  std::vector<int> back(8, -100);
+  std::vector<std::thread> ts;
+  for (int i = 0; i < 8; ++i) {
+    ts.emplace_back([&, i, tx2 = tx]() mutable {
+      auto r = tx2.send(i);
+      if (!r && r.error() == keel::Errc::closed) back[static_cast<std::size_t>(i)] = r.error().value();
+    });
+  }
+  // Parked on the condition variable, not merely counted.
+  REQUIRE(eventually([&] { return tx.native_handle()->send_wait().sleepers() == 8; }));
+  rx.close();
+  for (auto& t : ts) t.join();
+  for (int i = 0; i < 8; ++i) CHECK(back[static_cast<std::size_t>(i)] == i);
+  CHECK(*rx.recv() == -1);  // the buffered value still drains
+}
+
+TEST_CASE("select: all-closed channels and a default receiver are ready, never a hang", "[channel][select]") {
+  keel_test::Watchdog dog("select: all closed", 20s);
+  auto [tx1, rx1] = keel::channel<int>(2);
+  auto [tx2, rx2] = keel::channel<std::string>(2);
+  tx1.close();
+  tx2.close();
+  int closed_seen = 0;
+  for (int i = 0; i < 4; ++i) {
+    auto r = keel::select(keel::on(rx1, [&](keel::Result<int> v) { closed_seen += v ? 0 : 1; }),
+                          keel::on(rx2, [&](keel::Result<std::string> v) { closed_seen += v ? 0 : 1; }));
+    REQUIRE(r.has_value());
+  }
+  CHECK(closed_seen == 4);
+  keel::Receiver<int> none;
+  keel::Selector sel;
+  sel.add(none);
+  auto i = sel.ready_for(1h);
+  REQUIRE(i.has_value());
+  CHECK(*i == 0);
+  CHECK(none.try_recv().error() == keel::Errc::closed);
+}
+
+TEST_CASE("select: mixed select and recv consumers of one channel get each value once",
+          "[channel][select][stress]") {
+  keel_test::Watchdog dog("select: mixed consumers", 60s);
+  const int per = 20000 / kScale;
+  auto [tx, rx] = keel::channel<int>(4);
+  std::atomic<std::int64_t> sum{0};
+  std::atomic<int> count{0};
+  std::vector<std::thread> ts;
+  for (int c = 0; c < 2; ++c) {
+    ts.emplace_back([&, rx2 = rx]() mutable {
+      while (auto v = rx2.recv()) {
+        sum += *v;
+        count += 1;
+      }
+    });
+    ts.emplace_back([&, rx2 = rx]() mutable {
+      auto [otx, orx] = keel::channel<int>(1);  // a second arm that never fires
+      for (bool done = false; !done;) {
+        (void)keel::select(keel::on(rx2,
+                                    [&](keel::Result<int> v) {
+                                      if (!v) {
+                                        done = true;
+                                        return;
+                                      }
+                                      sum += *v;
+                                      count += 1;
+                                    }),
+                           keel::on(orx, [](keel::Result<int>) {}));
+      }
+    });
+  }
+  rx.reset();
+  for (int i = 1; i <= per; ++i) REQUIRE(tx.send(i));
+  tx.reset();
+  for (auto& t : ts) t.join();
+  CHECK(count.load() == per);
+  CHECK(sum.load() == static_cast<std::int64_t>(per) * (per + 1) / 2);
+}
+
+TEST_CASE("channel: exactly once under 1 us send_for and recv_for timeouts", "[channel][stress]") {
+  keel_test::Watchdog dog("channel: 1 us timeouts", 60s);
+  const int per = 20000 / kScale;
+  auto [tx, rx] = keel::channel<int>(2);
+  std::atomic<std::int64_t> sum{0};
+  std::atomic<int> count{0};
+  std::atomic<int> errors{0};
+  std::vector<std::thread> ts;
+  for (int c = 0; c < 3; ++c) {
+    ts.emplace_back([&, rx2 = rx]() mutable {
+      for (;;) {
+        auto v = rx2.recv_for(1us);
+        if (v) {
+          sum += *v;
+          count += 1;
+        } else if (v.error() == keel::Errc::closed) {
+          break;
+        }
+      }
+    });
+  }
+  rx.reset();
+  for (int p = 0; p < 3; ++p) {
+    ts.emplace_back([&, p, tx2 = tx]() mutable {
+      for (int i = 1; i <= per; ++i) {
+        int v = p * per + i;
+        for (;;) {
+          auto r = tx2.send_for(v, 1us);
+          if (r) break;
+          if (r.error() != keel::Errc::timeout) errors += 1;  // (Catch's REQUIRE is not thread-safe)
+          v = std::move(r).error().into_inner();              // the same value comes back
+        }
+      }
+    });
+  }
+  tx.reset();
+  for (auto& t : ts) t.join();
+  const std::int64_t n = 3LL * per;
+  CHECK(errors.load() == 0);
+  CHECK(count.load() == n);
+  CHECK(sum.load() == n * (n + 1) / 2);
+}
+
+TEST_CASE("broadcast: concurrent lag with a non-power-of-two capacity: gaps equal the lag counts",
+          "[channel][broadcast][stress]") {
+  keel_test::Watchdog dog("broadcast: concurrent lag", 60s);
+  const int total = 50000 / kScale;
+  auto [tx, rx] = keel::broadcast<int>(5);
+  std::atomic<bool> ok{true};
+  std::vector<std::thread> ts;
+  for (int r = 0; r < 3; ++r) {
+    ts.emplace_back([&, rx2 = rx]() mutable {
+      std::int64_t expect = 0;  // the next value this receiver should see
+      std::uint64_t missed = 0;
+      for (;;) {
+        auto v = rx2.recv();
+        if (!v) {
+          if (v.error() == keel::Errc::closed) break;
+          if (v.error() != keel::Errc::lagged) ok = false;
+          expect += static_cast<std::int64_t>(rx2.lagged_count());
+          missed += rx2.lagged_count();
+          continue;
+        }
+        if (*v != expect) ok = false;  // a gap not announced by a lag
+        expect = *v + 1;
+      }
+      if (expect != total) ok = false;
+      (void)missed;
+    });
+  }
+  rx.reset();
+  for (int i = 0; i < total; ++i) REQUIRE(tx.send(i));
+  tx.reset();
+  for (auto& t : ts) t.join();
+  CHECK(ok.load());
 }

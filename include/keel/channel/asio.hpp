@@ -76,8 +76,16 @@ class AsyncOp : public keel::detail::Waiter, public std::enable_shared_from_this
   template <class Poll>
   void arm(keel::detail::WaitList& list, Poll&& poll) {
     self_ = this->shared_from_this();
-    list.add(this);
-    if (!poll()) return;  // wake() will post the retry
+    // A degraded wake-up barrier (see DekkerBarrier) may miss the wake-up:
+    // then retry through the executor instead of waiting for it.
+    bool exact = false;
+    try {
+      exact = list.add(this);
+    } catch (...) {
+      self_.reset();  // not registered: nothing can wake us
+      throw;
+    }
+    if (exact && !poll()) return;  // wake() will post the retry
     if (list.remove(this)) {
       auto self = std::move(self_);
       boost::asio::post(work_.get_executor(), [self]() { self->attempt(); });
@@ -216,12 +224,13 @@ auto async_recv(const Receiver<T>& rx, CompletionToken&& token) {
 /// full. Completion signature void(keel::SendResult<T>): Errc::closed hands
 /// the value back. Executors as for async_recv.
 template <class T, detail::AsioExecutor Executor, class CompletionToken>
-auto async_send(const Executor& ex, const Sender<T>& tx, T value, CompletionToken&& token) {
+auto async_send(const Executor& ex, const Sender<T>& tx, std::type_identity_t<T> value,
+                CompletionToken&& token) {
   return boost::asio::async_initiate<CompletionToken, void(SendResult<T>)>(
       detail::InitiateSend<T, Executor>{ex}, token, tx.native_handle(), std::move(value));
 }
 template <class T, class CompletionToken>
-auto async_send(const Sender<T>& tx, T value, CompletionToken&& token) {
+auto async_send(const Sender<T>& tx, std::type_identity_t<T> value, CompletionToken&& token) {
   return async_send(boost::asio::system_executor(), tx, std::move(value),
                     std::forward<CompletionToken>(token));
 }

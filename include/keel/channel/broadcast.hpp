@@ -43,33 +43,40 @@
 #include <vector>
 
 namespace keel {
+inline namespace KEEL_DETAIL_CHANNEL_ABI {
 
 template <class T>
 class BroadcastSender;
 template <class T>
 class BroadcastReceiver;
 
+}  // namespace KEEL_DETAIL_CHANNEL_ABI
 namespace detail {
+inline namespace KEEL_DETAIL_CHANNEL_ABI {
 
 template <class T>
 struct BroadcastState {
   explicit BroadcastState(std::size_t capacity) : ring(capacity) {}
 
   mutable std::mutex m;
-  std::vector<std::optional<T>> ring;  // under m; position p lives at p % size
-  std::uint64_t tail = 0;              // under m: next position
-  std::size_t senders = 1;             // under m
-  std::size_t receivers = 1;           // under m
-  bool closed = false;                 // under m
-  WaitList recv_wait;
+  std::vector<std::optional<T>> ring;      // under m; position p lives at p % size
+  std::uint64_t tail = 0;                  // under m: next position
+  std::size_t senders = 1;                 // under m
+  std::size_t receivers = 1;               // under m
+  bool closed = false;                     // under m
+  WaitList recv_wait{WaitList::Locked{}};  // the state is under m
 
+  std::uint64_t lost_below = 0;  // under m: positions below it are gone (a failed send)
   [[nodiscard]] std::uint64_t oldest() const noexcept {
     const std::uint64_t cap = ring.size();
-    return tail > cap ? tail - cap : 0;
+    const std::uint64_t o = tail > cap ? tail - cap : 0;
+    return o > lost_below ? o : lost_below;
   }
 };
 
+}  // namespace KEEL_DETAIL_CHANNEL_ABI
 }  // namespace detail
+inline namespace KEEL_DETAIL_CHANNEL_ABI {
 
 /// The sending half of a broadcast channel.
 template <class T>
@@ -104,7 +111,19 @@ class BroadcastSender {
     {
       std::lock_guard lk(state_->m);
       if (state_->closed || state_->receivers == 0) return {Error(Errc::closed), std::move(value)};
-      state_->ring[static_cast<std::size_t>(state_->tail % state_->ring.size())] = std::move(value);
+      auto& slot = state_->ring[static_cast<std::size_t>(state_->tail % state_->ring.size())];
+      // Built in place, from a copy when T's move may throw (then `value` is
+      // intact if it does). The slot's old value (the oldest retained) goes
+      // first; if the new one then fails to build, that position counts as
+      // missed for the receivers still at it (a lag), never as a hole.
+      slot.reset();
+      try {
+        slot.emplace(std::move_if_noexcept(value));
+      } catch (...) {
+        const std::uint64_t cap = state_->ring.size();
+        if (state_->tail >= cap) state_->lost_below = state_->tail - cap + 1;
+        throw;
+      }
       ++state_->tail;
     }
     state_->recv_wait.notify_all();
@@ -184,6 +203,20 @@ class BroadcastReceiver {
   Result<T> recv_for(std::chrono::duration<Rep, Period> timeout) {
     return recv_impl(detail::make_deadline(timeout));
   }
+  /// Waits until `deadline` (of any clock) at most: Errc::timeout.
+  template <class Clock, class Duration>
+  Result<T> recv_until(std::chrono::time_point<Clock, Duration> deadline) {
+    return recv_impl(detail::make_deadline_at(deadline));
+  }
+  /// A new receiver of the same channel that starts at the newest position:
+  /// it sees the values sent from now on, not what this one has yet to read
+  /// (tokio's resubscribe). A way out of a lag that only wants fresh values.
+  [[nodiscard]] BroadcastReceiver resubscribe() const {
+    if (!state_) return {};
+    std::lock_guard lk(state_->m);
+    ++state_->receivers;
+    return BroadcastReceiver(state_, state_->tail);
+  }
   /// Errc::empty when nothing new is there.
   Result<T> try_recv() {
     if (!state_) return Errc::closed;
@@ -237,8 +270,11 @@ class BroadcastReceiver {
     }
     if (next_ < state_->tail) {
       const auto& slot = state_->ring[static_cast<std::size_t>(next_ % state_->ring.size())];
+      // Copy first: if T's copy throws, the position is not consumed and
+      // the next recv() tries the same value again.
+      Result<T> r(std::in_place, *slot);
       ++next_;
-      return Result<T>(std::in_place, *slot);
+      return r;
     }
     if (state_->closed) return Result<T>(Errc::closed);
     return std::nullopt;
@@ -288,4 +324,17 @@ template <class T>
   return {BroadcastSender<T>(s), BroadcastReceiver<T>(std::move(s), 0)};
 }
 
+/// A broadcast channel, or Errc::invalid_argument for capacity 0 (or one
+/// too large to allocate), like make_channel.
+template <class T>
+[[nodiscard]] Result<std::pair<BroadcastSender<T>, BroadcastReceiver<T>>> make_broadcast(
+    std::size_t capacity) {
+  if (capacity == 0 || capacity > std::vector<std::optional<T>>().max_size()) {
+    return fail(Errc::invalid_argument, "broadcast capacity must be in 1..{}, got {}",
+                std::vector<std::optional<T>>().max_size(), capacity);
+  }
+  return broadcast<T>(capacity);
+}
+
+}  // namespace KEEL_DETAIL_CHANNEL_ABI
 }  // namespace keel

@@ -17,9 +17,13 @@
 // - When the last Sender goes (or close() is called from either side), no
 //   send succeeds afterwards; receivers still get every value already
 //   buffered, then Errc::closed. When the last Receiver goes, the buffered
-//   values are destroyed and every send fails with Errc::closed.
+//   values are destroyed (on that thread) and every send fails with
+//   Errc::closed.
 // - A failed send hands the value back in its SendError; nothing is lost
 //   silently.
+// - `for (T& v : rx)` receives until the channel is closed and drained;
+//   `tx.closed()` waits until it is closed (no receiver left, or close()).
+//   Every wait has a `_for` (any duration) and an `_until` (any clock).
 // - Progress: the buffer is a lock-free ring (one CAS per operation, no
 //   allocation after construction). A full send or empty recv spins briefly,
 //   then parks on a condition variable; an idle waiter uses no CPU. A
@@ -40,6 +44,7 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <iterator>
 #include <limits>
 #include <memory>
 #include <new>
@@ -50,6 +55,7 @@
 #include <vector>
 
 namespace keel {
+inline namespace KEEL_DETAIL_CHANNEL_ABI {
 
 /// Cheap counters of a channel (each is one relaxed load).
 struct ChannelStats {
@@ -67,10 +73,35 @@ class Sender;
 template <class T>
 class Receiver;
 
+}  // namespace KEEL_DETAIL_CHANNEL_ABI
 namespace detail {
+inline namespace KEEL_DETAIL_CHANNEL_ABI {
 
 template <class T>
 std::pair<Sender<T>, Receiver<T>> make_channel_pair(std::size_t capacity, bool fenced = false);
+
+#if defined(KEEL_CHANNEL_TEST_HOOKS)
+/// Where a channel calls its test hook.
+enum class ChanHook : std::uint8_t {
+  after_claim,  ///< a sender claimed its slot and has not written the value yet
+  before_full,  ///< a sender found its slot occupied and is about to decide "full"
+};
+/// Tests only (compiled in when KEEL_CHANNEL_TEST_HOOKS is defined): called
+/// with the point and the channel's address, so a test can pause a thread
+/// there and force interleavings a scheduler produces only rarely.
+inline std::atomic<void (*)(ChanHook, const void*)> channel_test_hook{nullptr};
+#define KEEL_DETAIL_CHAN_HOOK(point)                                                            \
+  do {                                                                                          \
+    /* acquire: the test installed the hook before starting this thread. */                     \
+    if (auto* keel_hook_ = ::keel::detail::channel_test_hook.load(std::memory_order_acquire)) { \
+      keel_hook_(::keel::detail::ChanHook::point, this);                                        \
+    }                                                                                           \
+  } while (false)
+#else
+#define KEEL_DETAIL_CHAN_HOOK(point) \
+  do {                               \
+  } while (false)
+#endif
 
 enum class ChanOp : std::uint8_t { ok, would_block, closed };
 
@@ -87,7 +118,8 @@ class Chan {
         pow2_((capacity & (capacity - 1)) == 0),
         slots_(new Slot[capacity]),
         recv_wait_(fenced),
-        send_wait_(fenced) {
+        send_wait_(fenced),
+        close_wait_(fenced) {
     for (std::size_t i = 0; i < cap_; ++i) {
       // relaxed: construction happens-before the handles are shared.
       slots_[i].seq.store(2 * i, std::memory_order_relaxed);
@@ -117,18 +149,38 @@ class Chan {
         // relaxed: claiming the position orders nothing by itself; the CAS
         // fails (and we see kClosed) once close() has marked the tail.
         if (tail_.compare_exchange_weak(t, t + 1, std::memory_order_relaxed, std::memory_order_relaxed)) {
+          KEEL_DETAIL_CHAN_HOOK(after_claim);
           ::new (static_cast<void*>(s.storage)) T(std::move(v));
           // release: publishes the value to the consumer that acquires seq.
           s.seq.store(2 * t + 1, std::memory_order_release);
           note_depth(t + 1);
-          recv_wait_.notify_one();
+          // One value wakes one receiver, except in a closed channel: there
+          // the receivers that parked on this slot after close() (which found
+          // nobody to wake) must all wake, since the one that takes the value
+          // may leave without receiving again. The tail is read after the
+          // notifier barrier: if close() missed a parked receiver, this load
+          // sees the close (see WaitList).
+          // relaxed: ordered by the barrier inside notify_one_or_all.
+          recv_wait_.notify_one_or_all(
+              [this] { return (tail_.load(std::memory_order_relaxed) & kClosed) != 0; });
           return ChanOp::ok;
         }
       } else if (diff < 0) {
         // The slot still holds the value from one lap ago. Really full, or a
-        // consumer has claimed it and is moving it out right now.
+        // consumer has claimed it and is moving it out right now, or our t
+        // is stale: the receivers may have drained and lapped it meanwhile.
+        KEEL_DETAIL_CHAN_HOOK(before_full);
         // relaxed: only a hint; the seq load above is the truth.
         const std::uint64_t h = head_.load(std::memory_order_relaxed);
+        // Re-read the tail after the head: if it moved, t was stale (and
+        // t - h may even wrap): start over. If not, h <= t (receivers never
+        // pass the tail) and t - h is the true depth at the time h was read.
+        // relaxed: as above.
+        const std::uint64_t now = tail_.load(std::memory_order_relaxed);
+        if (now != t) {
+          t = now;
+          continue;
+        }
         if (t - h >= cap_ || ++spins > kInFlightSpins) return ChanOp::would_block;
         cpu_relax();
         t = tail_.load(std::memory_order_relaxed);
@@ -150,12 +202,21 @@ class Chan {
       const auto diff = static_cast<std::int64_t>(seq - (2 * h + 1));
       if (diff == 0) {
         if (head_.compare_exchange_weak(h, h + 1, std::memory_order_relaxed, std::memory_order_relaxed)) {
+          // The slot is handed back even if T's destructor throws (the
+          // exception then reaches the receiver; the channel goes on).
+          struct Release {
+            Chan& c;
+            Slot& slot;
+            std::uint64_t next;
+            ~Release() {
+              // release: the slot is free for the sender one lap later.
+              slot.seq.store(next, std::memory_order_release);
+              c.send_wait_.notify_one();
+            }
+          } release{*this, s, 2 * (h + cap_)};
           T* p = s.ptr();
           sink(std::move(*p));
           p->~T();
-          // release: the slot is free for the sender one lap later.
-          s.seq.store(2 * (h + cap_), std::memory_order_release);
-          send_wait_.notify_one();
           return ChanOp::ok;
         }
       } else if (diff < 0) {
@@ -164,7 +225,13 @@ class Chan {
         // relaxed: a tail without kClosed at h means nothing was claimed; a
         // tail with kClosed at h means nothing ever will be.
         const std::uint64_t t = tail_.load(std::memory_order_relaxed);
-        if ((t & ~kClosed) <= h) return (t & kClosed) != 0 ? ChanOp::closed : ChanOp::would_block;
+        if ((t & ~kClosed) <= h) {
+          if ((t & kClosed) == 0) return ChanOp::would_block;
+          // Closed and drained: pass the wake-up on, so that no receiver
+          // stays parked on a wake-up this one consumed (it is leaving).
+          recv_wait_.notify_all();
+          return ChanOp::closed;
+        }
         // A sender is mid-write; it notifies when done.
         if (++spins > kInFlightSpins) return ChanOp::would_block;
         cpu_relax();
@@ -221,6 +288,7 @@ class Chan {
     const std::uint64_t prev = tail_.fetch_or(kClosed, std::memory_order_acq_rel);
     recv_wait_.notify_all();
     send_wait_.notify_all();
+    close_wait_.notify_all();
     return (prev & kClosed) == 0;
   }
   [[nodiscard]] bool is_closed() const noexcept {
@@ -261,6 +329,9 @@ class Chan {
 
   WaitList& recv_wait() noexcept { return recv_wait_; }
   WaitList& send_wait() noexcept { return send_wait_; }
+  /// Threads waiting for the close itself (Sender::closed()); only close()
+  /// notifies it, so the hot paths never touch it.
+  WaitList& close_wait() noexcept { return close_wait_; }
   void count_send_wait() noexcept { send_waits_.fetch_add(1, std::memory_order_relaxed); }
   /// Whether a blocked send or recv spins briefly before it parks.
   [[nodiscard]] bool spins() const noexcept { return !recv_wait_.fenced(); }
@@ -333,9 +404,12 @@ class Chan {
   std::atomic<std::uint64_t> recv_waits_{0};
   alignas(kCacheLine) WaitList recv_wait_;  // receivers waiting for a value
   alignas(kCacheLine) WaitList send_wait_;  // senders waiting for room
+  WaitList close_wait_;                     // Sender::closed() waiters (rare)
 };
 
+}  // namespace KEEL_DETAIL_CHANNEL_ABI
 }  // namespace detail
+inline namespace KEEL_DETAIL_CHANNEL_ABI {
 
 /// The sending half of a channel. Copyable: the channel closes when the last
 /// copy goes. A default-constructed Sender is not connected (every send
@@ -384,9 +458,25 @@ class Sender {
   SendResult<T> send_for(T value, std::chrono::duration<Rep, Period> timeout) {
     return send_impl(std::move(value), detail::make_deadline(timeout));
   }
-  /// Sends, waiting until `deadline` at most.
-  SendResult<T> send_until(T value, std::chrono::steady_clock::time_point deadline) {
-    return send_impl(std::move(value), detail::Deadline(deadline));
+  /// Sends, waiting until `deadline` (of any clock) at most.
+  template <class Clock, class Duration>
+  SendResult<T> send_until(T value, std::chrono::time_point<Clock, Duration> deadline) {
+    return send_impl(std::move(value), detail::make_deadline_at(deadline));
+  }
+
+  /// Waits until the channel is closed: every receiver gone, or close()
+  /// from either side (tokio's Sender::closed()). For a producer that must
+  /// stop as soon as nobody listens, even when it has nothing to send.
+  void closed() { (void)closed_impl(std::nullopt); }
+  /// closed(), waiting at most `timeout`: Errc::timeout.
+  template <class Rep, class Period>
+  Result<void> closed_for(std::chrono::duration<Rep, Period> timeout) {
+    return closed_impl(detail::make_deadline(timeout));
+  }
+  /// closed(), waiting until `deadline` (of any clock): Errc::timeout.
+  template <class Clock, class Duration>
+  Result<void> closed_until(std::chrono::time_point<Clock, Duration> deadline) {
+    return closed_impl(detail::make_deadline_at(deadline));
   }
 
   /// Closes the channel for everyone: sends fail, receivers drain what is
@@ -416,10 +506,18 @@ class Sender {
 
  private:
   template <class U>
-  friend std::pair<Sender<U>, Receiver<U>> detail::make_channel_pair(std::size_t, bool);
+  friend std::pair<Sender<U>, Receiver<U>> detail::KEEL_DETAIL_CHANNEL_ABI::make_channel_pair(std::size_t,
+                                                                                              bool);
   template <class U>
   friend class Receiver;
   explicit Sender(std::shared_ptr<detail::Chan<T>> c) noexcept : chan_(std::move(c)) {}
+
+  Result<void> closed_impl(detail::Deadline deadline) {
+    if (!chan_) return Result<void>();
+    detail::Chan<T>& c = *chan_;
+    if (c.close_wait().wait([&] { return c.is_closed(); }, deadline)) return Result<void>();
+    return Errc::timeout;
+  }
 
   SendResult<T> send_impl(T value, detail::Deadline deadline) {
     if (!chan_) return {Error(Errc::closed), std::move(value)};
@@ -496,31 +594,74 @@ class Receiver {
   Result<T> recv_for(std::chrono::duration<Rep, Period> timeout) {
     return recv_impl(detail::make_deadline(timeout));
   }
-  /// The next value, waiting until `deadline` at most.
-  Result<T> recv_until(std::chrono::steady_clock::time_point deadline) {
-    return recv_impl(detail::Deadline(deadline));
+  /// The next value, waiting until `deadline` (of any clock) at most.
+  template <class Clock, class Duration>
+  Result<T> recv_until(std::chrono::time_point<Clock, Duration> deadline) {
+    return recv_impl(detail::make_deadline_at(deadline));
   }
+
+  /// `for (T& v : rx)`: an input iterator whose every step is a recv(); the
+  /// loop ends when the channel is closed and drained.
+  class iterator {
+   public:
+    using iterator_category = std::input_iterator_tag;
+    using value_type = T;
+    using difference_type = std::ptrdiff_t;
+    using pointer = T*;
+    using reference = T&;
+    iterator() = default;
+    explicit iterator(Receiver* rx) : rx_(rx) { ++*this; }
+    T& operator*() const { return *cur_; }
+    T* operator->() const { return &*cur_; }
+    iterator& operator++() {
+      auto r = rx_->recv();
+      if (r) {
+        cur_.emplace(std::move(*r));
+      } else {
+        cur_.reset();
+      }
+      return *this;
+    }
+    void operator++(int) { ++*this; }
+    friend bool operator==(const iterator& it, std::default_sentinel_t) noexcept { return !it.cur_; }
+
+   private:
+    Receiver* rx_ = nullptr;
+    mutable std::optional<T> cur_;
+  };
+  /// Starts the loop (receives the first value, waiting for it).
+  iterator begin() { return iterator(this); }
+  [[nodiscard]] std::default_sentinel_t end() const noexcept { return {}; }
 
   /// Waits for at least one value, then appends up to `max` buffered values
   /// to `out` in one go; returns how many. Errc::closed once closed and
   /// drained. Cheaper per value than recv() when values arrive in bursts.
+  ///
+  /// Why Errc::closed at the end rather than 0 items (tokio returns 0): a
+  /// Result keeps "closed" impossible to mistake for "nothing this time",
+  /// and `while (auto n = rx.recv_many(batch, 64))` reads the same way.
+  /// Exception safety: room in `out` is reserved before anything is taken
+  /// (std::bad_alloc then leaves the channel untouched), so no received
+  /// value is lost.
   Result<std::size_t> recv_many(std::vector<T>& out, std::size_t max) {
     if (max == 0) return std::size_t{0};
+    out.reserve(out.size() + 1);  // may throw: nothing taken yet
     KEEL_TRY_ASSIGN(T first, recv());
-    out.push_back(std::move(first));
+    out.push_back(std::move(first));  // into reserved room: cannot throw
     return 1 + try_recv_many(out, max - 1);
   }
   /// Appends up to `max` values that are buffered now, without waiting.
+  /// Room is reserved first (for as many as are buffered, up to max), so
+  /// std::bad_alloc leaves the channel untouched; no value is ever lost.
   std::size_t try_recv_many(std::vector<T>& out, std::size_t max) {
     if (!chan_) return 0;
+    const std::size_t want = std::min(max, chan_->size());
+    if (want == 0) return 0;
+    if (out.capacity() - out.size() < want) out.reserve(out.size() + want);  // may throw: nothing taken
     std::size_t n = 0;
-    std::optional<T> v;
-    // The value is moved out of the slot first (noexcept), then pushed, so
-    // a throwing push_back never leaves a slot claimed.
-    while (n < max &&
-           chan_->try_pop([&](T&& x) noexcept { v.emplace(std::move(x)); }) == detail::ChanOp::ok) {
-      out.push_back(std::move(*v));
-      v.reset();
+    // Each value is moved straight into reserved room (T's move is noexcept).
+    while (n < max && out.size() < out.capacity() &&
+           chan_->try_pop([&](T&& x) noexcept { out.push_back(std::move(x)); }) == detail::ChanOp::ok) {
       ++n;
     }
     return n;
@@ -551,7 +692,8 @@ class Receiver {
 
  private:
   template <class U>
-  friend std::pair<Sender<U>, Receiver<U>> detail::make_channel_pair(std::size_t, bool);
+  friend std::pair<Sender<U>, Receiver<U>> detail::KEEL_DETAIL_CHANNEL_ABI::make_channel_pair(std::size_t,
+                                                                                              bool);
   explicit Receiver(std::shared_ptr<detail::Chan<T>> c) noexcept : chan_(std::move(c)) {}
 
   static Result<T> finish(detail::ChanOp op, std::optional<T>& out, Errc would_block) {
@@ -591,18 +733,24 @@ class Receiver {
   std::shared_ptr<detail::Chan<T>> chan_;
 };
 
+}  // namespace KEEL_DETAIL_CHANNEL_ABI
 namespace detail {
+inline namespace KEEL_DETAIL_CHANNEL_ABI {
 template <class T>
 std::pair<Sender<T>, Receiver<T>> make_channel_pair(std::size_t capacity, bool fenced) {
   auto c = std::make_shared<Chan<T>>(capacity, fenced);
   return {Sender<T>(c), Receiver<T>(std::move(c))};
 }
+}  // namespace KEEL_DETAIL_CHANNEL_ABI
 }  // namespace detail
+inline namespace KEEL_DETAIL_CHANNEL_ABI {
 
 /// The largest capacity a channel accepts.
 inline constexpr std::size_t kMaxChannelCapacity = std::size_t{1} << 40U;
 
+}  // namespace KEEL_DETAIL_CHANNEL_ABI
 namespace detail {
+inline namespace KEEL_DETAIL_CHANNEL_ABI {
 /// make_channel, with the choice of wake-up barrier (see WaitList).
 template <class T>
 [[nodiscard]] Result<std::pair<Sender<T>, Receiver<T>>> make_channel_checked(std::size_t capacity,
@@ -616,7 +764,9 @@ template <class T>
   }
   return make_channel_pair<T>(capacity, fenced);
 }
+}  // namespace KEEL_DETAIL_CHANNEL_ABI
 }  // namespace detail
+inline namespace KEEL_DETAIL_CHANNEL_ABI {
 
 /// A bounded MPMC channel, or Errc::invalid_argument for capacity 0 (or more
 /// than kMaxChannelCapacity).
@@ -642,4 +792,5 @@ template <class T>
   return std::move(*r);
 }
 
+}  // namespace KEEL_DETAIL_CHANNEL_ABI
 }  // namespace keel

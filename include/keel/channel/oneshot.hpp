@@ -27,21 +27,24 @@
 #include <utility>
 
 namespace keel {
+inline namespace KEEL_DETAIL_CHANNEL_ABI {
 
 template <class T>
 class OneshotSender;
 template <class T>
 class OneshotReceiver;
 
+}  // namespace KEEL_DETAIL_CHANNEL_ABI
 namespace detail {
+inline namespace KEEL_DETAIL_CHANNEL_ABI {
 
 template <class T>
 struct OneshotState {
   std::mutex m;
-  std::optional<T> value;      // under m
-  bool sender_done = false;    // under m: sent, or the sender is gone
-  bool receiver_done = false;  // under m: the receiver is gone or closed
-  WaitList recv_wait;
+  std::optional<T> value;                  // under m
+  bool sender_done = false;                // under m: sent, or the sender is gone
+  bool receiver_done = false;              // under m: the receiver is gone or closed
+  WaitList recv_wait{WaitList::Locked{}};  // the state is under m
 
   enum class Poll : std::uint8_t { value, empty, closed };
   /// Takes the value if there is one.
@@ -61,7 +64,9 @@ struct OneshotState {
   }
 };
 
+}  // namespace KEEL_DETAIL_CHANNEL_ABI
 }  // namespace detail
+inline namespace KEEL_DETAIL_CHANNEL_ABI {
 
 /// The sending half of a oneshot: send(v) once.
 template <class T>
@@ -89,7 +94,16 @@ class OneshotSender {
       std::lock_guard lk(st->m);
       st->sender_done = true;
       if (st->receiver_done) return {Error(Errc::closed), std::move(value)};
-      st->value.emplace(std::move(value));
+      try {
+        // From a copy when T's move may throw, so `value` is intact if
+        // building it throws; the exception then propagates and this sender
+        // is still usable (the receiver is told nothing).
+        st->value.emplace(std::move_if_noexcept(value));
+      } catch (...) {
+        st->sender_done = false;
+        state_ = std::move(st);  // the mutex lives on in state_
+        throw;
+      }
     }
     st->recv_wait.notify_all();
     return {};
@@ -143,6 +157,11 @@ class OneshotReceiver {
   template <class Rep, class Period>
   Result<T> recv_for(std::chrono::duration<Rep, Period> timeout) {
     return recv_impl(detail::make_deadline(timeout));
+  }
+  /// Waits until `deadline` (of any clock) at most: Errc::timeout.
+  template <class Clock, class Duration>
+  Result<T> recv_until(std::chrono::time_point<Clock, Duration> deadline) {
+    return recv_impl(detail::make_deadline_at(deadline));
   }
   /// The value if it is there: Errc::empty, or Errc::closed.
   Result<T> try_recv() {
@@ -217,4 +236,5 @@ template <class T>
   return {OneshotSender<T>(s), OneshotReceiver<T>(std::move(s))};
 }
 
+}  // namespace KEEL_DETAIL_CHANNEL_ABI
 }  // namespace keel

@@ -50,6 +50,7 @@
 namespace keel {
 
 namespace detail {
+inline namespace KEEL_DETAIL_CHANNEL_ABI {
 
 // How select looks at each kind of receiver: ready without consuming, and
 // the list that wakes its waiters.
@@ -88,7 +89,9 @@ inline std::size_t next_select_start() noexcept {
   return counter++;
 }
 
+}  // namespace KEEL_DETAIL_CHANNEL_ABI
 }  // namespace detail
+inline namespace KEEL_DETAIL_CHANNEL_ABI {
 
 /// Waits until one of several receivers is ready; see the file comment.
 class Selector {
@@ -104,6 +107,9 @@ class Selector {
                              [](const void* p) { return detail::select_list(*static_cast<const R*>(p)); }});
     return entries_.size() - 1;
   }
+  /// A temporary receiver would be gone before the Selector looks at it.
+  template <class R>
+  std::size_t add(const R&& rx) = delete;
   [[nodiscard]] std::size_t size() const noexcept { return entries_.size(); }
 
   /// The index of a ready receiver now, or Errc::empty.
@@ -119,8 +125,10 @@ class Selector {
   Result<std::size_t> ready_for(std::chrono::duration<Rep, Period> timeout) {
     return wait_impl(detail::make_deadline(timeout));
   }
-  Result<std::size_t> ready_until(std::chrono::steady_clock::time_point deadline) {
-    return wait_impl(detail::Deadline(deadline));
+  /// Waits until `deadline` (of any clock) at most: Errc::timeout.
+  template <class Clock, class Duration>
+  Result<std::size_t> ready_until(std::chrono::time_point<Clock, Duration> deadline) {
+    return wait_impl(detail::make_deadline_at(deadline));
   }
 
  private:
@@ -144,15 +152,46 @@ class Selector {
     if (entries_.empty()) return fail(Errc::invalid_argument, "select on no receivers");
     if (auto i = poll_once()) return *i;
     detail::ThreadWaiter waiter;
+    unsigned slices = 0;
     for (;;) {
-      for (const Entry& e : entries_) {
-        if (detail::WaitList* l = e.list(e.rx)) l->add(&waiter);
-      }
-      // Registered (each add() fences): a change from now on wakes us.
-      std::optional<std::size_t> hit = poll_once();
-      const bool woken = hit ? true : waiter.wait_until(deadline);
-      for (const Entry& e : entries_) {
-        if (detail::WaitList* l = e.list(e.rx)) l->remove(&waiter);
+      std::optional<std::size_t> hit;
+      bool woken = true;
+      {
+        // Registered in the first `n` lists; every way out of this block
+        // (an exception from add() included) unregisters from exactly those,
+        // so no list keeps a pointer to this stack frame's waiter.
+        std::size_t n = 0;
+        struct Unregister {
+          const std::vector<Entry>& entries;
+          detail::ThreadWaiter& w;
+          const std::size_t& n;
+          ~Unregister() {
+            for (std::size_t i = 0; i < n; ++i) {
+              if (detail::WaitList* l = entries[i].list(entries[i].rx)) (void)l->remove(&w);
+            }
+          }
+        } unregister{entries_, waiter, n};
+        bool exact = true;
+        for (; n < entries_.size(); ++n) {
+          detail::WaitList* l = entries_[n].list(entries_[n].rx);
+          if (l != nullptr && !l->add(&waiter)) exact = false;  // may throw: n excludes this one
+        }
+        // Registered (each add() fences): a change from now on wakes us.
+        hit = poll_once();
+        if (!hit) {
+          if (exact) {
+            woken = waiter.wait_until(deadline);
+          } else {
+            // Degraded wake-up barrier: sleep in bounded slices.
+            const auto slice_end =
+                std::chrono::steady_clock::now() + detail::WaitList::degraded_slice(slices++);
+            if (deadline && *deadline <= slice_end) {
+              woken = waiter.wait_until(deadline);
+            } else {
+              (void)waiter.wait_until(detail::Deadline(slice_end));
+            }
+          }
+        }
       }
       if (hit) return *hit;
       if (auto i = poll_once()) return *i;
@@ -177,7 +216,9 @@ template <class R, class F>
   return {&rx, std::forward<F>(fn)};
 }
 
+}  // namespace KEEL_DETAIL_CHANNEL_ABI
 namespace detail {
+inline namespace KEEL_DETAIL_CHANNEL_ABI {
 
 template <class Arm>
 bool run_arm(Arm& arm) {
@@ -201,7 +242,9 @@ Result<std::size_t> select_impl(Deadline deadline, Arms&... arms) {
   }
 }
 
+}  // namespace KEEL_DETAIL_CHANNEL_ABI
 }  // namespace detail
+inline namespace KEEL_DETAIL_CHANNEL_ABI {
 
 /// Receives from whichever arm is ready first, calls its function with the
 /// Result (a value, or the closed/lagged error), and returns the arm's index.
@@ -209,6 +252,14 @@ template <class... Arms>
 Result<std::size_t> select(Arms... arms) {
   static_assert(sizeof...(Arms) > 0, "select needs at least one arm");
   return detail::select_impl(std::nullopt, arms...);
+}
+
+/// select until a deadline (of any clock): Errc::timeout when no arm was
+/// ready in time (no function is called then).
+template <class Clock, class Duration, class... Arms>
+Result<std::size_t> select_until(std::chrono::time_point<Clock, Duration> deadline, Arms... arms) {
+  static_assert(sizeof...(Arms) > 0, "select_until needs at least one arm");
+  return detail::select_impl(detail::make_deadline_at(deadline), arms...);
 }
 
 /// select with a timeout: Errc::timeout when no arm was ready in time (no
@@ -219,4 +270,5 @@ Result<std::size_t> select_for(std::chrono::duration<Rep, Period> timeout, Arms.
   return detail::select_impl(detail::make_deadline(timeout), arms...);
 }
 
+}  // namespace KEEL_DETAIL_CHANNEL_ABI
 }  // namespace keel

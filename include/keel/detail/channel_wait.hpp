@@ -30,6 +30,7 @@
 #include <new>
 #include <optional>
 #include <thread>
+#include <type_traits>
 #include <vector>
 
 #if defined(__x86_64__) || defined(__i386__) || defined(_M_X64)
@@ -61,11 +62,32 @@
 #define KEEL_DETAIL_MEMBARRIER 0
 #endif
 
-namespace keel::detail {
+// The settings above (and KEEL_CHANNEL_TEST_HOOKS) change inline class
+// bodies: which barrier a waiter and a notifier use, the test hooks. So the
+// channels live in an inline namespace named after them: translation units
+// built with different settings get distinct types and functions, and a
+// channel handle passed between them fails to link instead of pairing a
+// fence-only waiter with a barrier-only notifier.
+#if defined(KEEL_CHANNEL_TEST_HOOKS)
+#if KEEL_DETAIL_TSAN
+#define KEEL_DETAIL_CHANNEL_ABI chan_tsan_hooks
+#elif KEEL_DETAIL_MEMBARRIER
+#define KEEL_DETAIL_CHANNEL_ABI chan_membarrier_hooks
+#else
+#define KEEL_DETAIL_CHANNEL_ABI chan_fences_hooks
+#endif
+#else
+#if KEEL_DETAIL_TSAN
+#define KEEL_DETAIL_CHANNEL_ABI chan_tsan
+#elif KEEL_DETAIL_MEMBARRIER
+#define KEEL_DETAIL_CHANNEL_ABI chan_membarrier
+#else
+#define KEEL_DETAIL_CHANNEL_ABI chan_fences
+#endif
+#endif
 
-/// The cache line size used for padding (64 on every platform keel targets;
-/// std::hardware_destructive_interference_size warns on g++ 12).
-inline constexpr std::size_t kCacheLine = 64;
+namespace keel::detail {
+inline namespace KEEL_DETAIL_CHANNEL_ABI {
 
 /// A bounded spin: up to 128 pause instructions (about 4 microseconds on
 /// current x86), with the caller re-checking its condition after each one so
@@ -135,6 +157,19 @@ class ThreadWaiter final : public Waiter {
   bool woken_ = false;
 };
 
+#if defined(KEEL_CHANNEL_TEST_HOOKS)
+/// Tests only: when set, called instead of the membarrier(2) system call
+/// (with its command), so a test can make the barrier fail at registration
+/// or after it.
+inline std::atomic<int (*)(int)> membarrier_test_hook{nullptr};
+#endif
+
+#if defined(KEEL_CHANNEL_TEST_HOOKS)
+/// Tests only: when set and returning true, WaitList::add() throws
+/// std::bad_alloc as if registering had failed to allocate.
+inline std::atomic<bool (*)()> wait_list_add_fail_hook{nullptr};
+#endif
+
 /// The two halves of the Dekker barrier between a notifier (publish, then
 /// look for sleepers) and a waiter (register interest, then re-check).
 /// Either half being a seq_cst fence on both sides is correct; but the
@@ -145,49 +180,100 @@ class ThreadWaiter final : public Waiter {
 /// thread of the process pass a full barrier before it returns, which turns
 /// the notifiers' compiler-only barrier into the fence the protocol needs.
 /// The waiter pays a system call (a few microseconds) just before it goes to
-/// sleep anyway. Where membarrier is missing or refused, both halves are
-/// fences.
+/// sleep anyway.
+///
+/// Failure is never a silent downgrade of one side:
+/// - registration refused: both halves are fences, from the start, for all.
+/// - the expedited barrier refused after registration (ENOMEM; EPERM after a
+///   checkpoint/restore): it is retried, then MEMBARRIER_CMD_GLOBAL (slow but
+///   needing no registration) serves as the waiter half. If that fails too,
+///   the mode becomes `degraded` (stored once, when it changes): notifiers
+///   fence from then on, but one that read the old mode may have used only a
+///   compiler barrier, so heavy() returns false and the waiter must not sleep
+///   without a bound: it re-checks its condition every few milliseconds.
 class DekkerBarrier {
  public:
+  enum Mode : int { unknown, symmetric, asymmetric, degraded };
+
   /// The notifier half, between publishing and reading the interest count.
   static void light() noexcept {
 #if KEEL_DETAIL_MEMBARRIER
-    // relaxed: set once, before any waiter relies on it (see heavy()).
-    if (asymmetric_.load(std::memory_order_relaxed)) {
+    // relaxed: a notifier that sees asymmetric relies on the waiters'
+    // membarrier, which every waiter does once the mode is asymmetric (see
+    // heavy()); one that sees anything else fences.
+    if (mode_.load(std::memory_order_relaxed) == asymmetric) {
       std::atomic_signal_fence(std::memory_order_seq_cst);  // the compiler must not reorder
       return;
     }
 #endif
     std::atomic_thread_fence(std::memory_order_seq_cst);
   }
-  /// The waiter half, between registering interest and re-checking.
-  static void heavy() noexcept {
+  /// The waiter half, between registering interest and re-checking. True
+  /// when exact; false in the degraded mode (the caller sleeps in bounded
+  /// slices, re-checking between them).
+  static bool heavy() noexcept {
 #if KEEL_DETAIL_MEMBARRIER
-    // Every waiter comes through registered() before its first barrier, and
-    // the registration (a magic static) completes before any of them goes
-    // on, so once a notifier can see asymmetric_ == true every waiter's
-    // barrier is a membarrier.
-    if (registered() && syscall(__NR_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0) == 0) return;
-    // Refused after a successful registration (not seen on Linux: the
-    // registration is inherited by fork and a fresh exec starts over).
-    // Fall back to fences for everyone from now on.
-    asymmetric_.store(false, std::memory_order_relaxed);
-#endif
+    int m = mode_.load(std::memory_order_relaxed);
+    if (m == unknown) m = decide();
+    if (m == asymmetric) {
+      for (int attempt = 0; attempt < 3; ++attempt) {
+        if (call(MEMBARRIER_CMD_PRIVATE_EXPEDITED) == 0) return true;
+      }
+      // Every running thread passes a barrier (an RCU grace period): slow,
+      // but exact, and needs no registration.
+      if (call(MEMBARRIER_CMD_GLOBAL) == 0) return true;
+      // relaxed: only the value matters; notifiers that read it fence.
+      int expected = asymmetric;
+      mode_.compare_exchange_strong(expected, degraded, std::memory_order_relaxed);
+      m = degraded;
+    }
     std::atomic_thread_fence(std::memory_order_seq_cst);
+    return m != degraded;
+#else
+    std::atomic_thread_fence(std::memory_order_seq_cst);
+    return true;
+#endif
   }
+
+  /// The mode in use (unknown until the first waiter). For tests and stats.
+  [[nodiscard]] static Mode mode() noexcept {
+#if KEEL_DETAIL_MEMBARRIER
+    return static_cast<Mode>(mode_.load(std::memory_order_relaxed));
+#else
+    return symmetric;
+#endif
+  }
+
+#if defined(KEEL_CHANNEL_TEST_HOOKS)
+  /// Tests only: forget the decision, so the next waiter registers again.
+  static void test_reset() noexcept {
+#if KEEL_DETAIL_MEMBARRIER
+    mode_.store(unknown, std::memory_order_relaxed);
+#endif
+  }
+#endif
 
  private:
 #if KEEL_DETAIL_MEMBARRIER
-  static bool registered() noexcept {
-    static const bool ok = [] {
-      const bool done = syscall(__NR_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, 0, 0) == 0;
-      // relaxed: the magic static's completion orders this for every waiter.
-      if (done) asymmetric_.store(true, std::memory_order_relaxed);
-      return done;
-    }();
-    return ok;
+  static int call(int cmd) noexcept {
+#if defined(KEEL_CHANNEL_TEST_HOOKS)
+    // acquire: the test installed the hook before starting the waiters.
+    if (auto* hook = membarrier_test_hook.load(std::memory_order_acquire)) return hook(cmd);
+#endif
+    return static_cast<int>(syscall(__NR_membarrier, cmd, 0, 0));
   }
-  inline static std::atomic<bool> asymmetric_{false};
+  // The first waiter(s) register; the first decision wins. A waiter never
+  // passes heavy() with a plain fence after the mode became asymmetric: it
+  // either read asymmetric itself or decided (and then reads the winner).
+  static int decide() noexcept {
+    const int want = call(MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED) == 0 ? asymmetric : symmetric;
+    int expected = unknown;
+    // relaxed: the mode is a value; the protocol's ordering comes from the
+    // barriers themselves.
+    if (mode_.compare_exchange_strong(expected, want, std::memory_order_relaxed)) return want;
+    return expected;
+  }
+  inline static std::atomic<int> mode_{unknown};
 #endif
 };
 
@@ -199,6 +285,14 @@ class WaitList {
   /// system call: an Asio coroutine re-arming async_recv after every
   /// message (the WebSocket client's queues). Otherwise the DekkerBarrier.
   explicit WaitList(bool fenced = false) noexcept : fenced_(fenced) {}
+  /// For state guarded by a mutex that both the notifier (around its change,
+  /// before it notifies) and the waiter's ready() check take (oneshot,
+  /// broadcast): no barrier on either side. Either the waiter's check locks
+  /// after the notifier's change and sees it, or the check's unlock
+  /// synchronises with the notifier's lock, so the waiter's increment of the
+  /// interest count happens-before the notifier reads it.
+  struct Locked {};
+  explicit WaitList(Locked) noexcept : fenced_(false), locked_(true) {}
   WaitList(const WaitList&) = delete;
   WaitList& operator=(const WaitList&) = delete;
 
@@ -215,6 +309,26 @@ class WaitList {
     if (interest_after_publish() == 0) return;
     notify_slow(true);
   }
+  /// notify_one, or notify_all when `all()` says so; all() runs after the
+  /// notifier barrier (so it sees what a parked waiter's re-check saw) and
+  /// only when someone is parked.
+  template <class All>
+  void notify_one_or_all(All&& all) noexcept {
+    if (interest_after_publish() == 0) return;
+    notify_slow(all());
+  }
+
+  /// Threads registered to sleep and not yet signalled (a snapshot; tests
+  /// use it to know a thread is parked).
+  [[nodiscard]] std::uint32_t sleepers() noexcept {
+    std::lock_guard lk(m_);
+    return unsignaled_;
+  }
+  /// One-shot waiters (select, async) registered now (a snapshot).
+  [[nodiscard]] std::size_t registered() noexcept {
+    std::lock_guard lk(m_);
+    return waiters_.size();
+  }
 
   /// Parks the calling thread until `ready()` returns true or the deadline
   /// passes; returns ready()'s last answer. ready() runs without the list's
@@ -222,6 +336,7 @@ class WaitList {
   template <class Ready, class Clock, class Duration>
   bool wait(Ready&& ready, const std::optional<std::chrono::time_point<Clock, Duration>>& deadline) {
     std::unique_lock lk(m_);
+    unsigned slices = 0;
     for (;;) {
       // Register one unit of interest, then re-check (the Dekker half).
       ++unsignaled_;
@@ -229,7 +344,7 @@ class WaitList {
       interest_.fetch_add(1, std::memory_order_seq_cst);
       const std::uint64_t seen = epoch_;
       lk.unlock();
-      waiter_fence();
+      const bool exact = waiter_fence();
       const bool ok = ready();
       lk.lock();
       if (ok || epoch_ != seen) {
@@ -238,6 +353,15 @@ class WaitList {
         continue;  // signalled but the value went elsewhere: register again
       }
       bool signalled = true;
+      if (!exact) {
+        // Degraded barrier (see DekkerBarrier): a notification may be missed,
+        // so sleep in bounded slices and re-check between them.
+        const auto slice_end = Clock::now() + degraded_slice(slices++);
+        if (!deadline || slice_end < *deadline) {
+          if (!cv_.wait_until(lk, slice_end, [&] { return epoch_ != seen; })) retract();
+          continue;  // signalled or the slice ended: register again and re-check
+        }
+      }
       if (deadline) {
         signalled = cv_.wait_until(lk, *deadline, [&] { return epoch_ != seen; });
       } else {
@@ -253,14 +377,29 @@ class WaitList {
   }
 
   /// Registers a one-shot waiter. The caller re-checks its condition after
-  /// this returns (the fence is the waiter half of the protocol).
-  void add(Waiter* w) {
+  /// this returns (the fence is the waiter half of the protocol). Returns
+  /// false when the barrier is degraded (see DekkerBarrier): a wake-up may
+  /// then be missed, and the caller must re-check at a bounded interval.
+  /// Throws std::bad_alloc (nothing registered then).
+  [[nodiscard]] bool add(Waiter* w) {
     {
       std::lock_guard lk(m_);
+#if defined(KEEL_CHANNEL_TEST_HOOKS)
+      // acquire: installed by the test before it calls in.
+      if (auto* fail = wait_list_add_fail_hook.load(std::memory_order_acquire); fail != nullptr && fail()) {
+        throw std::bad_alloc();
+      }
+#endif
       waiters_.push_back(w);
       interest_.fetch_add(1, std::memory_order_seq_cst);
     }
-    waiter_fence();
+    return waiter_fence();
+  }
+
+  /// How long a waiter sleeps between re-checks when the barrier is
+  /// degraded: 1 ms, doubling to 64 ms.
+  static std::chrono::milliseconds degraded_slice(unsigned n) noexcept {
+    return std::chrono::milliseconds(1U << std::min(n, 6U));
   }
   /// Unregisters a waiter if it is still registered (it may have been woken
   /// and forgotten already). Once this returns, wake() is not running on w.
@@ -279,6 +418,8 @@ class WaitList {
   // The notifier half: after publishing, read interest_ so that either we
   // see the waiter's registration or the waiter's re-check sees our publish.
   std::uint32_t interest_after_publish() noexcept {
+    // relaxed: ordered by the state's mutex (see Locked).
+    if (locked_) return interest_.load(std::memory_order_relaxed);
 #if KEEL_DETAIL_TSAN
     // ThreadSanitizer does not model fences (and g++ rejects them under
     // -Werror): an acq_rel RMW on interest_ gives the same guarantee, since
@@ -296,15 +437,18 @@ class WaitList {
     return interest_.load(std::memory_order_relaxed);
 #endif
   }
-  // The waiter half, after its seq_cst increment of interest_.
-  void waiter_fence() const noexcept {
+  // The waiter half, after its seq_cst increment of interest_. False when
+  // the barrier is degraded (the waiter must not sleep without a bound).
+  bool waiter_fence() const noexcept {
 #if !KEEL_DETAIL_TSAN
+    if (locked_) return true;  // the state's mutex orders both sides
     if (fenced_) {
       std::atomic_thread_fence(std::memory_order_seq_cst);
     } else {
-      DekkerBarrier::heavy();
+      return DekkerBarrier::heavy();
     }
 #endif
+    return true;
   }
 
   // Each sleeping (or about to sleep) thread holds one unit in unsignaled_
@@ -345,6 +489,7 @@ class WaitList {
   }
 
   const bool fenced_;
+  const bool locked_ = false;
   std::atomic<std::uint32_t> interest_{0};  // unsignaled_ + waiters_.size()
   std::mutex m_;
   std::condition_variable cv_;
@@ -368,6 +513,11 @@ std::chrono::steady_clock::time_point deadline_after(std::chrono::duration<Rep, 
 
 using Deadline = std::optional<std::chrono::steady_clock::time_point>;
 
+/// A deadline from a time point of any clock (another clock's is converted
+/// through the time left on it), saturating like make_deadline().
+template <class Clock, class Duration>
+Deadline make_deadline_at(std::chrono::time_point<Clock, Duration> t);
+
 /// deadline_after(d), or no deadline at all when d is too long to represent.
 template <class Rep, class Period>
 Deadline make_deadline(std::chrono::duration<Rep, Period> d) noexcept {
@@ -376,4 +526,18 @@ Deadline make_deadline(std::chrono::duration<Rep, Period> d) noexcept {
   return t;
 }
 
+template <class Clock, class Duration>
+Deadline make_deadline_at(std::chrono::time_point<Clock, Duration> t) {
+  if constexpr (std::is_same_v<std::chrono::time_point<Clock, Duration>,
+                               std::chrono::steady_clock::time_point>) {
+    if (t == std::chrono::steady_clock::time_point::max()) return std::nullopt;
+    return t;
+  } else {
+    const auto now = Clock::now();
+    if (t <= now) return std::chrono::steady_clock::now();
+    return make_deadline(t - now);
+  }
+}
+
+}  // namespace KEEL_DETAIL_CHANNEL_ABI
 }  // namespace keel::detail

@@ -27,6 +27,8 @@
 #include <atomic>
 #include <cstddef>
 #include <mutex>
+#include <new>
+#include <thread>
 #include <vector>
 
 namespace keel::detail::hazard {
@@ -122,6 +124,27 @@ class Domain {
     retired_->fetch_add(newly_retired - freed, std::memory_order_relaxed);
   }
 
+  /// Frees p once no hazard names it, without allocating: the fallback of a
+  /// retire that could not record p. p is already unlinked (our seq_cst CAS
+  /// precedes these loads), so a thread that protects it from now on fails
+  /// its validation and never reads it; those that did are waited out.
+  void free_when_unprotected(void* p, void (*deleter)(void*) noexcept) noexcept {
+    for (unsigned spins = 0;; ++spins) {
+      bool held = false;
+      // acquire: record publication; seq_cst: as in scan().
+      for (Record* r = head_.load(std::memory_order_acquire); r != nullptr && !held; r = r->next) {
+        held = r->hazard.load(std::memory_order_seq_cst) == p;
+      }
+      if (!held) break;
+      if (spins < 64) {
+        cpu_relax();
+      } else {
+        std::this_thread::yield();
+      }
+    }
+    deleter(p);
+  }
+
   /// Hands nodes over to be adopted by the next scan of any thread. They must
   /// already be counted in the statistic (count_retired or a scan).
   void add_orphans(const Retired* first, std::size_t n) {
@@ -183,6 +206,12 @@ inline ThreadState* thread_state() {
   return &state;
 }
 
+/// For tests: when set and returning true, retire() throws std::bad_alloc
+/// (as its list or a scan failing to allocate would). Always compiled (one
+/// relaxed load per retire): the hazard domain is process-wide, so it must
+/// not differ between translation units.
+inline std::atomic<bool (*)()> retire_fail_hook{nullptr};
+
 /// RAII: one hazard slot for the duration of an operation.
 class Guard {
  public:
@@ -214,19 +243,37 @@ class Guard {
   void clear() noexcept { rec_->hazard.store(nullptr, std::memory_order_release); }
 
   /// Retires an unlinked node: it is freed once no hazard points to it.
-  void retire(void* p, void (*deleter)(void*) noexcept) {
+  /// Hands the unlinked node p to be freed once no hazard protects it.
+  /// Never throws: when the retire list cannot grow (std::bad_alloc), the
+  /// node is freed right here, after waiting until no hazard names it (the
+  /// holders are poppers between their protect and their CAS, which fails);
+  /// when a scan cannot allocate, the nodes stay retired for the next one.
+  void retire(void* p, void (*deleter)(void*) noexcept) noexcept {
     Domain& d = Domain::instance();
     const Retired r{p, deleter};
-    if (ts_ == nullptr) {
-      d.count_retired(1);
-      d.add_orphans(&r, 1);
+    try {
+      // relaxed: a test installs the hook before the threads it tests start.
+      if (auto* fail = retire_fail_hook.load(std::memory_order_relaxed); fail != nullptr && fail()) {
+        throw std::bad_alloc();
+      }
+      if (ts_ == nullptr) {
+        d.add_orphans(&r, 1);
+        d.count_retired(1);
+        return;
+      }
+      ts_->retired.push_back(r);
+    } catch (...) {
+      d.free_when_unprotected(p, deleter);
       return;
     }
-    ts_->retired.push_back(r);
     ++ts_->uncounted;  // thread-local: no shared write per pop
     if (ts_->retired.size() >= d.threshold()) {
-      d.scan(ts_->retired, ts_->scratch, ts_->uncounted);
-      ts_->uncounted = 0;
+      try {
+        d.scan(ts_->retired, ts_->scratch, ts_->uncounted);
+        ts_->uncounted = 0;
+      } catch (...) {
+        // Nothing was freed or lost (the list is intact): the next scan retries.
+      }
     }
   }
 

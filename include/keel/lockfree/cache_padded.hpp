@@ -28,11 +28,8 @@ namespace keel {
 /// The false-sharing granularity padded against. 128 on x86-64 and AArch64:
 /// their prefetchers pull cache lines in adjacent pairs, so two hot words 64
 /// bytes apart still contend (the figure crossbeam and folly use). 64 elsewhere.
-#if defined(__x86_64__) || defined(_M_X64) || defined(__aarch64__) || defined(_M_ARM64)
-inline constexpr std::size_t kCacheLineSize = 128;
-#else
-inline constexpr std::size_t kCacheLineSize = 64;
-#endif
+/// The channels pad with the same constant.
+inline constexpr std::size_t kCacheLineSize = detail::kCacheLine;
 
 /// A T alone on its own cache line(s): aligned to kCacheLineSize, and its size a
 /// multiple of it, so that arrays of CachePadded never share lines either.

@@ -21,6 +21,11 @@
 // writer-preferring: a writer that has announced itself waits only for the
 // readers already inside; new readers of that shard wait for it, so a steady
 // stream of writers to one shard can delay its readers (never the reverse).
+// The one exception is a nested read (a get or visit made while the thread
+// holds another shard's lock, in a callback): it is let in while a writer
+// only waits, so two threads reading two maps crosswise, with a writer on
+// each, never deadlock. Waiters spin briefly, then sleep, so a preempted
+// lock holder gets the CPU back.
 //
 // Read path (why reads scale): a reader does not write the shard. Each thread
 // owns a slot on its own cache line in a process-wide list (taken on first
@@ -33,8 +38,12 @@
 // the shard's lock word instead, as does any read during thread teardown.
 //
 // Pitfall: the callbacks (visit, update, upsert, for_each, erase_if) run with
-// their shard locked: they must not call back into the same map (a shard
-// lock is not recursive: that deadlocks), and should be short.
+// their shard locked: they must not write the same map (a shard lock is not
+// recursive: that deadlocks), should not write another map that a second
+// thread may write from a callback of this one (a lock-order cycle), and
+// should be short. Reading other maps from a visit or for_each callback is
+// safe; reading map B from a write callback of map A while another thread
+// reads A from a write callback of B is a lock-order cycle.
 #pragma once
 
 #include <keel/lockfree/cache_padded.hpp>
@@ -42,6 +51,7 @@
 #include <algorithm>
 #include <atomic>
 #include <bit>
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <functional>
@@ -54,15 +64,26 @@
 
 namespace keel::detail::shard_lock {
 
-/// Bounded spin, then yield: waits here are for a short critical section, but
-/// the machine may have fewer cores than threads (the holder may be preempted).
+/// Bounded spin, a few yields, then sleeps growing to 128 us: waits
+/// here are for a short critical section, but the machine may have fewer
+/// cores than threads, and a preempted holder must get the CPU back instead
+/// of competing with waiters that spin or yield in a loop.
 inline void backoff(unsigned& spins) noexcept {
-  if (++spins < 64) {
+  ++spins;
+  if (spins < 64) {
     cpu_relax();
-  } else {
+  } else if (spins < 72) {
     std::this_thread::yield();
+  } else {
+    const unsigned shift = std::min(spins - 72U, 7U);
+    std::this_thread::sleep_for(std::chrono::microseconds(1U << shift));
   }
 }
+
+/// How many shard locks (of any map) the calling thread holds. A read taken
+/// while the thread holds one is nested: it uses the shard's reader count and
+/// is let in while a writer only waits (see ShardLock).
+inline thread_local unsigned t_locks_held = 0;
 
 /// One thread's read announcement: the shard it is reading through the fast
 /// path, or null. Padded: its owner writes it on every read.
@@ -152,14 +173,26 @@ inline ReaderSlot* this_thread_slot() {
   return t.slot;
 }
 
-/// A shard's reader-writer lock: one word holding the writer bit and the count
-/// of slow-path readers; fast-path readers are the slots naming the shard.
+/// A shard's reader-writer lock: one word holding the writer's two bits
+/// (waiting, holding) and the count of slow-path readers; fast-path readers
+/// are the slots naming the shard.
+///
+/// A writer first announces itself (kWaiting), then waits for the readers
+/// inside, then takes the lock (kHeld) with a CAS that succeeds only when no
+/// slow-path reader is inside. A top-level read steps aside for a waiting
+/// writer (writer preference: a stream of readers cannot starve writers). A
+/// nested read (the thread already holds a shard lock, of any map) enters
+/// while a writer only waits, and waits only for a writer that holds: it
+/// cannot wait for a writer that itself waits for the read this thread
+/// already holds (two threads reading two maps crosswise, a writer on each,
+/// would otherwise deadlock all four).
 ///
 /// Correctness of the fast path (a Dekker handshake, all four accesses
 /// seq_cst): the reader stores its slot then loads the word; the writer sets
-/// the writer bit (RMW) then loads every slot. In the single total order one
-/// of the two comes first, so either the reader sees the bit (and backs off)
-/// or the writer sees the slot (and waits for it to change).
+/// kWaiting (RMW) then loads every slot. In the single total order one of the
+/// two comes first, so either the reader sees the bit (and backs off) or the
+/// writer sees the slot (and waits for it to change). kWaiting stays set
+/// until unlock, so no fast-path reader enters after the writer's scan.
 class ShardLock {
  public:
   void lock() noexcept {
@@ -168,27 +201,35 @@ class ShardLock {
       std::uint32_t s = word_.load(std::memory_order_relaxed);  // a guess; the CAS validates
       // seq_cst: the writer's half of the handshake (see the class note); it
       // also acquires the previous writer's unlock.
-      if ((s & kWriter) == 0 &&
-          word_.compare_exchange_weak(s, s | kWriter, std::memory_order_seq_cst, std::memory_order_relaxed))
+      if ((s & kWriterBits) == 0 &&
+          word_.compare_exchange_weak(s, s | kWaiting, std::memory_order_seq_cst, std::memory_order_relaxed))
         break;
       backoff(spins);
     }
-    // acquire: pairs with each slow reader's release decrement.
-    while (word_.load(std::memory_order_acquire) != kWriter) backoff(spins);
     Registry::instance().wait_for_readers(this);
+    // Nested readers may come and go while we wait; take the lock once none
+    // is inside. acquire: pairs with each slow reader's release decrement.
+    for (;;) {
+      std::uint32_t expected = kWaiting;
+      if (word_.compare_exchange_weak(expected, kHeld, std::memory_order_acquire, std::memory_order_relaxed))
+        break;
+      backoff(spins);
+    }
+    ++t_locks_held;
   }
 
   void unlock() noexcept {
+    --t_locks_held;
     // release: our writes happen-before the next locker's acquire. A plain
-    // store is enough: while the writer bit is set nobody else modifies the
-    // word (slow readers and writers only CAS from a value without it).
+    // store is enough: while kHeld is set nobody else modifies the word
+    // (slow readers and writers only CAS from a value without it).
     word_.store(0, std::memory_order_release);
   }
 
   /// Read-locks; returns the slot used (nullptr for the slow path), to pass to
   /// unlock_shared.
   ReaderSlot* lock_shared() const noexcept {
-    ReaderSlot* slot = this_thread_slot();
+    ReaderSlot* slot = t_locks_held == 0 ? this_thread_slot() : nullptr;
     // relaxed: only this thread writes its slot, so it reads its own last
     // store. A non-null slot means a read is already in progress on this thread.
     if (slot != nullptr && slot->reading.load(std::memory_order_relaxed) == nullptr) {
@@ -197,42 +238,51 @@ class ShardLock {
         // seq_cst store then seq_cst load: the reader's half of the handshake.
         slot->reading.store(this, std::memory_order_seq_cst);
         // (the load, being seq_cst, is also an acquire of the last unlock)
-        if ((word_.load(std::memory_order_seq_cst) & kWriter) == 0) return slot;
+        if ((word_.load(std::memory_order_seq_cst) & kWriterBits) == 0) {
+          ++t_locks_held;
+          return slot;
+        }
         // A writer is in or waiting: step aside (writer preference) and wait.
         // relaxed: we read nothing of the shard yet; the retry re-publishes.
         slot->reading.store(nullptr, std::memory_order_relaxed);
-        while ((word_.load(std::memory_order_relaxed) & kWriter) != 0) backoff(spins);
+        while ((word_.load(std::memory_order_relaxed) & kWriterBits) != 0) backoff(spins);
       }
     }
     lock_shared_slow();
+    ++t_locks_held;
     return nullptr;
   }
 
   void unlock_shared(ReaderSlot* slot) const noexcept {
+    --t_locks_held;
     if (slot != nullptr) {
       // release: our reads of the shard happen-before a writer that sees null.
       slot->reading.store(nullptr, std::memory_order_release);
     } else {
-      // release: pairs with the writer's acquire drain of the count.
+      // release: pairs with the writer's acquire CAS to kHeld.
       word_.fetch_sub(kReader, std::memory_order_release);
     }
   }
 
  private:
+  // A nested (or thread-teardown) read: waits only for a writer that holds
+  // the lock, never for one that waits (see the class note).
   void lock_shared_slow() const noexcept {
     unsigned spins = 0;
     for (;;) {
       std::uint32_t s = word_.load(std::memory_order_relaxed);  // a guess; the CAS validates
       // acquire: the last writer's unlock happens-before our reads.
-      if ((s & kWriter) == 0 &&
+      if ((s & kHeld) == 0 &&
           word_.compare_exchange_weak(s, s + kReader, std::memory_order_acquire, std::memory_order_relaxed))
         return;
       backoff(spins);
     }
   }
 
-  static constexpr std::uint32_t kWriter = 1;
-  static constexpr std::uint32_t kReader = 2;
+  static constexpr std::uint32_t kHeld = 1;     // a writer holds the lock
+  static constexpr std::uint32_t kWaiting = 2;  // a writer waits for the readers inside
+  static constexpr std::uint32_t kWriterBits = kHeld | kWaiting;
+  static constexpr std::uint32_t kReader = 4;
   mutable std::atomic<std::uint32_t> word_{0};
 };
 
@@ -399,17 +449,22 @@ class ConcurrentMap {
     for (std::size_t i = 0; i <= mask_; ++i) {
       Shard& s = shards_[i];
       const detail::shard_lock::UniqueGuard lock(s.mu);
-      std::size_t n = 0;
+      // The count follows every erase, even when pred throws midway (the
+      // guard runs before the lock is released).
+      struct Count {
+        Shard& shard;
+        std::size_t n = 0;
+        ~Count() { shard.bump(-static_cast<std::ptrdiff_t>(n)); }
+      } count{s};
       for (auto it = s.map.begin(); it != s.map.end();) {
         if (pred(std::as_const(it->first), it->second)) {
           it = s.map.erase(it);
-          ++n;
+          ++count.n;
         } else {
           ++it;
         }
       }
-      s.bump(-static_cast<std::ptrdiff_t>(n));
-      removed += n;
+      removed += count.n;
     }
     return removed;
   }

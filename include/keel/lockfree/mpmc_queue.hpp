@@ -30,9 +30,11 @@
 #pragma once
 
 #include <keel/lockfree/cache_padded.hpp>
+#include <keel/result.hpp>
 
 #include <atomic>
 #include <cstddef>
+#include <memory>
 #include <new>
 #include <optional>
 #include <stdexcept>
@@ -197,5 +199,22 @@ class MpmcQueue {
   CachePadded<std::atomic<std::size_t>> tail_{};  // producers' position
   CachePadded<std::atomic<std::size_t>> head_{};  // consumers' position
 };
+
+/// A queue of exactly `capacity` slots, or Errc::invalid_argument when the
+/// constructor would have to adjust it: capacity must be a power of two, at
+/// least 2 (the constructor rounds up instead), and small enough to allocate.
+/// std::bad_alloc still propagates. Neither copyable nor movable, hence the
+/// pointer.
+template <class T>
+[[nodiscard]] Result<std::unique_ptr<MpmcQueue<T>>> make_mpmc_queue(std::size_t capacity) {
+  if (capacity < 2 || (capacity & (capacity - 1)) != 0) {
+    return fail(Errc::invalid_argument, "MpmcQueue capacity must be a power of two >= 2, got {}", capacity);
+  }
+  try {
+    return std::make_unique<MpmcQueue<T>>(capacity);
+  } catch (const std::length_error&) {
+    return fail(Errc::invalid_argument, "MpmcQueue capacity {} is too large", capacity);
+  }
+}
 
 }  // namespace keel

@@ -187,4 +187,18 @@ class SpscRing {
   CachePadded<Side> head_;  // consumer's line
 };
 
+/// A ring holding exactly `capacity` elements, or Errc::invalid_argument for
+/// capacity 0 or one too large to allocate (the constructor treats 0 as 1 and
+/// throws for the latter; the factory adjusts nothing). std::bad_alloc still
+/// propagates. The ring is neither copyable nor movable, hence the pointer.
+template <class T>
+[[nodiscard]] Result<std::unique_ptr<SpscRing<T>>> make_spsc_ring(std::size_t capacity) {
+  if (capacity == 0) return fail(Errc::invalid_argument, "SpscRing capacity must be at least 1");
+  const std::size_t slots = detail::next_pow2(capacity);
+  if (slots == 0 || slots > static_cast<std::size_t>(-1) / sizeof(T)) {
+    return fail(Errc::invalid_argument, "SpscRing capacity {} is too large", capacity);
+  }
+  return std::make_unique<SpscRing<T>>(capacity);
+}
+
 }  // namespace keel

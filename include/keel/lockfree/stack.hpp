@@ -108,7 +108,7 @@ class Stack {
     T* v = top->ptr();
     std::optional<T> out(std::move(*v));
     v->~T();
-    guard.retire(top, &free_node);
+    guard.retire(top, &free_node);  // noexcept, even without memory to record it
     return out;
   }
 
