@@ -38,8 +38,9 @@ void usage(std::FILE* to) {
   fmt::print(to,
              "usage: keel-wscat URL [--ping-interval-ms N] [--max-missed-pongs N] [--backoff-initial-ms N]\n"
              "                      [--backoff-max-ms N] [--max-retries N] [--linger-ms N]\n"
-             "                      [-H 'Name: value']... [--subprotocol NAME]... [--ca FILE] [--insecure]\n"
-             "                      [--binary] [-v | -vv]\n"
+             "                      [-H 'Name: value']... [--subprotocol NAME]... [--proxy URL] [--ca FILE]\n"
+             "                      [--insecure]"
+             " [--binary] [-v | -vv]\n"
              "Sends each stdin line as a text message (--binary: stdin bytes as binary messages of up to\n"
              "64 KiB each); prints each event as a JSON line (binary payloads in base64).\n"
              "--max-retries 0: never reconnect. Exit status: 0 when it connected and delivered every\n"
@@ -178,7 +179,7 @@ int main(int argc, char** argv) {
       binary = true;
       continue;
     }
-    const bool takes_text = a == "-H" || a == "--subprotocol" || a == "--ca";
+    const bool takes_text = a == "-H" || a == "--subprotocol" || a == "--ca" || a == "--proxy";
     const bool takes_number = a == "--ping-interval-ms" || a == "--max-missed-pongs" ||
                               a == "--backoff-initial-ms" || a == "--backoff-max-ms" ||
                               a == "--max-retries" || a == "--linger-ms";
@@ -201,6 +202,8 @@ int main(int argc, char** argv) {
         cfg.subprotocols.emplace_back(v);
       } else if (a == "--ca") {
         cfg.tls.ca_file = std::string(v);
+      } else if (a == "--proxy") {
+        cfg.proxy.url = std::string(v);  // http://[user[:password]@]host[:port]; overrides the environment
       } else {
         std::int64_t n = 0;
         if (!parse_number(v, n) || n > 86'400'000) {

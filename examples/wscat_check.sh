@@ -3,7 +3,8 @@
 # stdin lines come back as message events, the session ends with a clean
 # close and exit 0; against a closed port it reports reconnecting events,
 # then gave_up and exit 1; exit 1 whenever it never connected or could not
-# deliver every line; flags -H, --subprotocol, --binary; bad usage exits 2.
+# deliver every line; flags -H, --subprotocol, --binary, --proxy (through a
+# tinyproxy it starts); bad usage exits 2.
 #   wscat_check.sh KEEL_WSCAT TESTS_NODE_DIR
 set -u
 wscat=$1
@@ -17,7 +18,8 @@ fi
 tmp=$(mktemp -d)
 server=
 raw=
-trap 'exec 3>&- 4>&- 5>&-; [ -n "$server" ] && kill $server 2>/dev/null; [ -n "$raw" ] && kill $raw 2>/dev/null; rm -rf "$tmp"' EXIT
+proxy=
+trap 'exec 3>&- 4>&- 5>&-; [ -n "$server" ] && kill $server 2>/dev/null; [ -n "$raw" ] && kill $raw 2>/dev/null; [ -n "$proxy" ] && kill $proxy 2>/dev/null; rm -rf "$tmp"' EXIT
 
 # The server exits by itself when its stdin (fd 3, held by this script) closes.
 mkfifo "$tmp/server.in" "$tmp/wscat.in" "$tmp/raw.in"
@@ -107,6 +109,24 @@ cat "$tmp/hdr.jsonl"
 grep -q '{"event":"connected","subprotocol":"p1"}' "$tmp/hdr.jsonl" || { echo "no subprotocol p1"; exit 1; }
 grep -q 'X-Keel: one two' "$tmp/hdr.jsonl" || { echo "-H header did not reach the server"; exit 1; }
 grep -q 'Sec-WebSocket-Protocol: p1, p2' "$tmp/hdr.jsonl" || { echo "subprotocols not offered"; exit 1; }
+
+# --proxy: through a tinyproxy on a free loopback port (HTTP CONNECT), which
+# logs the tunnel it opened.
+command -v tinyproxy > /dev/null || { echo "tinyproxy missing (make deps): wscat check FAILED"; exit 1; }
+pport=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+printf 'Port %s\nListen 127.0.0.1\nTimeout 30\nLogLevel Connect\nLogFile "%s"\n' "$pport" "$tmp/proxy.log" > "$tmp/proxy.conf"
+tinyproxy -d -c "$tmp/proxy.conf" > /dev/null 2>&1 &
+proxy=$!
+for _ in $(seq 100); do
+  (exec 6<> "/dev/tcp/127.0.0.1/$pport") 2> /dev/null && break
+  sleep 0.1
+done
+echo through | timeout 20 "$wscat" "ws://127.0.0.1:$port/" --proxy "http://127.0.0.1:$pport" > "$tmp/proxy.jsonl"
+rc=$?
+cat "$tmp/proxy.jsonl"
+[ $rc -eq 0 ] || { echo "--proxy: exit status $rc, want 0"; exit 1; }
+grep -qx '{"event":"message","data":"through"}' "$tmp/proxy.jsonl" || { echo "--proxy: no echo"; exit 1; }
+grep -q "CONNECT.*127.0.0.1:$port" "$tmp/proxy.log" || { echo "--proxy: the proxy logged no CONNECT"; cat "$tmp/proxy.log"; exit 1; }
 
 # Bad usage: exit 2, flags parsed exactly.
 "$wscat" 2> /dev/null
