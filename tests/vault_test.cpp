@@ -179,6 +179,20 @@ TEST_CASE("CredentialStore put/get/list/remove round trip") {
   CHECK(kc::CredentialStore::create(p2, kPw, weak).error().code() == Errc::config);
 }
 
+TEST_CASE("CredentialStore works over an in-memory pool (no file to secure)") {
+  ks::PoolConfig pc;
+  pc.path = ":memory:";
+  auto pool = ks::Pool::open(pc);
+  REQUIRE(pool);
+  auto store = kc::CredentialStore::create(*pool, kPw, fast_config());
+  REQUIRE(store);
+  REQUIRE(store->put("a", "one"));
+  auto back = store->get("a");
+  REQUIRE(back);
+  CHECK(back->view() == "one");
+  CHECK(store->rotate("another password", fast_config().kdf));
+}
+
 TEST_CASE("CredentialStore refuses a wrong password at once, clearly") {
   auto pool = open_pool(temp_db("wrongpw"));
   REQUIRE(kc::CredentialStore::create(pool, kPw, fast_config()));

@@ -37,12 +37,19 @@ bool tour::crypto() {
   keel::sqlite::PoolConfig pc;
   pc.path = ":memory:";
   auto pool = keel::sqlite::Pool::open(pc);
-  if (!pool) return false;
+  if (!pool) {
+    fmt::print("opening the pool: {}\n", pool.error());
+    return false;
+  }
   kc::StoreConfig cfg;
   // Argon2id at its least cost, quick for the tour (the default: 64 MiB, t=3).
   cfg.kdf = kc::KdfParams::argon2id(kc::kArgon2MinMemoryKib, kc::kArgon2MinPasses);
   auto store = kc::CredentialStore::create(*pool, "tour password", cfg);
-  if (!store || !store->put("db/password", "s3cret") || !store->put("api/token", "t0ken")) return false;
+  if (!store) {
+    fmt::print("creating the store: {}\n", store.error());
+    return false;
+  }
+  if (!store->put("db/password", "s3cret") || !store->put("api/token", "t0ken")) return false;
   auto names = store->list();
   if (!names) return false;
   fmt::print("store holds: {}\n", fmt::join(*names, ", "));
