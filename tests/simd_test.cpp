@@ -228,9 +228,18 @@ const std::array<std::string, 3>& alphabets() {
   return a;
 }
 
+// The kernel levels of this architecture, lowest first.
+std::vector<Isa> all_levels() {
+#if defined(__aarch64__)
+  return {Isa::scalar, Isa::neon};
+#else
+  return {Isa::scalar, Isa::sse2, Isa::avx2, Isa::avx512};
+#endif
+}
+
 std::vector<Isa> supported_levels() {
   std::vector<Isa> out;
-  for (Isa i : {Isa::scalar, Isa::sse2, Isa::avx2, Isa::avx512}) {
+  for (Isa i : all_levels()) {
     if (static_cast<int>(i) <= static_cast<int>(ks::supported_isa())) out.push_back(i);
   }
   return out;
@@ -258,12 +267,12 @@ TEST_CASE("active isa names the level in use and honours KEEL_SIMD", "[simd][isa
   const std::string_view active = ks::active_isa();
   const Isa supported = ks::supported_isa();
   WARN("simd: active kernels " << active << ", CPU supports up to " << ks::to_string(supported));
-  for (Isa i : {Isa::scalar, Isa::sse2, Isa::avx2, Isa::avx512}) {
+  for (Isa i : all_levels()) {
     if (static_cast<int>(i) > static_cast<int>(supported)) {
       WARN("simd: skipping the " << ks::to_string(i) << " kernels: this CPU/OS does not support them");
     }
   }
-  CHECK((active == "scalar" || active == "sse2" || active == "avx2" || active == "avx512"));
+  CHECK((active == "scalar" || active == "sse2" || active == "avx2" || active == "avx512" || active == "neon"));
   if (const char* env = std::getenv("KEEL_SIMD"); env != nullptr) {
     Isa forced{};
     REQUIRE(ks::detail::parse_isa(env, forced));
