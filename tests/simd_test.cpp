@@ -272,7 +272,8 @@ TEST_CASE("active isa names the level in use and honours KEEL_SIMD", "[simd][isa
       WARN("simd: skipping the " << ks::to_string(i) << " kernels: this CPU/OS does not support them");
     }
   }
-  CHECK((active == "scalar" || active == "sse2" || active == "avx2" || active == "avx512" || active == "neon"));
+  CHECK(
+      (active == "scalar" || active == "sse2" || active == "avx2" || active == "avx512" || active == "neon"));
   if (const char* env = std::getenv("KEEL_SIMD"); env != nullptr) {
     Isa forced{};
     REQUIRE(ks::detail::parse_isa(env, forced));

@@ -1,9 +1,11 @@
 #include <keel/sqlite.hpp>
 
 #include <rapidcheck/catch.h>
-#include <keel/log/sink.hpp>
 #include <spdlog/sinks/ringbuffer_sink.h>
 #include <catch2/catch.hpp>
+
+#include <keel/log/sink.hpp>
+#include "watchdog.hpp"
 
 #include <fcntl.h>
 #include <signal.h>
@@ -1258,40 +1260,8 @@ TEST_CASE("a read-only transaction nested in a write transaction cannot write", 
   CHECK(c->execAndGet("PRAGMA query_only").getInt() == 0);
 }
 
-namespace {
-/// Fails the process (with a message) if `seconds` pass before it is destroyed:
-/// a hang fails in seconds, not at the ctest timeout.
-class Watchdog {
- public:
-  explicit Watchdog(int seconds, const char* what)
-      : thread_([this, seconds, what] {
-          std::unique_lock lock(mu_);
-          if (!cv_.wait_for(lock, std::chrono::seconds(seconds), [&] { return done_; })) {
-            std::fprintf(stderr, "watchdog: %s still running after %d s\n", what, seconds);
-            std::abort();
-          }
-        }) {}
-  Watchdog(const Watchdog&) = delete;
-  Watchdog& operator=(const Watchdog&) = delete;
-  ~Watchdog() {
-    {
-      const std::lock_guard lock(mu_);
-      done_ = true;
-    }
-    cv_.notify_all();
-    thread_.join();
-  }
-
- private:
-  std::mutex mu_;
-  std::condition_variable cv_;
-  bool done_ = false;
-  std::thread thread_;
-};
-}  // namespace
-
 TEST_CASE("the write-ahead log stays bounded while readers overlap continuously", "[sqlite][stress]") {
-  const Watchdog watchdog(240, "the WAL size test");
+  const keel_test::Watchdog watchdog("the WAL size test", std::chrono::seconds(240));
   TempDir dir;
   auto cfg = config_for(dir.file("wal.db"));
   cfg.max_size = 6;
@@ -1421,7 +1391,7 @@ TEST_CASE("read/write split: readers never wait behind the writer and cannot wri
 
 TEST_CASE("read/write split: writers queue in order, every write lands once, readers keep reading",
           "[sqlite][stress]") {
-  const Watchdog watchdog(240, "the split-pool stress test");
+  const keel_test::Watchdog watchdog("the split-pool stress test", std::chrono::seconds(240));
   TempDir dir;
   auto cfg = config_for(dir.file("split_stress.db"));
   cfg.readers = 2;
@@ -1468,7 +1438,7 @@ TEST_CASE("read/write split: writers queue in order, every write lands once, rea
 
 TEST_CASE("the write lock is handed out in arrival order, and a waiter that gives up is skipped",
           "[sqlite]") {
-  const Watchdog watchdog(60, "the write lock order test");
+  const keel_test::Watchdog watchdog("the write lock order test", std::chrono::seconds(60));
   keel::sqlite::detail::WriteLock lock;
   const auto far = keel::sqlite::detail::Clock::now() + 30s;
   REQUIRE(lock.try_lock_until(far));

@@ -4,12 +4,12 @@
 #include <SQLiteCpp/Statement.h>
 #include <fmt/format.h>
 #include <signal.h>
-#include <keel/log/sink.hpp>
 #include <spdlog/sinks/ostream_sink.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 #include <catch2/catch.hpp>
+#include <keel/log/sink.hpp>
 
 #include <algorithm>
 #include <atomic>

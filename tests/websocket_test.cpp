@@ -14,8 +14,8 @@
 #include <unistd.h>
 #include <catch2/catch.hpp>
 
-#include <keel/log/sink.hpp>
 #include <spdlog/sinks/ostream_sink.h>
+#include <keel/log/sink.hpp>
 
 #include <fcntl.h>
 

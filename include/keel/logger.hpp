@@ -138,7 +138,9 @@ class Logger {
   }
 
   /// So a member `Logger log_;` reads `log_->warn(...)`, like a logger pointer.
-  const Logger* operator->() const noexcept { return this; }
+  const Logger* operator->() const noexcept {
+    return this;
+  }
 
  private:
   std::shared_ptr<LogSink> sink_;

@@ -56,7 +56,9 @@ class SpdlogSink final : public LogSink {
     logger_->log(to_spdlog(level), "{}", line);
 #endif
   }
-  [[nodiscard]] const std::shared_ptr<spdlog::logger>& logger() const noexcept { return logger_; }
+  [[nodiscard]] const std::shared_ptr<spdlog::logger>& logger() const noexcept {
+    return logger_;
+  }
 
  private:
   std::shared_ptr<spdlog::logger> logger_;

@@ -336,8 +336,8 @@ inline void bind_blob(SQLite::Statement& st, int index, std::span<const std::uin
   const char* main = sqlite3_db_filename(c.handle(), "main");
   if (main == nullptr || *main == '\0') return {};  // in memory
   sqlite3_vfs* vfs = nullptr;
-  if (sqlite3_file_control(c.handle(), "main", SQLITE_FCNTL_VFS_POINTER, &vfs) == SQLITE_OK && vfs != nullptr &&
-      vfs->zName != nullptr && std::string_view(vfs->zName) == "memdb") {
+  if (sqlite3_file_control(c.handle(), "main", SQLITE_FCNTL_VFS_POINTER, &vfs) == SQLITE_OK &&
+      vfs != nullptr && vfs->zName != nullptr && std::string_view(vfs->zName) == "memdb") {
     return {};  // a ":memory:" pool: its pages never reach a file
   }
   const std::string path(main);

@@ -1,8 +1,8 @@
 // A user of keel::asio alone: a channel received from an Asio callback.
 #include <keel/channel/asio.hpp>
 
-#include <boost/asio/io_context.hpp>
 #include <fmt/format.h>
+#include <boost/asio/io_context.hpp>
 
 int main() {
   boost::asio::io_context io;

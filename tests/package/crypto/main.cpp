@@ -12,7 +12,8 @@ int main() {
   auto env = kc::seal(*key, kc::as_bytes("s3cret"), kc::as_bytes("db/password"));
   if (!env) return 1;
   auto plain = kc::open(*key, *env, kc::as_bytes("db/password"));
-  if (!plain || std::string_view(reinterpret_cast<const char*>(plain->data()), plain->size()) != "s3cret") return 1;
+  if (!plain || std::string_view(reinterpret_cast<const char*>(plain->data()), plain->size()) != "s3cret")
+    return 1;
   if (kc::open(*key, *env, kc::as_bytes("other"))) return 1;  // wrong aad must fail
   fmt::print("keel crypto consumer: {} byte envelope\n", env->size());
   return 0;
