@@ -10,8 +10,13 @@ between the markers
     ...
     <!-- /bench-table -->
 
-in the pages that quote it, so a headline and its table come from the same
-numbers.
+in the pages that quote it, and a headline ratio in running text is written
+between
+
+    <!-- bench-ratio: ID ROW -->0.91x<!-- /bench-ratio -->
+
+(ROW counts the table's rows from 1), so a headline and its table come from
+the same numbers and cannot contradict each other.
 
     tables.py record RESULTS_DIR      copy `make bench` output into records/
     tables.py update                  rewrite every marked table in the docs
@@ -30,9 +35,10 @@ RECORDS = os.path.join(ROOT, "benchmarks", "records")
 PAGES = ["README.md"] + sorted(
     os.path.join("docs", p) for p in os.listdir(os.path.join(ROOT, "docs")) if p.endswith(".md"))
 
-# id -> (bench binary, rows). A row: (case, keel benchmark, peer benchmark,
-# peer's name). Times are per iteration; "x" is the peer's time over keel's
-# (above 1: keel is faster).
+# id -> (bench binary, rows[, metric]). A row: (case, keel benchmark, peer
+# benchmark, peer's name). Times are per iteration; "x" is the peer's time over
+# keel's (above 1: keel is faster). metric is "real_time" (the default) or
+# "cpu_time" (the calling thread's CPU, for benchmarks that wait on a server).
 TABLES = {
     "result": ("result_bench", [
         ("success path, 3-deep chain", "BM_Success_KeelResult", "BM_Success_PlainInt", "plain int"),
@@ -64,15 +70,15 @@ def newest_record(bench):
         return best[0], best[1], json.load(fh)
 
 
-def times(doc):
+def times(doc, metric="real_time"):
     """name -> (median time in ns, repetitions) over the runs of one record."""
     runs = {}
     scale = {"ns": 1.0, "us": 1e3, "ms": 1e6, "s": 1e9}
     for b in doc.get("benchmarks", []):
-        if b.get("run_type") == "aggregate":
+        if b.get("run_type") == "aggregate" or b.get("error_occurred"):
             continue
         name = b.get("run_name", b["name"])
-        runs.setdefault(name, []).append(b["real_time"] * scale[b.get("time_unit", "ns")])
+        runs.setdefault(name, []).append(b[metric] * scale[b.get("time_unit", "ns")])
     return {k: (statistics.median(v), len(v)) for k, v in runs.items()}
 
 
@@ -84,22 +90,43 @@ def fmt_ns(ns):
     return f"{ns:.2f} ns"
 
 
+def spec(table_id):
+    if table_id not in TABLES:
+        raise SystemExit(f"tables.py: no table named {table_id!r} (see TABLES in {__file__})")
+    entry = TABLES[table_id]
+    return entry[0], entry[1], (entry[2] if len(entry) > 2 else "real_time")
+
+
+def ratio(table_id, row):
+    """The peer/keel ratio of one row (1-based) of a table, as the text "0.91x"."""
+    bench, rows, metric = spec(table_id)
+    rec = newest_record(bench)
+    if rec is None or not 1 <= row <= len(rows):
+        return "(no record)"
+    t = times(rec[2], metric)
+    _, keel, peer, _ = rows[row - 1]
+    if keel not in t or peer not in t:
+        return "(missing)"
+    return f"{t[peer][0] / t[keel][0]:.2f}x"
+
+
 def render(table_id):
-    bench, rows = TABLES[table_id]
+    bench, rows, metric = spec(table_id)
     rec = newest_record(bench)
     if rec is None:
         return f"(no record of {bench} yet: run `make bench` then `python3 benchmarks/tables.py record`)\n"
     machine, date, doc = rec
-    t = times(doc)
+    t = times(doc, metric)
     ctx = doc.get("context", {})
-    out = ["| case | keel | peer | peer time / keel time |", "|---|---:|---:|---:|"]
+    what = "time" if metric == "real_time" else "CPU time"
+    out = [f"| case | keel | peer | peer {what} / keel {what} |", "|---|---:|---:|---:|"]
     for case, keel, peer, peer_name in rows:
         if keel not in t or peer not in t:
             out.append(f"| {case} | missing | missing | |")
             continue
         k, p = t[keel][0], t[peer][0]
         out.append(f"| {case} | {fmt_ns(k)} | {peer_name}: {fmt_ns(p)} | {p / k:.2f}x |")
-    reps = min(n for _, n in t.values())
+    reps = min((t[n][1] for r in rows for n in r[1:3] if n in t), default=0)
     out.append("")
     out.append(f"Recorded {date} on {ctx.get('cpu_model', machine)} ({ctx.get('num_cpus', '?')} CPUs), "
                f"{ctx.get('compiler', 'g++')}, Release; "
@@ -108,10 +135,12 @@ def render(table_id):
 
 
 MARK = re.compile(r"(<!-- bench-table: (\w+) -->\n)(.*?)(<!-- /bench-table -->)", re.S)
+INLINE = re.compile(r"(<!-- bench-ratio: (\w+) (\d+) -->)(.*?)(<!-- /bench-ratio -->)")
 
 
 def rewrite(text):
-    return MARK.sub(lambda m: m.group(1) + render(m.group(2)) + m.group(4), text)
+    text = MARK.sub(lambda m: m.group(1) + render(m.group(2)) + m.group(4), text)
+    return INLINE.sub(lambda m: m.group(1) + ratio(m.group(2), int(m.group(3))) + m.group(5), text)
 
 
 def machine_slug():
