@@ -50,6 +50,112 @@ TABLES = {
         ("error path, bare kind", "BM_Error_KeelResultBareCode", "BM_Error_Exceptions", "a throw"),
         ("error path, formatted message", "BM_Error_KeelResultMessage", "BM_Error_Exceptions", "a throw"),
     ]),
+    "simd": ("simd_bench", [
+        ("find a byte, 16 B", "BM_find_keel/16", "BM_find_memchr/16", "glibc memchr"),
+        ("find a byte, 64 B", "BM_find_keel/64", "BM_find_memchr/64", "glibc memchr"),
+        ("find a byte, 1 KiB", "BM_find_keel/1024", "BM_find_memchr/1024", "glibc memchr"),
+        ("substring, 8-byte needle, 1 MiB text", "BM_sub8_keel/1048576", "BM_sub8_memmem/1048576", "glibc memmem"),
+        ("substring, 16-byte needle, 1 MiB text", "BM_sub16_keel/1048576", "BM_sub16_memmem/1048576",
+         "glibc memmem"),
+        ("substring, 8-byte needle, 1 MiB text", "BM_sub8_keel/1048576", "BM_byte_scan_keel/1048576",
+         "keel's single-byte scan"),
+        ("rfind, 16-byte needle, 1 MiB text", "BM_rsub16_keel/1048576", "BM_sub16_keel/1048576",
+         "keel's forward find"),
+        ("ASCII case-insensitive, 1 MiB text", "BM_icase_keel/1048576", "BM_icase_strcasestr/1048576",
+         "glibc strcasestr"),
+        ("8 needles, 1 MiB text, no match", "BM_multi_keel/8/1048576", "BM_multi_hyperscan/8/1048576", "Hyperscan"),
+        ("16 needles, 1 MiB text, no match", "BM_multi_keel/16/1048576", "BM_multi_hyperscan/16/1048576",
+         "Hyperscan"),
+        ("64 needles, 1 MiB text, no match", "BM_multi_keel/64/1048576", "BM_multi_hyperscan/64/1048576",
+         "Hyperscan"),
+        ("64 needles, setup", "BM_multi_setup_keel/64/1048576", "BM_multi_setup_hyperscan/64/1048576",
+         "Hyperscan"),
+    ]),
+    "postgres_point": ("postgres_bench", [
+        ("point read, checkout per read", "BM_PointRead_Keel", "BM_PointRead_RawPrepared",
+         "raw libpq, prepared"),
+        ("point read, connection held", "BM_PointRead_KeelHeld", "BM_PointRead_RawPrepared",
+         "raw libpq, prepared"),
+        ("point read, checkout per read", "BM_PointRead_Keel", "BM_PointRead_Pqxx", "libpqxx, prepared"),
+    ], "cpu_time"),
+    "postgres_batch": ("postgres_bench", [
+        ("1000-row insert, COPY", "BM_Batch_Copy/real_time", "BM_Batch_RowByRow/real_time", "row by row"),
+        ("1000-row insert, pipeline", "BM_Batch_Pipeline/real_time", "BM_Batch_RowByRow/real_time",
+         "row by row"),
+    ]),
+    "sqlite": ("sqlite_bench", [
+        ("point read, checkout per read", "BM_PointRead_Keel/real_time/threads:1",
+         "BM_PointRead_Raw/real_time/threads:1", "raw C API"),
+        ("point read, connection held", "BM_PointRead_KeelHeld/real_time/threads:1",
+         "BM_PointRead_Raw/real_time/threads:1", "raw C API"),
+        ("point read, 4 threads", "BM_PointRead_Keel/real_time/threads:4",
+         "BM_PointRead_Mutex/real_time/threads:4", "one connection behind a mutex"),
+        ("point read, 4 threads", "BM_PointRead_Keel/real_time/threads:4",
+         "BM_PointRead_OpenPerOp/real_time/threads:4", "open per operation"),
+        ("single-row write transaction", "BM_InsertTx_Keel/real_time/threads:1",
+         "BM_InsertTx_Raw/real_time/threads:1", "raw C API"),
+        ("1000-row batch in one transaction", "BM_BatchInsert_Keel/real_time", "BM_BatchInsert_Raw/real_time",
+         "raw C API"),
+    ]),
+    "channel": ("channel_bench", [
+        ("1 producer, 1 consumer", "BM_1P1C<KeelQ>/real_time", "BM_1P1C<Moody>/real_time",
+         "moodycamel BlockingConcurrentQueue"),
+        ("2 producers, 2 consumers", "BM_2P2C<KeelQ>/real_time", "BM_2P2C<Moody>/real_time",
+         "moodycamel BlockingConcurrentQueue"),
+        ("4 producers, 2 consumers", "BM_4P2C<KeelQ>/real_time", "BM_4P2C<Moody>/real_time",
+         "moodycamel BlockingConcurrentQueue"),
+        ("ping-pong round trip", "BM_PingPong<KeelQ>/real_time", "BM_PingPong<Moody>/real_time",
+         "moodycamel BlockingConcurrentQueue"),
+        ("1 producer, 1 consumer", "BM_1P1C<KeelQ>/real_time", "BM_1P1C<MutexDeque>/real_time",
+         "mutex + condition variable"),
+        ("ping-pong round trip", "BM_PingPong<KeelQ>/real_time", "BM_PingPong<MutexDeque>/real_time",
+         "mutex + condition variable"),
+    ]),
+    "lockfree": ("lockfree_bench", [
+        ("SPSC push+pop, one thread", "pushpop_1t/keel_SpscRing", "pushpop_1t/atomic_queue_spsc",
+         "atomic_queue SPSC"),
+        ("SPSC, two threads", "spsc/keel_SpscRing/real_time", "spsc/moodycamel_ReaderWriterQueue/real_time",
+         "moodycamel ReaderWriterQueue"),
+        ("SPSC, two threads", "spsc/keel_SpscRing/real_time", "spsc/boost_spsc_queue/real_time",
+         "Boost spsc_queue"),
+        ("MPMC, 2x2 threads", "mpmc_2x2/keel_MpmcQueue/real_time", "mpmc_2x2/atomic_queue/real_time",
+         "atomic_queue MPMC"),
+        ("MPMC, 2x2 threads", "mpmc_2x2/keel_MpmcQueue/real_time", "mpmc_2x2/boost_queue/real_time",
+         "Boost lockfree queue"),
+        ("stack, two threads", "stack_2t/keel_Stack/real_time", "stack_2t/boost_stack/real_time",
+         "Boost lockfree stack"),
+        ("rate limiter, 2 threads", "rate/keel_RateLimiter/real_time/threads:2",
+         "rate/mutex_bucket/real_time/threads:2", "mutex token bucket"),
+        ("map, 10% writes, 2 threads", "map_2t/keel_ConcurrentMap/10/real_time/threads:2",
+         "map_2t/shared_mutex_unordered_map/10/real_time/threads:2", "shared_mutex + unordered_map"),
+    ]),
+    "crypto": ("crypto_bench", [
+        ("seal 64 B", "keel_seal/64", "raw_fresh_seal/64", "raw EVP, fresh context"),
+        ("seal 64 KiB", "keel_seal/65536", "raw_fresh_seal/65536", "raw EVP, fresh context"),
+        ("seal_into 64 B", "keel_seal_into/64", "raw_reused_seal/64", "raw EVP, reused context"),
+        ("open 64 B", "keel_open/64", "raw_fresh_open/64", "raw EVP, fresh context"),
+        ("open_into 64 KiB", "keel_open_into/65536", "raw_reused_open/65536", "raw EVP, reused context"),
+        ("PBKDF2-SHA256, 600,000 iterations", "keel_derive_key/600000/iterations:4",
+         "raw_pkcs5_pbkdf2/600000/iterations:4", "raw PKCS5_PBKDF2_HMAC"),
+    ]),
+    "websocket": ("websocket_bench", [
+        ("64 B round trip, one thread", "BM_KeelOnExecutor_RoundTrip/64/real_time",
+         "BM_RawAsync_RoundTrip/64/real_time", "raw Beast async"),
+        ("64 KiB round trip, one thread", "BM_KeelOnExecutor_RoundTrip/65536/real_time",
+         "BM_RawAsync_RoundTrip/65536/real_time", "raw Beast async"),
+        ("64 B pipelined, one thread", "BM_KeelOnExecutor_Pipelined/64/real_time",
+         "BM_RawAsync_Pipelined/64/real_time", "raw Beast async"),
+        ("64 KiB pipelined, one thread", "BM_KeelOnExecutor_Pipelined/65536/real_time",
+         "BM_RawAsync_Pipelined/65536/real_time", "raw Beast async"),
+        ("64 B round trip, I/O thread", "BM_Keel_RoundTrip/64/real_time", "BM_RawIoThread_RoundTrip/64/real_time",
+         "raw Beast on an I/O thread"),
+        ("64 KiB round trip, I/O thread", "BM_Keel_RoundTrip/65536/real_time",
+         "BM_RawIoThread_RoundTrip/65536/real_time", "raw Beast on an I/O thread"),
+        ("64 B pipelined, I/O thread", "BM_Keel_Pipelined/64/real_time", "BM_RawIoThread_Pipelined/64/real_time",
+         "raw Beast on an I/O thread"),
+        ("64 KiB pipelined, I/O thread", "BM_Keel_Pipelined/65536/real_time",
+         "BM_RawIoThread_Pipelined/65536/real_time", "raw Beast on an I/O thread"),
+    ]),
 }
 
 
@@ -72,14 +178,22 @@ def newest_record(bench):
 
 def times(doc, metric="real_time"):
     """name -> (median time in ns, repetitions) over the runs of one record."""
-    runs = {}
+    runs, medians = {}, {}
     scale = {"ns": 1.0, "us": 1e3, "ms": 1e6, "s": 1e9}
     for b in doc.get("benchmarks", []):
-        if b.get("run_type") == "aggregate" or b.get("error_occurred"):
+        if b.get("error_occurred"):
             continue
         name = b.get("run_name", b["name"])
-        runs.setdefault(name, []).append(b[metric] * scale[b.get("time_unit", "ns")])
-    return {k: (statistics.median(v), len(v)) for k, v in runs.items()}
+        value = b[metric] * scale[b.get("time_unit", "ns")]
+        if b.get("run_type") != "aggregate":
+            runs.setdefault(name, []).append(value)
+        elif b.get("aggregate_name") == "median":
+            # A run with --benchmark_report_aggregates_only keeps only these.
+            medians[name] = (value, b.get("repetitions", 1))
+    out = {k: (statistics.median(v), len(v)) for k, v in runs.items()}
+    for k, v in medians.items():
+        out.setdefault(k, v)
+    return out
 
 
 def fmt_ns(ns):
