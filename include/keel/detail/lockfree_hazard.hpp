@@ -21,7 +21,7 @@
 // would be cheaper on some CPUs, but ThreadSanitizer does not model them.)
 #pragma once
 
-#include <keel/lockfree/cache_padded.hpp>
+#include <keel/detail/cpu_relax.hpp>
 
 #include <algorithm>
 #include <atomic>
@@ -41,7 +41,7 @@ struct Retired {
 
 /// One thread's hazard slot. Padded: the owner writes it on every protected
 /// read and scanners read it.
-struct alignas(kCacheLineSize) Record {
+struct alignas(kCacheLine) Record {
   std::atomic<const void*> hazard{nullptr};
   std::atomic<bool> active{false};
   Record* next = nullptr;  // immutable once the record is published
@@ -121,7 +121,7 @@ class Domain {
     for (auto it = keep; it != list.end(); ++it) it->deleter(it->ptr);
     list.erase(keep, list.end());
     // relaxed: statistic only. Unsigned wrap-around makes this a signed delta.
-    retired_->fetch_add(newly_retired - freed, std::memory_order_relaxed);
+    retired_.fetch_add(newly_retired - freed, std::memory_order_relaxed);
   }
 
   /// Frees p once no hazard names it, without allocating: the fallback of a
@@ -155,9 +155,9 @@ class Domain {
   }
 
   void count_retired(std::size_t n) noexcept {
-    retired_->fetch_add(n, std::memory_order_relaxed);
+    retired_.fetch_add(n, std::memory_order_relaxed);
   }  // statistic only
-  [[nodiscard]] std::size_t retired() const noexcept { return retired_->load(std::memory_order_relaxed); }
+  [[nodiscard]] std::size_t retired() const noexcept { return retired_.load(std::memory_order_relaxed); }
   [[nodiscard]] std::size_t records() const noexcept { return records_.load(std::memory_order_relaxed); }
 
  private:
@@ -165,7 +165,9 @@ class Domain {
 
   std::atomic<Record*> head_{nullptr};
   std::atomic<std::size_t> records_{0};
-  CachePadded<std::atomic<std::size_t>> retired_{};
+  // On its own cache line: every retire writes it, every protected read reads head_.
+  alignas(kCacheLine) std::atomic<std::size_t> retired_{0};
+  [[maybe_unused]] char retired_pad_[kCacheLine - sizeof(std::atomic<std::size_t>)]{};
   std::mutex orphan_mu_;
   std::vector<Retired> orphans_;
   std::atomic<bool> has_orphans_{false};

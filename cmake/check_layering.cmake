@@ -1,0 +1,65 @@
+# cmake -DKEEL_SOURCE_DIR=<root> -P cmake/check_layering.cmake
+#
+# Checks the include graph of include/keel against the module graph in
+# KeelModules.cmake, so a module cannot quietly start to depend on another:
+#   1. a header includes keel headers only of its own module and of the
+#      modules it builds on (KEEL_<m>_REQUIRES, transitively);
+#   2. a private header (a path with a detail/ part) includes public headers
+#      only of its own module (not the core's: the core's parts are separate
+#      concerns) and of the core's foundation, KEEL_FOUNDATION;
+#   3. no header includes another module's private (detail/) header, except
+#      the core's dependency-free ones listed in KEEL_SHARED_DETAIL.
+# Forwarding headers kept for old include paths are checked like any other.
+# Prints every violation and fails when there is one.
+cmake_minimum_required(VERSION 3.22)
+include("${KEEL_SOURCE_DIR}/cmake/KeelModules.cmake")
+
+# Core private headers any module may use: they depend on nothing but the
+# standard library (assert, cache-line size and pause).
+set(KEEL_SHARED_DETAIL "keel/detail/assert.hpp" "keel/detail/cpu_relax.hpp")
+# The vocabulary every module's machinery speaks: errors, results, logging.
+set(KEEL_FOUNDATION "keel/errc.hpp" "keel/error.hpp" "keel/result.hpp" "keel/logger.hpp" "keel/backoff.hpp")
+
+file(GLOB_RECURSE _headers RELATIVE "${KEEL_SOURCE_DIR}/include"
+     "${KEEL_SOURCE_DIR}/include/keel/*.hpp" "${KEEL_SOURCE_DIR}/include/keel/*.inc")
+set(_errors "")
+foreach(_h IN LISTS _headers)
+  keel_module_of_header("${_h}" _m)
+  if(_m STREQUAL "keel")
+    continue()  # <keel/keel.hpp> includes everything by design
+  endif()
+  keel_module_closure(_allowed ${_m})
+  file(STRINGS "${KEEL_SOURCE_DIR}/include/${_h}" _lines REGEX "^[ \t]*#[ \t]*include[ \t]*[<\"]keel/")
+  foreach(_l IN LISTS _lines)
+    string(REGEX REPLACE "^[ \t]*#[ \t]*include[ \t]*[<\"]([^>\"]+)[>\"].*$" "\\1" _inc "${_l}")
+    keel_module_of_header("${_inc}" _im)
+    if(NOT _im IN_LIST _allowed)
+      list(APPEND _errors "${_h} (module ${_m}) includes ${_inc} (module ${_im}), which ${_m} does not build on")
+      continue()
+    endif()
+    set(_h_private FALSE)
+    set(_inc_private FALSE)
+    if(_h MATCHES "/detail/")
+      set(_h_private TRUE)
+    endif()
+    if(_inc MATCHES "/detail/")
+      set(_inc_private TRUE)
+    endif()
+    if(_h_private AND NOT _inc_private AND NOT _inc IN_LIST KEEL_FOUNDATION
+       AND (NOT _im STREQUAL _m OR _m STREQUAL "core"))
+      list(APPEND _errors "${_h} (private, module ${_m}) includes ${_inc}, a public header of module ${_im}")
+    endif()
+    if(_inc_private AND NOT _im STREQUAL _m AND NOT _inc IN_LIST KEEL_SHARED_DETAIL)
+      list(APPEND _errors "${_h} (module ${_m}) includes ${_inc}, a private header of module ${_im}")
+    endif()
+  endforeach()
+endforeach()
+list(LENGTH _headers _n)
+if(_errors)
+  foreach(_e IN LISTS _errors)
+    message("layering: ${_e}")
+  endforeach()
+  list(LENGTH _errors _ne)
+  message(FATAL_ERROR "layering: ${_ne} violation(s) in ${_n} headers")
+endif()
+message(STATUS "layering: ${_n} headers follow the module graph")
