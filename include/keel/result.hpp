@@ -727,10 +727,22 @@ static_assert(sizeof(Result<void>) <= 16, "Result<void> fits two words");
 
 /// An error result with a formatted message and the caller's location:
 /// `return keel::fail(Errc::not_found, "no user {}", id);`
+namespace detail {
+// The formatting and allocation of keel::fail, kept out of line and cold so
+// that a function which can fail keeps a frameless success path.
+#if defined(__GNUC__) || defined(__clang__)
+[[gnu::noinline, gnu::cold]]
+#endif
+inline unexpected<Error>
+fail_formatted(Errc code, fmt::string_view format, fmt::format_args args, SourceLocation where) {
+  return unexpected<Error>(Error(code, fmt::vformat(format, args), where));
+}
+}  // namespace detail
+
 template <class... Args>
 [[nodiscard]] unexpected<Error> fail(Errc code, detail::LocatedFormat<std::type_identity_t<Args>...> f,
                                      Args&&... args) {
-  return unexpected<Error>(Error(code, fmt::format(f.str, std::forward<Args>(args)...), f.loc));
+  return detail::fail_formatted(code, f.str, fmt::make_format_args(args...), f.loc);
 }
 /// A bare error result (no message, no allocation).
 [[nodiscard]] inline unexpected<Error> fail(Errc code) noexcept {
