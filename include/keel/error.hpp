@@ -21,6 +21,7 @@
 #pragma once
 
 #include <keel/detail/assert.hpp>
+#include <keel/detail/http_status.hpp>
 #include <keel/errc.hpp>
 
 #include <fmt/format.h>
@@ -324,6 +325,8 @@ class Error {
   [[nodiscard]] bool is_transient() const noexcept {
     return keel::is_transient(code());
   }
+  /// The HTTP status of the kind; keel::http_status(e) in <keel/json.hpp> is
+  /// the documented spelling, this one stays for existing code.
   [[nodiscard]] int http_status() const noexcept {
     return keel::http_status(code());
   }
