@@ -573,3 +573,57 @@ inline std::string Error::to_string() const {
 }
 
 }  // namespace keel
+
+// std::format, where the standard library has it (libstdc++ 13, libc++ 17,
+// MSVC): std::format("{}", e) and "{:v}" give what fmt gives, and an Errc
+// formats as its code. libstdc++ 12 has no <format>, so there this is
+// compiled out and fmt is the way.
+#if defined(__has_include)
+#if __has_include(<format>)
+#include <version>
+#if defined(__cpp_lib_format) && __cpp_lib_format >= 201907L
+#include <format>
+#define KEEL_HAS_STD_FORMAT 1
+#endif
+#endif
+#endif
+#ifndef KEEL_HAS_STD_FORMAT
+#define KEEL_HAS_STD_FORMAT 0
+#endif
+
+#if KEEL_HAS_STD_FORMAT
+template <>
+struct std::formatter<keel::Error, char> {
+  bool verbose = false;
+  constexpr auto parse(std::format_parse_context& ctx) -> decltype(ctx.begin()) {
+    auto it = ctx.begin();
+    if (it != ctx.end() && *it == 'v') {
+      verbose = true;
+      ++it;
+    }
+    if (it != ctx.end() && *it != '}') {
+#if KEEL_HAS_EXCEPTIONS
+      throw std::format_error("keel::Error takes {} or {:v}");
+#else
+      std::abort();
+#endif
+    }
+    return it;
+  }
+  template <class FormatContext>
+  auto format(const keel::Error& e, FormatContext& ctx) const -> decltype(ctx.out()) {
+    const std::string text = verbose ? fmt::format("{:v}", e) : fmt::format("{}", e);
+    auto out = ctx.out();
+    for (const char ch : text) *out++ = ch;
+    return out;
+  }
+};
+
+template <>
+struct std::formatter<keel::Errc, char> : std::formatter<std::string_view, char> {
+  template <class FormatContext>
+  auto format(keel::Errc c, FormatContext& ctx) const -> decltype(ctx.out()) {
+    return std::formatter<std::string_view, char>::format(keel::to_string(c), ctx);
+  }
+};
+#endif
