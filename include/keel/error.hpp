@@ -17,6 +17,9 @@
 // context allocates and may throw std::bad_alloc, moving never throws. The
 // views message(), contexts() and chain() return point into the Error they
 // were called on; called on a temporary they return owning strings instead.
+// Compiled with KEEL_ERROR_STACKTRACE=1 (off by default, see below), errors
+// made with a message also record the call stack. std::format works as fmt
+// does where the standard library has <format>.
 // <keel/result.hpp> includes this header.
 #pragma once
 
