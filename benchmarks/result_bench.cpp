@@ -1,14 +1,18 @@
 // The cost of keel::Result<int> on a 3-deep call chain, beside the ways a C++
 // user would otherwise report errors: plain int returns (no error channel:
-// the floor), std::error_code out-parameters, and exceptions. Success path
+// the floor), std::error_code out-parameters, and exceptions; and two plain
+// structs of Result<int>'s size that show what the calling convention costs. Success path
 // and error path are measured separately; the calls are kept out of line so
 // the chain is really three calls deep.
 #include <keel/result.hpp>
 
 #include <benchmark/benchmark.h>
 
+#include <cstdint>
+#include <new>
 #include <stdexcept>
 #include <system_error>
+#include <utility>
 
 namespace {
 
@@ -50,6 +54,67 @@ KEEL_BENCH_NOINLINE keel::Result<int> bare2(int v) {
 KEEL_BENCH_NOINLINE keel::Result<int> bare1(int v) {
   KEEL_TRY_ASSIGN(int x, bare2(v));
   return x - 3;
+}
+
+// ---- The calling convention's floor for a result type of Result<int>'s
+// shape (an error word, an int, a flag: 16 bytes), measured beside it so the
+// cost of returning through memory shows in every run. The x86-64 and AArch64
+// ABIs return a trivially copyable 16-byte struct in two registers, but any
+// type with a non-trivial destructor (one that owns its error, as
+// keel::Result must) through a slot in the caller's frame: each level stores
+// the value and the flag and the caller loads them back.
+struct TrivialPair {
+  std::uintptr_t err;
+  int value;
+  bool ok;
+};
+KEEL_BENCH_NOINLINE TrivialPair triv3(int v) {
+  if (v < 0) return {3, 0, false};
+  return {0, v + 1, true};
+}
+KEEL_BENCH_NOINLINE TrivialPair triv2(int v) {
+  const TrivialPair r = triv3(v);
+  if (!r.ok) return r;
+  return {0, r.value * 2, true};
+}
+KEEL_BENCH_NOINLINE TrivialPair triv1(int v) {
+  const TrivialPair r = triv2(v);
+  if (!r.ok) return r;
+  return {0, r.value - 3, true};
+}
+KEEL_BENCH_NOINLINE void release_error(std::uintptr_t err) {
+  if ((err & 1U) == 0) ::operator delete(reinterpret_cast<void*>(err));
+}
+class OwningPair {
+ public:
+  OwningPair(std::uintptr_t err, int value, bool ok) : err_(err), value_(value), ok_(ok) {}
+  OwningPair(const OwningPair&) = delete;
+  OwningPair& operator=(const OwningPair&) = delete;
+  ~OwningPair() {
+    if (!ok_) release_error(err_);
+  }
+  [[nodiscard]] bool ok() const { return ok_; }
+  [[nodiscard]] int value() const { return value_; }
+  [[nodiscard]] std::uintptr_t take() { return std::exchange(err_, std::uintptr_t{1}); }
+
+ private:
+  std::uintptr_t err_;
+  int value_;
+  bool ok_;
+};
+KEEL_BENCH_NOINLINE OwningPair own3(int v) {
+  if (v < 0) return {3, 0, false};
+  return {0, v + 1, true};
+}
+KEEL_BENCH_NOINLINE OwningPair own2(int v) {
+  OwningPair r = own3(v);
+  if (!r.ok()) return {r.take(), 0, false};
+  return {0, r.value() * 2, true};
+}
+KEEL_BENCH_NOINLINE OwningPair own1(int v) {
+  OwningPair r = own2(v);
+  if (!r.ok()) return {r.take(), 0, false};
+  return {0, r.value() - 3, true};
 }
 
 // ---- std::error_code out-parameter
@@ -96,6 +161,22 @@ void BM_Success_KeelResult(benchmark::State& state) {
     benchmark::DoNotOptimize(v);
     auto r = res1(v);
     benchmark::DoNotOptimize(*r);
+  }
+}
+void BM_Success_TrivialPair(benchmark::State& state) {
+  int v = 1;
+  for (auto _ : state) {
+    benchmark::DoNotOptimize(v);
+    const TrivialPair r = triv1(v);
+    benchmark::DoNotOptimize(r.value);
+  }
+}
+void BM_Success_OwningPair(benchmark::State& state) {
+  int v = 1;
+  for (auto _ : state) {
+    benchmark::DoNotOptimize(v);
+    const OwningPair r = own1(v);
+    benchmark::DoNotOptimize(r.value());
   }
 }
 void BM_Success_ErrorCodeOut(benchmark::State& state) {
@@ -160,6 +241,8 @@ void BM_Error_Exceptions(benchmark::State& state) {
 
 BENCHMARK(BM_Success_PlainInt);
 BENCHMARK(BM_Success_KeelResult);
+BENCHMARK(BM_Success_TrivialPair);
+BENCHMARK(BM_Success_OwningPair);
 BENCHMARK(BM_Success_ErrorCodeOut);
 BENCHMARK(BM_Success_Exceptions);
 BENCHMARK(BM_Error_KeelResultMessage);

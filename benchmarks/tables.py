@@ -49,7 +49,9 @@ TABLES = {
          "std::error_code out-param"),
         ("error path, bare kind", "BM_Error_KeelResultBareCode", "BM_Error_Exceptions", "a throw"),
         ("error path, formatted message", "BM_Error_KeelResultMessage", "BM_Error_Exceptions", "a throw"),
-    ]),
+        ("success path, 3-deep chain", "BM_Success_KeelResult", "BM_Success_OwningPair",
+         "a 16-byte struct with a destructor (the ABI's floor)"),
+    ], "cpu_time"),
     "simd": ("simd_bench", [
         ("find a byte, 16 B", "BM_find_keel/16", "BM_find_memchr/16", "glibc memchr"),
         ("find a byte, 64 B", "BM_find_keel/64", "BM_find_memchr/64", "glibc memchr"),
@@ -70,7 +72,7 @@ TABLES = {
          "Hyperscan"),
         ("64 needles, setup", "BM_multi_setup_keel/64/1048576", "BM_multi_setup_hyperscan/64/1048576",
          "Hyperscan"),
-    ]),
+    ], "cpu_time"),
     "postgres_point": ("postgres_bench", [
         ("point read, checkout per read", "BM_PointRead_Keel", "BM_PointRead_RawPrepared",
          "raw libpq, prepared"),
@@ -137,7 +139,7 @@ TABLES = {
         ("open_into 64 KiB", "keel_open_into/65536", "raw_reused_open/65536", "raw EVP, reused context"),
         ("PBKDF2-SHA256, 600,000 iterations", "keel_derive_key/600000/iterations:4",
          "raw_pkcs5_pbkdf2/600000/iterations:4", "raw PKCS5_PBKDF2_HMAC"),
-    ]),
+    ], "cpu_time"),
     "websocket": ("websocket_bench", [
         ("64 B round trip, one thread", "BM_KeelOnExecutor_RoundTrip/64/real_time",
          "BM_RawAsync_RoundTrip/64/real_time", "raw Beast async"),

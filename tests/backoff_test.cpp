@@ -36,10 +36,22 @@ TEST_CASE("never overflows however many attempts", "[backoff]") {
 
 TEST_CASE("invalid policies are reported, and clamped if used anyway", "[backoff]") {
   CHECK(BackoffPolicy{}.validate());
-  CHECK(BackoffPolicy{.initial = 0ms}.validate().error().code() == keel::Errc::invalid_argument);
-  CHECK_FALSE(BackoffPolicy{.factor = 0.5}.validate());
-  CHECK_FALSE(BackoffPolicy{.factor = std::numeric_limits<double>::quiet_NaN()}.validate());
-  CHECK_FALSE(BackoffPolicy{.initial = 10ms, .max = 5ms}.validate());
+  // Bad configuration is Errc::config, naming the field.
+  const auto zero = BackoffPolicy{.initial = 0ms}.validate();
+  REQUIRE_FALSE(zero);
+  CHECK(zero.error().code() == keel::Errc::config);
+  CHECK(zero.error().message().find("initial") != std::string_view::npos);
+  const auto shrink = BackoffPolicy{.factor = 0.5}.validate();
+  REQUIRE_FALSE(shrink);
+  CHECK(shrink.error().code() == keel::Errc::config);
+  CHECK(shrink.error().message().find("factor") != std::string_view::npos);
+  const auto nan = BackoffPolicy{.factor = std::numeric_limits<double>::quiet_NaN()}.validate();
+  REQUIRE_FALSE(nan);
+  CHECK(nan.error().code() == keel::Errc::config);
+  const auto below = BackoffPolicy{.initial = 10ms, .max = 5ms}.validate();
+  REQUIRE_FALSE(below);
+  CHECK(below.error().code() == keel::Errc::config);
+  CHECK(below.error().message().find("max") != std::string_view::npos);
   Backoff b({.initial = 0ms, .factor = 0.5, .max = 0ms, .jitter = false}, 1);
   CHECK(b.next() == 1ms);
   CHECK(b.next() == 1ms);

@@ -214,3 +214,12 @@ TEST_CASE("registered payloads go through JSON; others are left out", "[json][pa
   CHECK(bad.error().code() == Errc::invalid_argument);
   CHECK_FALSE(keel::error_from_json(std::string_view(R"({"code":"BUSY","payload":[1]})")));
 }
+
+TEST_CASE("the HTTP status lives at the JSON boundary, the old spellings still work", "[json]") {
+  const keel::Error e(keel::Errc::not_found, "no user 7");
+  CHECK(keel::http_status(e) == 404);
+  CHECK(keel::http_status(keel::Errc::timeout) == 504);
+  CHECK(e.http_status() == 404);  // the member, kept for existing code
+  CHECK(keel::to_json(e).at("status").get<int>() == keel::http_status(e));
+  CHECK(keel::http_status(keel::Error(keel::Errc::config)) == 500);
+}

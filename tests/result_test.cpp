@@ -1121,3 +1121,18 @@ TEST_CASE("typed payloads: attach, read back by type, kept through context and w
   CHECK(r.error().payload<SqliteCode>()->extended == 5);
   CHECK(Result<int>(1).attach(SqliteCode{5}) == 1);
 }
+
+#if KEEL_HAS_STD_FORMAT
+TEST_CASE("std::format gives what fmt gives", "[result]") {
+  keel::Error e(keel::Errc::not_found, "no user 7");
+  e.context("loading profile");
+  CHECK(std::format("{}", e) == "loading profile: NOT_FOUND: no user 7");
+  CHECK(std::format("{:v}", e) == fmt::format("{:v}", e));
+  CHECK(std::format("[{:>6}]", keel::Errc::busy) == "[  BUSY]");
+}
+#else
+TEST_CASE("without <format> only fmt formats keel errors", "[result]") {
+  STATIC_REQUIRE(KEEL_HAS_STD_FORMAT == 0);
+  CHECK(fmt::format("{}", keel::Error(keel::Errc::busy)) == "BUSY");
+}
+#endif

@@ -43,15 +43,14 @@ struct BackoffPolicy {
   std::chrono::milliseconds max{30'000};   ///< largest delay (>= initial)
   bool jitter = true;                      ///< full jitter; false gives the ceiling itself
 
-  /// Errc::invalid_argument naming the offending field, or success.
+  /// Errc::config naming the offending field, or success.
   [[nodiscard]] Result<void> validate() const {
-    if (initial.count() <= 0) return fail(Errc::invalid_argument, "backoff initial must be > 0 ms");
+    if (initial.count() <= 0) return fail(Errc::config, "backoff initial must be > 0 ms");
     if (!(factor >= 1.0) || !std::isfinite(factor)) {
-      return fail(Errc::invalid_argument, "backoff factor must be finite and >= 1 (got {})", factor);
+      return fail(Errc::config, "backoff factor must be finite and >= 1 (got {})", factor);
     }
     if (max < initial) {
-      return fail(Errc::invalid_argument, "backoff max ({} ms) is below initial ({} ms)", max.count(),
-                  initial.count());
+      return fail(Errc::config, "backoff max ({} ms) is below initial ({} ms)", max.count(), initial.count());
     }
     return {};
   }
@@ -152,7 +151,7 @@ struct RetryOptions {
 
   /// Errc::config naming the offending field, or success.
   [[nodiscard]] Result<void> validate() const {
-    if (auto b = backoff.validate(); !b) return Error(Errc::config, std::string(b.error().message()));
+    if (auto b = backoff.validate(); !b) return b;
     if (max_attempts == 0) return fail(Errc::config, "retry max_attempts must be >= 1");
     if (deadline.count() < 0) return fail(Errc::config, "retry deadline must not be negative");
     return {};

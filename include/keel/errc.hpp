@@ -3,7 +3,6 @@
 //
 //     std::error_code ec = keel::Errc::timeout;          // category "keel"
 //     keel::to_string(keel::Errc::not_found);            // "NOT_FOUND", stable
-//     keel::http_status(keel::Errc::not_found);          // 404
 //     if (os_error == keel::Errc::timeout) { ... }       // true for ETIMEDOUT too
 //     keel::errc_from(std::make_error_code(std::errc::too_many_files_open));
 //                                                         // Errc::resource_exhausted
@@ -28,47 +27,71 @@ namespace keel {
 /// what to do from the kind alone; the message and context explain it.
 /// Values start at 1 so that a value-initialised std::error_code means success.
 enum class Errc : std::uint8_t {
-  /// The caller passed something unusable (bad input, a value out of range).
+  /// The caller passed a value the function cannot use, whatever the state
+  /// of the system (a malformed string, an out-of-range index). Use config
+  /// for bad settings, and not_found / already_exists for a name that does
+  /// or does not exist.
   invalid_argument = 1,
-  /// What was asked for does not exist (a row, a file, a credential).
+  /// What was asked for does not exist (a row, a file, a credential). Use
+  /// when the caller named something; empty for a queue with nothing in it.
   not_found,
-  /// A create found the name taken.
+  /// A create found the name taken. Use only for creation; a conflicting
+  /// state of something that exists is invalid_argument or internal.
   already_exists,
-  /// A wait ran out of time. Transient.
+  /// A wait or deadline ran out before the operation finished; the operation
+  /// may still succeed if retried. Transient.
   timeout,
-  /// A channel or connection is shut for good; retrying will not help.
+  /// The channel, connection or pool was shut for good by its owner; retrying
+  /// the same object will not help (unavailable when a peer may come back).
   closed,
-  /// A bounded queue is at capacity (backpressure); try later or drop.
+  /// A bounded queue is at capacity (backpressure): retry later or drop. Use
+  /// for keel's own queues; resource_exhausted for the OS's limits.
   full,
-  /// Nothing to take right now (a non-blocking receive).
+  /// A non-blocking receive found nothing to take right now.
   empty,
-  /// A broadcast receiver fell behind and missed values.
+  /// A broadcast receiver fell behind and missed values; it can go on from
+  /// the oldest value still kept.
   lagged,
-  /// The caller (or its owner) gave up on the operation.
+  /// The caller (or its owner) gave up on the operation (a stop token, a
+  /// cancelled retry); not a failure of the operation itself.
   cancelled,
-  /// Something is momentarily in use elsewhere (a lock, EAGAIN, EINTR). Transient.
+  /// Something is momentarily in use elsewhere (a database lock, EAGAIN,
+  /// EINTR); retrying after a pause is expected to work. Transient.
   busy,
-  /// A file or socket operation failed (the OS error is in the message).
+  /// A file or socket operation failed and no more specific kind fits; the
+  /// OS error is in the message.
   io,
-  /// The database reported an error that is not one of the other kinds.
+  /// The database reported an error that is none of the other kinds (a
+  /// constraint, a syntax error in SQL); SQLite's or PostgreSQL's code is in
+  /// the message or a payload.
   database,
-  /// A cryptographic operation failed for a reason other than authentication.
+  /// A cryptographic operation failed for a reason other than
+  /// authentication (a library failure, an unsupported algorithm).
   crypto,
-  /// Wrong key, wrong password, tampered data, or permission denied.
+  /// Wrong key, wrong password, data that fails authentication (tampered),
+  /// or permission denied. Never retry with the same credentials.
   auth_failed,
-  /// A peer broke the protocol (malformed frame, unexpected reply).
+  /// A peer broke the protocol (a malformed frame, an unexpected reply).
+  /// Use for what came over the wire; invalid_argument for a local caller.
   protocol,
-  /// The program is misconfigured (a config struct's validate() says why).
+  /// The configuration is wrong: every config struct's validate() and every
+  /// bad setting (a field out of range, a bad environment variable) report
+  /// this kind, naming the field. Fix the configuration, do not retry.
   config,
-  /// Out of memory, file handles, disk space or quota.
+  /// Out of memory, file handles, disk space or quota (ENOMEM, EMFILE,
+  /// ENOSPC, EDQUOT).
   resource_exhausted,
-  /// A peer cannot be reached right now (refused, reset, unreachable). Transient.
+  /// A peer cannot be reached right now (refused, reset, unreachable) and may
+  /// come back. Transient.
   unavailable,
-  /// A bug: an invariant broke. Report it.
+  /// A bug: an invariant broke, or a success was converted into an error.
+  /// Report it; the caller cannot fix it.
   internal,
-  /// Stored data is damaged or missing (a corrupt record, a vault without its header).
+  /// Stored data is damaged or missing (a corrupt record, a vault without its
+  /// header): unrecoverable without a backup.
   data_loss,
-  /// A kind this build does not know (a newer peer's code); the text is kept.
+  /// A kind this build does not know (a newer peer's code, a foreign
+  /// exception); the text is kept. Not for new errors: pick a kind above.
   unknown,
 };
 
@@ -140,56 +163,6 @@ inline constexpr int kErrcCount = 21;
     if (to_string(c) == s) return c;
   }
   return std::nullopt;
-}
-
-/// An HTTP-like status for an API or IPC boundary (see docs/result.md for the
-/// reasoning behind each choice).
-[[nodiscard]] constexpr int http_status(Errc c) noexcept {
-  switch (c) {
-    case Errc::invalid_argument:
-      return 400;
-    case Errc::not_found:
-      return 404;
-    case Errc::already_exists:
-      return 409;
-    case Errc::timeout:
-      return 504;
-    case Errc::closed:
-      return 410;  // Gone: the resource existed and is shut.
-    case Errc::full:
-      return 503;  // Backpressure: try again later.
-    case Errc::empty:
-      return 404;  // Nothing to hand out right now.
-    case Errc::lagged:
-      return 409;  // The reader's position conflicts with what is retained.
-    case Errc::cancelled:
-      return 499;  // Client closed request (nginx, gRPC's mapping).
-    case Errc::busy:
-      return 503;
-    case Errc::io:
-      return 500;
-    case Errc::database:
-      return 500;
-    case Errc::crypto:
-      return 500;
-    case Errc::auth_failed:
-      return 401;
-    case Errc::protocol:
-      return 502;  // Bad Gateway: a peer spoke wrongly.
-    case Errc::config:
-      return 500;
-    case Errc::resource_exhausted:
-      return 429;
-    case Errc::unavailable:
-      return 503;
-    case Errc::internal:
-      return 500;
-    case Errc::data_loss:
-      return 500;
-    case Errc::unknown:
-      return 500;
-  }
-  return 500;
 }
 
 /// True for the kinds worth retrying after a pause: timeout, busy, unavailable.

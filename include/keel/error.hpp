@@ -17,10 +17,14 @@
 // context allocates and may throw std::bad_alloc, moving never throws. The
 // views message(), contexts() and chain() return point into the Error they
 // were called on; called on a temporary they return owning strings instead.
+// Compiled with KEEL_ERROR_STACKTRACE=1 (off by default, see below), errors
+// made with a message also record the call stack. std::format works as fmt
+// does where the standard library has <format>.
 // <keel/result.hpp> includes this header.
 #pragma once
 
 #include <keel/detail/assert.hpp>
+#include <keel/detail/http_status.hpp>
 #include <keel/errc.hpp>
 
 #include <fmt/format.h>
@@ -36,7 +40,29 @@
 #include <utility>
 #include <vector>
 
+/// KEEL_ERROR_STACKTRACE: 0 (the default) or 1. At 1, every Error made with a
+/// message also records the call stack it was made on (Boost.Stacktrace:
+/// addresses only; names and lines are looked up when it is printed), shown
+/// by `{:v}` and read with keel::stacktrace(e). Define it the same way for
+/// every translation unit of a program, and link a Boost.Stacktrace backend
+/// (boost_stacktrace_backtrace with BOOST_STACKTRACE_LINK, or the header-only
+/// default with -ldl). At 0 nothing of it is compiled.
+#ifndef KEEL_ERROR_STACKTRACE
+#define KEEL_ERROR_STACKTRACE 0
+#endif
+#if KEEL_ERROR_STACKTRACE
+#include <boost/stacktrace.hpp>
+#endif
+
 namespace keel {
+
+#if KEEL_ERROR_STACKTRACE
+/// The call stack an Error was made on, kept as a payload
+/// (KEEL_ERROR_STACKTRACE=1 only).
+struct Stacktrace {
+  boost::stacktrace::stacktrace frames;
+};
+#endif
 
 /// Where an error was made. std::source_location's interface, built on the
 /// compiler builtins so it also works where <source_location> does not
@@ -117,12 +143,18 @@ class Error {
 
   /// A code with a message and the location it was made at.
   Error(Errc code, std::string message, SourceLocation where = ::keel::SourceLocation::current())
-      : bits_(reinterpret_cast<std::uintptr_t>(new Rep{code, std::move(message), where, {}, {}})) {}
+      : bits_(reinterpret_cast<std::uintptr_t>(new Rep{code, std::move(message), where, {}, {}})) {
+#if KEEL_ERROR_STACKTRACE
+    record_stacktrace();
+#endif
+  }
 
   Error(const Error& other) : bits_(other.bits_) {
     if (const Rep* r = other.rep()) bits_ = reinterpret_cast<std::uintptr_t>(clone(*r));
   }
-  Error(Error&& other) noexcept : bits_(other.bits_) { other.bits_ = kMovedFrom; }
+  Error(Error&& other) noexcept : bits_(other.bits_) {
+    other.bits_ = kMovedFrom;
+  }
   /// Strong guarantee: on std::bad_alloc *this is unchanged.
   Error& operator=(const Error& other) {
     if (this != &other) *this = Error(other);
@@ -136,7 +168,9 @@ class Error {
     }
     return *this;
   }
-  ~Error() { destroy(); }
+  ~Error() {
+    destroy();
+  }
 
   /// Converts a std::error_code (see keel::errc_from for the kinds): a keel
   /// code stays a bare kind; any other keeps the original category and text
@@ -159,8 +193,12 @@ class Error {
   }
   /// The root message ("" for a bare code). A view into this Error; on a
   /// temporary Error, an owning copy.
-  [[nodiscard]] std::string_view message() const& noexcept KEEL_LIFETIMEBOUND { return message_view(); }
-  [[nodiscard]] std::string message() const&& { return std::string(message_view()); }
+  [[nodiscard]] std::string_view message() const& noexcept KEEL_LIFETIMEBOUND {
+    return message_view();
+  }
+  [[nodiscard]] std::string message() const&& {
+    return std::string(message_view());
+  }
   /// Where the error was made; a default (empty) location for a bare code.
   [[nodiscard]] SourceLocation where() const noexcept {
     if (const Rep* r = rep()) return r->where;
@@ -287,11 +325,21 @@ class Error {
     }
   }
 
-  [[nodiscard]] bool is_transient() const noexcept { return keel::is_transient(code()); }
-  [[nodiscard]] int http_status() const noexcept { return keel::http_status(code()); }
-  [[nodiscard]] std::error_code error_code() const noexcept { return make_error_code(code()); }
+  [[nodiscard]] bool is_transient() const noexcept {
+    return keel::is_transient(code());
+  }
+  /// The HTTP status of the kind; keel::http_status(e) in <keel/json.hpp> is
+  /// the documented spelling, this one stays for existing code.
+  [[nodiscard]] int http_status() const noexcept {
+    return keel::http_status(code());
+  }
+  [[nodiscard]] std::error_code error_code() const noexcept {
+    return make_error_code(code());
+  }
   // NOLINTNEXTLINE(google-explicit-constructor): an Error converts to its error_code.
-  operator std::error_code() const noexcept { return error_code(); }
+  operator std::error_code() const noexcept {
+    return error_code();
+  }
 
   /// Adds a context frame ("while doing what") and records where it was
   /// added; an empty string adds nothing. On std::bad_alloc the Error is
@@ -320,7 +368,9 @@ class Error {
     if ((ca == nullptr) != (cb == nullptr)) return false;
     return ca == nullptr || *ca == *cb;
   }
-  friend bool operator==(const Error& a, Errc b) noexcept { return a.code() == b; }
+  friend bool operator==(const Error& a, Errc b) noexcept {
+    return a.code() == b;
+  }
 
   /// One line: "outer context: inner context: CODE: message", then the
   /// cause's own line after ": ". A context frame equal to what follows it is
@@ -364,6 +414,24 @@ class Error {
     }
     return *reinterpret_cast<Rep*>(bits_);
   }
+#if KEEL_ERROR_STACKTRACE
+  // Captures the stack (addresses only) into the record; an allocation
+  // failure leaves the error without one.
+#if defined(__GNUC__) || defined(__clang__)
+  [[gnu::noinline]]
+#endif
+  void
+  record_stacktrace() noexcept {
+#if KEEL_HAS_EXCEPTIONS
+    try {
+      attach(Stacktrace{boost::stacktrace::stacktrace(1, static_cast<std::size_t>(-1))});
+    } catch (...) {
+    }
+#else
+    attach(Stacktrace{boost::stacktrace::stacktrace(1, static_cast<std::size_t>(-1))});
+#endif
+  }
+#endif
   // The bare-kind path stays a test and a branch; freeing a record is out of
   // line so it does not weigh on the callers' inlining.
   void destroy() noexcept {
@@ -381,6 +449,22 @@ class Error {
 };
 
 static_assert(sizeof(Error) == sizeof(void*), "keel::Error is one word");
+
+#if KEEL_ERROR_STACKTRACE
+/// The call stack where the innermost error of e's chain that has one was
+/// made (where things first went wrong), or null: a bare kind records none.
+/// (KEEL_ERROR_STACKTRACE=1 only.)
+[[nodiscard]] inline const boost::stacktrace::stacktrace* stacktrace(const Error& e) noexcept {
+  const boost::stacktrace::stacktrace* found = nullptr;
+  for (const Error* level = &e; level != nullptr; level = level->cause()) {
+    level->for_each_payload([&](const void* type, const void* value) {
+      if (type == &detail::payload_type_tag<Stacktrace>)
+        found = &static_cast<const Stacktrace*>(value)->frames;
+    });
+  }
+  return found;
+}
+#endif
 
 /// errno (or e) as an Error of its kind (keel::errc_from_errno's table) with
 /// the OS text and the caller's location, for the C APIs that report through
@@ -468,6 +552,11 @@ struct fmt::formatter<keel::Error> {
           },
           level->where());
     }
+#if KEEL_ERROR_STACKTRACE
+    if (const auto* trace = keel::stacktrace(e); trace != nullptr && !trace->empty()) {
+      out = fmt::format_to(out, "\n\nStack trace:\n{}", boost::stacktrace::to_string(*trace));
+    }
+#endif
     return out;
   }
 };
@@ -487,3 +576,57 @@ inline std::string Error::to_string() const {
 }
 
 }  // namespace keel
+
+// std::format, where the standard library has it (libstdc++ 13, libc++ 17,
+// MSVC): std::format("{}", e) and "{:v}" give what fmt gives, and an Errc
+// formats as its code. libstdc++ 12 has no <format>, so there this is
+// compiled out and fmt is the way.
+#if defined(__has_include)
+#if __has_include(<format>)
+#include <version>
+#if defined(__cpp_lib_format) && __cpp_lib_format >= 201907L
+#include <format>
+#define KEEL_HAS_STD_FORMAT 1
+#endif
+#endif
+#endif
+#ifndef KEEL_HAS_STD_FORMAT
+#define KEEL_HAS_STD_FORMAT 0
+#endif
+
+#if KEEL_HAS_STD_FORMAT
+template <>
+struct std::formatter<keel::Error, char> {
+  bool verbose = false;
+  constexpr auto parse(std::format_parse_context& ctx) -> decltype(ctx.begin()) {
+    auto it = ctx.begin();
+    if (it != ctx.end() && *it == 'v') {
+      verbose = true;
+      ++it;
+    }
+    if (it != ctx.end() && *it != '}') {
+#if KEEL_HAS_EXCEPTIONS
+      throw std::format_error("keel::Error takes {} or {:v}");
+#else
+      std::abort();
+#endif
+    }
+    return it;
+  }
+  template <class FormatContext>
+  auto format(const keel::Error& e, FormatContext& ctx) const -> decltype(ctx.out()) {
+    const std::string text = verbose ? fmt::format("{:v}", e) : fmt::format("{}", e);
+    auto out = ctx.out();
+    for (const char ch : text) *out++ = ch;
+    return out;
+  }
+};
+
+template <>
+struct std::formatter<keel::Errc, char> : std::formatter<std::string_view, char> {
+  template <class FormatContext>
+  auto format(keel::Errc c, FormatContext& ctx) const -> decltype(ctx.out()) {
+    return std::formatter<std::string_view, char>::format(keel::to_string(c), ctx);
+  }
+};
+#endif

@@ -23,6 +23,7 @@
 // -fno-exceptions (the ADL from_json then aborts on malformed input).
 #pragma once
 
+#include <keel/detail/http_status.hpp>
 #include <keel/result.hpp>
 
 #include <nlohmann/json.hpp>
@@ -140,6 +141,13 @@ template <class P>
   return {};
 }
 
+/// The HTTP status of an error's kind (keel::http_status(Errc), defined with
+/// the table in <keel/detail/http_status.hpp>): 404 for not_found, 504 for
+/// timeout, 503 for the transient kinds and full, 500 for internal failures.
+[[nodiscard]] inline int http_status(const Error& e) noexcept {
+  return http_status(e.code());
+}
+
 /// {"code":"NOT_FOUND","status":404,"message":"...","context":[...]}, and
 /// "cause":{...} (the same form) for an error that wraps another, and
 /// "payload":{...} for its registered payloads.
@@ -149,7 +157,7 @@ template <class P>
   nlohmann::json ctx = nlohmann::json::array();
   for (std::string_view c : e.contexts()) ctx.push_back(detail::valid_utf8(c));
   nlohmann::json j{{"code", std::string(to_string(e.code()))},
-                   {"status", e.http_status()},
+                   {"status", http_status(e)},
                    {"message", detail::valid_utf8(e.message())},
                    {"context", std::move(ctx)}};
   if (const Error* cause = e.cause()) j["cause"] = to_json(*cause);

@@ -73,65 +73,16 @@
 
 namespace keel {
 
-/// Mirrors std::unexpected<E>: wraps an error so it can initialise any Result<T>.
 template <class E>
-class unexpected {  // NOLINT(readability-identifier-naming): std::expected's spelling
- public:
-  template <class Err = E>
-  requires std::is_constructible_v<E, Err> &&
-      (!std::is_same_v<std::remove_cvref_t<Err>, unexpected>)constexpr explicit unexpected(Err&& e)
-      : e_(std::forward<Err>(e)) {}
-  [[nodiscard]] constexpr E& error() & noexcept { return e_; }
-  [[nodiscard]] constexpr const E& error() const& noexcept { return e_; }
-  [[nodiscard]] constexpr E&& error() && noexcept { return std::move(e_); }
-
- private:
-  E e_;
-};
-template <class E>
-unexpected(E) -> unexpected<E>;
-
-/// Thrown by Result::value() on an error (when exceptions are enabled).
-class BadResultAccess : public std::exception {
- public:
-  explicit BadResultAccess(Error e) : error_(std::move(e)), what_(error_.to_string()) {}
-  [[nodiscard]] const char* what() const noexcept override { return what_.c_str(); }
-  [[nodiscard]] const Error& error() const noexcept { return error_; }
-
- private:
-  Error error_;
-  std::string what_;
-};
-
-namespace detail {
-[[noreturn]] inline void bad_access(const Error& e) {
-#if KEEL_HAS_EXCEPTIONS
-  throw BadResultAccess(e);
-#else
-  std::fprintf(stderr, "keel: Result::value() on an error: %s\n", e.to_string().c_str());
-  std::abort();
-#endif
-}
-
-/// A format string that records where the call was made (for keel::fail).
-template <class... Args>
-struct LocatedFormat {
-  template <class S>
-  requires std::is_convertible_v<const S&, std::string_view>
-  // NOLINTNEXTLINE(google-explicit-constructor)
-  consteval LocatedFormat(const S& s, SourceLocation l = ::keel::SourceLocation::current())
-      : str(s), loc(l) {}
-  fmt::format_string<Args...> str;
-  SourceLocation loc;
-};
-}  // namespace detail
-
+class unexpected;
 template <class T>
 class Result;
 template <>
 class Result<void>;
 
 namespace detail {
+// Throws keel::BadResultAccess (or prints and aborts without exceptions).
+[[noreturn]] inline void bad_access(const Error& e);
 template <class T>
 struct is_result : std::false_type {};
 template <class T>
@@ -151,6 +102,24 @@ inline constexpr bool error_is_value_v = std::is_same_v<T, Error> || std::is_sam
 template <class T>
 inline constexpr bool errc_is_value_v = error_is_value_v<T> || std::is_same_v<T, Errc>;
 }  // namespace detail
+
+/// Mirrors std::unexpected<E>: wraps an error so it can initialise any Result<T>.
+template <class E>
+class unexpected {  // NOLINT(readability-identifier-naming): std::expected's spelling
+ public:
+  template <class Err = E>
+  requires std::is_constructible_v<E, Err> &&
+      (!std::is_same_v<std::remove_cvref_t<Err>, unexpected>)constexpr explicit unexpected(Err&& e)
+      : e_(std::forward<Err>(e)) {}
+  [[nodiscard]] constexpr E& error() & noexcept { return e_; }
+  [[nodiscard]] constexpr const E& error() const& noexcept { return e_; }
+  [[nodiscard]] constexpr E&& error() && noexcept { return std::move(e_); }
+
+ private:
+  E e_;
+};
+template <class E>
+unexpected(E) -> unexpected<E>;
 
 /// A value of type T or a keel::Error; the std::expected<T, Error> API subset.
 template <class T>
@@ -725,12 +694,59 @@ operator==(const Result<T>& r, const U& v) {
 static_assert(sizeof(Result<int>) <= 16, "Result<int> fits two words");
 static_assert(sizeof(Result<void>) <= 16, "Result<void> fits two words");
 
+/// Thrown by Result::value() on an error (when exceptions are enabled).
+class BadResultAccess : public std::exception {
+ public:
+  explicit BadResultAccess(Error e) : error_(std::move(e)), what_(error_.to_string()) {}
+  [[nodiscard]] const char* what() const noexcept override { return what_.c_str(); }
+  [[nodiscard]] const Error& error() const noexcept { return error_; }
+
+ private:
+  Error error_;
+  std::string what_;
+};
+
+namespace detail {
+[[noreturn]] inline void bad_access(const Error& e) {
+#if KEEL_HAS_EXCEPTIONS
+  throw BadResultAccess(e);
+#else
+  std::fprintf(stderr, "keel: Result::value() on an error: %s\n", e.to_string().c_str());
+  std::abort();
+#endif
+}
+
+/// A format string that records where the call was made (for keel::fail).
+template <class... Args>
+struct LocatedFormat {
+  template <class S>
+  requires std::is_convertible_v<const S&, std::string_view>
+  // NOLINTNEXTLINE(google-explicit-constructor)
+  consteval LocatedFormat(const S& s, SourceLocation l = ::keel::SourceLocation::current())
+      : str(s), loc(l) {}
+  fmt::format_string<Args...> str;
+  SourceLocation loc;
+};
+}  // namespace detail
+
+namespace detail {
+// The formatting and allocation of keel::fail, kept out of line and cold so
+// that a function which can fail keeps a frameless success path.
+#if defined(__GNUC__) || defined(__clang__)
+[[gnu::noinline, gnu::cold]]
+#endif
+inline unexpected<Error>
+fail_formatted(Errc code, fmt::string_view format, fmt::format_args args, SourceLocation where) {
+  return unexpected<Error>(Error(code, fmt::vformat(format, args), where));
+}
+}  // namespace detail
+
 /// An error result with a formatted message and the caller's location:
 /// `return keel::fail(Errc::not_found, "no user {}", id);`
 template <class... Args>
 [[nodiscard]] unexpected<Error> fail(Errc code, detail::LocatedFormat<std::type_identity_t<Args>...> f,
                                      Args&&... args) {
-  return unexpected<Error>(Error(code, fmt::format(f.str, std::forward<Args>(args)...), f.loc));
+  return detail::fail_formatted(code, f.str, fmt::make_format_args(args...), f.loc);
 }
 /// A bare error result (no message, no allocation).
 [[nodiscard]] inline unexpected<Error> fail(Errc code) noexcept {
