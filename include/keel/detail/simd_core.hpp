@@ -394,6 +394,30 @@ inline std::size_t two_way_icase(const uchar* p, std::size_t n, const uchar* s, 
   return two_way_view(Folded{p}, n, Folded{s}, m);
 }
 
+/// p[0, m) equals s[0, m): eight-byte words (the last one overlapping the one
+/// before), four-byte halves below eight bytes. Inline, so verifying a
+/// candidate costs no call.
+[[gnu::always_inline]] inline bool equal_bytes(const uchar* p, const uchar* s, std::size_t m) noexcept {
+  if (m >= 8) {
+    for (std::size_t i = 0; i + 8 < m; i += 8) {
+      if (load64(p + i) != load64(s + i)) return false;
+    }
+    return load64(p + m - 8) == load64(s + m - 8);
+  }
+  if (m >= 4) {
+    std::uint32_t a0, b0, a1, b1;
+    std::memcpy(&a0, p, 4);
+    std::memcpy(&b0, s, 4);
+    std::memcpy(&a1, p + m - 4, 4);
+    std::memcpy(&b1, s + m - 4, 4);
+    return ((a0 ^ b0) | (a1 ^ b1)) == 0;
+  }
+  for (std::size_t i = 0; i < m; ++i) {
+    if (p[i] != s[i]) return false;
+  }
+  return true;
+}
+
 /// p[0, m) equals s[0, m) ignoring ASCII case.
 inline bool equal_icase(const uchar* p, const uchar* s, std::size_t m) noexcept {
   std::size_t i = 0;
@@ -502,7 +526,7 @@ inline std::size_t scalar_find_sub(const uchar* p, std::size_t n, const uchar* s
     const std::size_t hit = scalar_find(p + start + r.i1, last - start + 1, b1);
     if (hit == npos) return npos;
     const std::size_t cand = start + hit;
-    if (p[cand + r.i2] == b2 && std::memcmp(p + cand, s, m) == 0) return cand;
+    if (p[cand + r.i2] == b2 && equal_bytes(p + cand, s, m)) return cand;
     spent += m;
     if (verify_budget_spent(spent, cand)) {
       const std::size_t rest = two_way(p + cand + 1, n - cand - 1, s, m);
@@ -527,7 +551,7 @@ inline std::size_t scalar_rfind_sub(const uchar* p, std::size_t n, const uchar* 
   while (end > 0) {
     const std::size_t cand = scalar_rfind(p + r.i1, end, b1);
     if (cand == npos) return npos;
-    if (p[cand + r.i2] == b2 && std::memcmp(p + cand, s, m) == 0) return cand;
+    if (p[cand + r.i2] == b2 && equal_bytes(p + cand, s, m)) return cand;
     spent += m;
     if (verify_budget_spent(spent, last - cand)) return two_way_last(p, cand + m - 1, s, m);
     end = cand;
