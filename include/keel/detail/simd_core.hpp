@@ -464,43 +464,35 @@ struct RarePair {
   std::size_t i1, i2;  // positions in the needle; i1 != i2 when m >= 2
 };
 
-/// The two needle positions holding the rarest bytes (distinct byte values
-/// when the needle has two). Needs m >= 2. With Icase, bytes are compared
-/// folded and a letter is as common as its commoner case.
+/// The two needle positions holding the rarest bytes (the same byte may sit
+/// at both: "p?p" is rarer in text than "p" and "l" four apart). Needs
+/// m >= 2. With Icase, a letter is as common as its commoner case.
 template <bool Icase = false>
 inline RarePair rare_pair(const uchar* s, std::size_t m) noexcept {
-  const auto key = [](uchar b) { return Icase ? fold(b) : b; };
   const auto rank = [](uchar b) -> unsigned {
     if constexpr (Icase) {
       if (is_alpha(b)) return std::max(kByteCommonness.v[b | 0x20u], kByteCommonness.v[b & ~0x20u & 0xffu]);
     }
     return kByteCommonness.v[b];
   };
-  // One pass: i1 is the rarest so far, i2 the rarest with a different value
-  // (when i1 moves to a new value, the old i1 is the best of the rest). The
-  // ranks and bytes stay in registers so iterations do not chain loads.
+  // One pass: i1 is the rarest so far, i2 the rarest of the others (the old
+  // i1 when a rarer byte comes). Ranks stay in registers, no load chain.
   std::size_t i1 = 0;
-  std::size_t i2 = npos;
-  uchar b1 = key(s[0]);
+  std::size_t i2 = 1;
   unsigned r1 = rank(s[0]);
   unsigned r2 = 256;
   for (std::size_t i = 1; i < m; ++i) {
-    const uchar b = key(s[i]);
     const unsigned r = rank(s[i]);
     if (r < r1) {
-      if (b != b1) {
-        i2 = i1;
-        r2 = r1;
-      }
+      i2 = i1;
+      r2 = r1;
       i1 = i;
-      b1 = b;
       r1 = r;
-    } else if (b != b1 && r < r2) {
+    } else if (r < r2) {
       i2 = i;
       r2 = r;
     }
   }
-  if (i2 == npos) i2 = i1 == m - 1 ? 0 : m - 1;  // a run of one byte: use the far end
   return {i1, i2};
 }
 
