@@ -435,6 +435,45 @@ TEST_CASE("substring search is correct on adversarial and periodic inputs", "[si
   KEEL_EXPECT_ALL(f);
 }
 
+TEST_CASE("substring search finds a match in any block of a long haystack, both ways", "[simd][isa]") {
+  // Haystacks of 200-3200 bytes at every alignment, so the prefilter's
+  // groups of blocks, their candidate bits and the blocks after them are all
+  // exercised: text over a few letters where a needle of 8 or more bytes
+  // occurs about once (the match can sit in any block) and over "ab" where
+  // candidates fail often enough to hand over to Two-Way.
+  std::mt19937 rng(23);
+  Failures f;
+  std::string buf(3200 + 64, 'a');
+  for (int round = 0; round < 400; ++round) {
+    const std::size_t off = rng() % 64;
+    const std::size_t n = 200 + rng() % 3000;
+    const std::string_view alphabet = round % 3 == 2 ? "ab" : "aaaaaaabbbcd";
+    for (std::size_t i = 0; i < n; ++i) buf[off + i] = alphabet[rng() % alphabet.size()];
+    const std::string_view h(buf.data() + off, n);
+    const std::size_t m = round % 3 == 2 ? 2 + rng() % 20 : 8 + rng() % 24;
+    std::string needle;
+    if (rng() % 4 != 0) {
+      needle = std::string(h.substr(rng() % (n - m + 1), m));
+    } else {
+      for (std::size_t i = 0; i < m; ++i) needle += alphabet[rng() % alphabet.size()];
+    }
+    const std::size_t fwd = naive_sub(h, needle);
+    const std::size_t bwd = naive_rsub(h, needle);
+    f.check(ks::find(h, needle) == fwd, [&] { return describe("find", h, ks::find(h, needle), fwd); });
+    f.check(ks::rfind(h, needle) == bwd, [&] { return describe("rfind", h, ks::rfind(h, needle), bwd); });
+    for (Isa isa : supported_levels()) {
+      const Kernels& k = ks::detail::kernels_for(isa);
+      const std::size_t got = k.find_sub(u(h), n, u(needle), m);
+      const std::size_t rgot = k.rfind_sub(u(h), n, u(needle), m);
+      f.check(got == fwd,
+              [&] { return std::string(ks::to_string(isa)) + " " + describe("k.find_sub", h, got, fwd); });
+      f.check(rgot == bwd,
+              [&] { return std::string(ks::to_string(isa)) + " " + describe("k.rfind_sub", h, rgot, bwd); });
+    }
+  }
+  KEEL_EXPECT_ALL(f);
+}
+
 TEST_CASE("Two-Way matches naive search", "[simd]") {
   rc::prop("two_way == naive", [] {
     const auto alphabet = *rc::gen::element(std::string("ab"), std::string("abc"), std::string("abcdefgh"));

@@ -394,6 +394,30 @@ inline std::size_t two_way_icase(const uchar* p, std::size_t n, const uchar* s, 
   return two_way_view(Folded{p}, n, Folded{s}, m);
 }
 
+/// p[0, m) equals s[0, m): eight-byte words (the last one overlapping the one
+/// before), four-byte halves below eight bytes. Inline, so verifying a
+/// candidate costs no call.
+[[gnu::always_inline]] inline bool equal_bytes(const uchar* p, const uchar* s, std::size_t m) noexcept {
+  if (m >= 8) {
+    for (std::size_t i = 0; i + 8 < m; i += 8) {
+      if (load64(p + i) != load64(s + i)) return false;
+    }
+    return load64(p + m - 8) == load64(s + m - 8);
+  }
+  if (m >= 4) {
+    std::uint32_t a0, b0, a1, b1;
+    std::memcpy(&a0, p, 4);
+    std::memcpy(&b0, s, 4);
+    std::memcpy(&a1, p + m - 4, 4);
+    std::memcpy(&b1, s + m - 4, 4);
+    return ((a0 ^ b0) | (a1 ^ b1)) == 0;
+  }
+  for (std::size_t i = 0; i < m; ++i) {
+    if (p[i] != s[i]) return false;
+  }
+  return true;
+}
+
 /// p[0, m) equals s[0, m) ignoring ASCII case.
 inline bool equal_icase(const uchar* p, const uchar* s, std::size_t m) noexcept {
   std::size_t i = 0;
@@ -440,43 +464,35 @@ struct RarePair {
   std::size_t i1, i2;  // positions in the needle; i1 != i2 when m >= 2
 };
 
-/// The two needle positions holding the rarest bytes (distinct byte values
-/// when the needle has two). Needs m >= 2. With Icase, bytes are compared
-/// folded and a letter is as common as its commoner case.
+/// The two needle positions holding the rarest bytes (the same byte may sit
+/// at both: "p?p" is rarer in text than "p" and "l" four apart). Needs
+/// m >= 2. With Icase, a letter is as common as its commoner case.
 template <bool Icase = false>
 inline RarePair rare_pair(const uchar* s, std::size_t m) noexcept {
-  const auto key = [](uchar b) { return Icase ? fold(b) : b; };
   const auto rank = [](uchar b) -> unsigned {
     if constexpr (Icase) {
       if (is_alpha(b)) return std::max(kByteCommonness.v[b | 0x20u], kByteCommonness.v[b & ~0x20u & 0xffu]);
     }
     return kByteCommonness.v[b];
   };
-  // One pass: i1 is the rarest so far, i2 the rarest with a different value
-  // (when i1 moves to a new value, the old i1 is the best of the rest). The
-  // ranks and bytes stay in registers so iterations do not chain loads.
+  // One pass: i1 is the rarest so far, i2 the rarest of the others (the old
+  // i1 when a rarer byte comes). Ranks stay in registers, no load chain.
   std::size_t i1 = 0;
-  std::size_t i2 = npos;
-  uchar b1 = key(s[0]);
+  std::size_t i2 = 1;
   unsigned r1 = rank(s[0]);
   unsigned r2 = 256;
   for (std::size_t i = 1; i < m; ++i) {
-    const uchar b = key(s[i]);
     const unsigned r = rank(s[i]);
     if (r < r1) {
-      if (b != b1) {
-        i2 = i1;
-        r2 = r1;
-      }
+      i2 = i1;
+      r2 = r1;
       i1 = i;
-      b1 = b;
       r1 = r;
-    } else if (b != b1 && r < r2) {
+    } else if (r < r2) {
       i2 = i;
       r2 = r;
     }
   }
-  if (i2 == npos) i2 = i1 == m - 1 ? 0 : m - 1;  // a run of one byte: use the far end
   return {i1, i2};
 }
 
@@ -502,7 +518,7 @@ inline std::size_t scalar_find_sub(const uchar* p, std::size_t n, const uchar* s
     const std::size_t hit = scalar_find(p + start + r.i1, last - start + 1, b1);
     if (hit == npos) return npos;
     const std::size_t cand = start + hit;
-    if (p[cand + r.i2] == b2 && std::memcmp(p + cand, s, m) == 0) return cand;
+    if (p[cand + r.i2] == b2 && equal_bytes(p + cand, s, m)) return cand;
     spent += m;
     if (verify_budget_spent(spent, cand)) {
       const std::size_t rest = two_way(p + cand + 1, n - cand - 1, s, m);
@@ -527,7 +543,7 @@ inline std::size_t scalar_rfind_sub(const uchar* p, std::size_t n, const uchar* 
   while (end > 0) {
     const std::size_t cand = scalar_rfind(p + r.i1, end, b1);
     if (cand == npos) return npos;
-    if (p[cand + r.i2] == b2 && std::memcmp(p + cand, s, m) == 0) return cand;
+    if (p[cand + r.i2] == b2 && equal_bytes(p + cand, s, m)) return cand;
     spent += m;
     if (verify_budget_spent(spent, last - cand)) return two_way_last(p, cand + m - 1, s, m);
     end = cand;

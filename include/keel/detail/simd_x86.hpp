@@ -186,6 +186,21 @@ KEEL_SIMD_FN V shuffle(V table, V idx) {
 KEEL_SIMD_FN M test_nz(V a, V b) {
   return _mm512_test_epi8_mask(a, b);
 }
+// The substring prefilter's pair test without a compare per byte: a compare
+// into a mask register runs on one execution port, these bitwise operations on
+// two. pair_diff is zero exactly in the lanes where a == va and b == vb
+// (ternary-logic 0xf6 computes x | (y ^ z)); vmin keeps a zero lane of
+// either input; zeros turns the zero lanes into a mask.
+#define KEEL_SIMD_PAIR_DIFF 1
+KEEL_SIMD_FN V pair_diff(V a, V va, V b, V vb) {
+  return _mm512_ternarylogic_epi64(_mm512_xor_si512(a, va), b, vb, 0xf6);
+}
+KEEL_SIMD_FN V vmin(V a, V b) {
+  return _mm512_min_epu8(a, b);
+}
+KEEL_SIMD_FN M zeros(V a) {
+  return _mm512_testn_epi8_mask(a, a);
+}
 KEEL_SIMD_FN std::uint64_t bits(M m) {
   return m;
 }
@@ -193,6 +208,7 @@ KEEL_SIMD_FN bool any(M m) {
   return m != 0;
 }
 #include <keel/detail/simd_kernels.inc>
+#undef KEEL_SIMD_PAIR_DIFF
 #undef KEEL_SIMD_MASKED
 #undef KEEL_SIMD_SHUFFLE
 #undef KEEL_SIMD_NARROWER
