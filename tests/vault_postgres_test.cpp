@@ -160,6 +160,7 @@ TEST_CASE("vault over PostgreSQL: put/get/remove/list round trip", "[vault_postg
   CHECK(store.get("api/key").error().code() == Errc::not_found);
   CHECK(store.remove("api/key").error().code() == Errc::not_found);
   CHECK(store.put("", "x").error().code() == Errc::invalid_argument);
+  CHECK(store.put("not utf-8 \xff", "x").error().code() == Errc::invalid_argument);  // UTF8 database
   CHECK(store.checkpoint());
 
   auto info = kc::CredentialStore::info(pool);
