@@ -23,7 +23,7 @@
 // PBKDF2-SHA256 (format 1) keep opening, and rotate() may move a vault from
 // one KDF (or cost) to another. See <keel/vault/kdf.hpp>.
 //
-// Files: pool_config() creates the database 0600 whatever the umask (SQLite
+// Files (SQLite): pool_config() creates the database 0600 whatever the umask (SQLite
 // gives its -wal and -shm files the same mode). Opening a vault refuses a
 // file that group or others may write (Errc::config) and takes read access
 // away from group and others when a file (or its -wal or -shm) has it. Every
