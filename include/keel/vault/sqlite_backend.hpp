@@ -146,9 +146,6 @@ class SqliteBackend final : public VaultBackend {
  public:
   explicit SqliteBackend(sqlite::Pool pool) : pool_(std::move(pool)) {}
 
-  [[nodiscard]] const sqlite::Pool& pool() const noexcept { return pool_; }
-  void set_logger(keel::Logger log) { log_ = std::move(log); }
-
   Result<void> prepare(const keel::Logger& log) override {
     log_ = log;
     KEEL_TRY_ASSIGN(auto conn, checkout());
