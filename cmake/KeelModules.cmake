@@ -7,13 +7,15 @@
 #   KEEL_<m>_REQUIRES  keel modules it builds on
 #   KEEL_<m>_PACKAGES  packages it needs (keys of the table below)
 #   KEEL_<m>_HEADERS   regexes of the headers (relative to include/) it owns;
-#                      a header no module claims belongs to keel::core
+#                      a header no module claims belongs to keel::core; when
+#                      two modules match, the later one in KEEL_MODULES (the
+#                      one building on the other) owns it
 # For each package key <p>:
 #   KEEL_PKG_<p>_TARGETS  the imported targets a module links
 #   KEEL_PKG_<p>_DEBIAN   the Debian package that provides it (for messages)
 # How each package is found is in KeelDependencies.cmake (keel_find_package).
 
-set(KEEL_MODULES core json log asio sqlite crypto vault postgres websocket)
+set(KEEL_MODULES core json log asio sqlite crypto vault postgres vault_postgres websocket)
 
 set(KEEL_core_REQUIRES "")
 set(KEEL_core_PACKAGES fmt Threads)
@@ -55,6 +57,11 @@ set(KEEL_postgres_PACKAGES PostgreSQL)
 set(KEEL_postgres_HEADERS "^keel/postgres\\.hpp$" "^keel/postgres/")
 set(KEEL_postgres_SUMMARY "PostgreSQL pool, transactions, migrations, LISTEN/NOTIFY")
 
+set(KEEL_vault_postgres_REQUIRES core vault postgres)
+set(KEEL_vault_postgres_PACKAGES "")
+set(KEEL_vault_postgres_HEADERS "^keel/vault/postgres\\.hpp$")
+set(KEEL_vault_postgres_SUMMARY "the credential store over a PostgreSQL pool")
+
 set(KEEL_websocket_REQUIRES core asio)
 set(KEEL_websocket_PACKAGES Boost OpenSSL_SSL OpenSSL_Crypto)
 set(KEEL_websocket_HEADERS "^keel/websocket\\.hpp$" "^keel/websocket/")
@@ -86,8 +93,12 @@ set(KEEL_PKG_argon2_DEBIAN libargon2-dev)
 
 # keel_module_of_header(<header relative to include/> <out-var>): the module
 # that owns a header ("keel" for <keel/keel.hpp>, "core" when none claims it).
+# Later modules are asked first, so <keel/vault/postgres.hpp> belongs to
+# vault_postgres although vault claims the rest of keel/vault/.
 function(keel_module_of_header header out)
-  foreach(_m IN LISTS KEEL_MODULES ITEMS keel)
+  set(_order ${KEEL_MODULES})
+  list(REVERSE _order)
+  foreach(_m IN LISTS _order ITEMS keel)
     # A module also owns its private parts: keel/detail/<m>_*.hpp, keel/detail/<m>/.
     foreach(_re IN LISTS KEEL_${_m}_HEADERS ITEMS "^keel/detail/${_m}[_/]")
       if(header MATCHES "${_re}")

@@ -226,6 +226,40 @@ TEST_CASE("config validation rejects bad settings with Errc::config", "[postgres
   keel::pg::TxOptions tx;
   tx.max_attempts = 0;
   CHECK(tx.validate().error().code() == Errc::config);
+  tx.max_attempts = 1;
+  tx.backoff.factor = 0.5;
+  CHECK(tx.validate().error().code() == Errc::config);
+  CHECK(keel::pg::ListenOptions{.capacity = 0}.validate().error().code() == Errc::config);
+  CHECK(keel::pg::ListenOptions{}.validate());
+}
+
+TEST_CASE("reset() returns a connection to the pool; release() is its deprecated name", "[postgres]") {
+  const Watchdog wd(30s, "reset");
+  auto pool = open_pool(config(2, 1));
+  auto c = get(pool);
+  CHECK(pool.stats().in_use == 1);
+  c.reset();
+  CHECK(!c);
+  CHECK(pool.stats().in_use == 0);
+  c.reset();  // twice is harmless
+  auto d = get(pool);
+#if defined(__GNUC__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+#endif
+  d.release();
+#if defined(__GNUC__)
+#pragma GCC diagnostic pop
+#endif
+  CHECK(!d);
+  CHECK(pool.stats().in_use == 0);
+  // Timeouts take any duration.
+  auto e = pool.get_for(1500us);
+  REQUIRE(e);
+  auto f = pool.get_for(std::chrono::duration<double>(0.25));
+  REQUIRE(f);
+  CHECK(pool.get_for(0ns).error().code() == Errc::timeout);
+  CHECK(pool.get_until(std::chrono::system_clock::now() + 1ms).error().code() == Errc::timeout);
 }
 
 TEST_CASE("timestamps format and parse in every ISO form the server writes", "[postgres]") {
@@ -430,7 +464,7 @@ TEST_CASE("a connection comes back without its transaction", "[postgres]") {
   {
     exec_ok(c, "BEGIN");
     CHECK(!c.exec("SELECT 1/0"));  // failed transaction
-    c.release();
+    c.reset();
   }
   auto c2 = get(pool);
   CHECK(!c2.in_transaction());
@@ -630,7 +664,7 @@ TEST_CASE("exhaustion: get_for times out on time, waiters get returned connectio
   CHECK(pool.stats().timeouts == 1);
   std::thread giver([&] {
     std::this_thread::sleep_for(100ms);
-    a.release();
+    a.reset();
   });
   auto d = pool.get_for(5s);
   giver.join();
@@ -771,7 +805,7 @@ TEST_CASE("listen delivers notifications in order and stops with the pool", "[po
             return keel::fail(Errc::cancelled);
           }).error() == Errc::cancelled);
   CHECK(rx->recv_for(200ms).error().code() == Errc::timeout);
-  c.release();
+  c.reset();
   pool.close();
   CHECK(rx->recv_for(5s).error().code() == Errc::closed);
 }
@@ -836,7 +870,7 @@ TEST_CASE("pg_terminate_backend: the killed connection errors with unavailable a
     auto a = get(pool);
     auto killer = get(pool);
     idle_pid = a.backend_pid();
-    a.release();
+    a.reset();
     auto r = killer.exec("SELECT pg_terminate_backend($1)", idle_pid);
     REQUIRE(r);
     CHECK(r->scalar<bool>().value());

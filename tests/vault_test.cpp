@@ -467,6 +467,29 @@ TEST_CASE("CredentialStore is safe to use from several threads while rotating") 
     CHECK(reopened->get(fmt::format("t{}-0", t))->view() == fmt::format("t{}-0-value", t));
 }
 
+TEST_CASE("a store whose key another pool rotated away is refused clearly, reading and writing") {
+  const auto path = temp_db("stale");
+  auto pool_a = open_pool(path);
+  auto pool_b = open_pool(path);  // another process's view of the same file
+  auto a = kc::CredentialStore::create(pool_a, kPw, fast_config());
+  REQUIRE(a);
+  REQUIRE(a->put("db/password", "s3cret"));
+  auto b = kc::CredentialStore::open(pool_b, kPw, fast_config());
+  REQUIRE(b);
+  REQUIRE(a->rotate("a new password"));
+  auto read = b->get("db/password");
+  REQUIRE_FALSE(read);
+  CHECK(read.error().code() == Errc::auth_failed);  // not data_loss: nothing is damaged
+  CHECK(read.error().message().find("re-keyed") != std::string::npos);
+  auto write = b->put("other", "x");
+  REQUIRE_FALSE(write);
+  CHECK(write.error().code() == Errc::auth_failed);
+  CHECK_FALSE(a->contains("other").value());
+  auto reopened = kc::CredentialStore::open(pool_b, "a new password", fast_config());
+  REQUIRE(reopened);
+  CHECK(reopened->get("db/password").value().view() == "s3cret");
+}
+
 TEST_CASE("vault files are 0600 whatever the umask, -wal and -shm included") {
   const UmaskScope open_umask(0);  // SQLite alone would make 0644 files
   const auto path = temp_db("modes");

@@ -2,7 +2,8 @@
 // conninfo, e.g. "host=127.0.0.1 port=5432 dbname=postgres user=postgres");
 // without it the section says it was skipped. Migrations in a private
 // schema, serializable increments from four threads (retried on conflicts),
-// a COPY batch, and a notification through LISTEN.
+// a COPY batch, a notification through LISTEN, and (with keel::vault_postgres)
+// a credential store two pools share.
 #include <fmt/format.h>
 
 #include "tour.hpp"
@@ -11,6 +12,9 @@
 #if __has_include(<libpq-fe.h>)
 #include <unistd.h>
 #include <keel/postgres.hpp>
+#if KEEL_TOUR_VAULT_POSTGRES
+#include <keel/vault/postgres.hpp>
+#endif
 
 #include <atomic>
 #include <chrono>
@@ -86,6 +90,30 @@ keel::Result<void> run(const std::string& conninfo) {
   KEEL_TRY(conn.exec("SELECT pg_notify($1, $2)", schema, "hello from NOTIFY"));
   KEEL_TRY_ASSIGN(auto note, rx.recv_for(std::chrono::seconds(5)));
   fmt::print("  LISTEN {} received \"{}\"\n", note.channel, note.payload);
+
+#if KEEL_TOUR_VAULT_POSTGRES
+  // The credential store in PostgreSQL: one vault for every machine. (PBKDF2
+  // at its minimum cost keeps the tour quick; new vaults default to Argon2id.)
+  {
+    keel::crypto::StoreConfig vc;
+    vc.kdf = keel::crypto::KdfParams::pbkdf2(keel::crypto::kMinIterations);
+    KEEL_TRY_ASSIGN(auto here, keel::crypto::CredentialStore::open_or_create(pool, "tour password", vc));
+    KEEL_TRY(here.put("db/password", "s3cret"));
+    KEEL_TRY_ASSIGN(auto elsewhere_pool, keel::pg::Pool::open(cfg));  // another machine's pool
+    KEEL_TRY_ASSIGN(auto elsewhere, keel::crypto::CredentialStore::open(elsewhere_pool, "tour password", vc));
+    KEEL_TRY_ASSIGN(auto secret, elsewhere.get("db/password"));
+    fmt::print("  vault: a secret put through one pool read through another: \"{}\"\n", secret.view());
+    KEEL_TRY(here.rotate("new tour password"));
+    auto stale = elsewhere.get("db/password");
+    if (stale) return keel::fail(keel::Errc::internal, "a store holding the old key read a rotated record");
+    fmt::print("  vault: after a rotation elsewhere, the old key gets {} ({})\n",
+               keel::to_string(stale.error().code()), stale.error().message());
+    KEEL_TRY_ASSIGN(auto reopened,
+                    keel::crypto::CredentialStore::open(elsewhere_pool, "new tour password", vc));
+    KEEL_TRY_ASSIGN(auto again, reopened.get("db/password"));
+    fmt::print("  vault: reopened with the new password: \"{}\"\n", again.view());
+  }
+#endif
 
   // Errors keep the SQLSTATE and the server's words.
   auto dup = conn.exec("INSERT INTO events VALUES ($1, $2)", 1, "again");

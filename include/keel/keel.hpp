@@ -11,4 +11,5 @@
 #include <keel/postgres.hpp>
 #include <keel/sqlite.hpp>
 #include <keel/vault.hpp>
+#include <keel/vault/postgres.hpp>
 #include <keel/websocket.hpp>

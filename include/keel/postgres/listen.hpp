@@ -54,8 +54,14 @@ struct Notification {
 
 /// How listen() buffers.
 struct ListenOptions {
-  /// Notifications buffered in the channel before the listener waits.
+  /// Notifications buffered in the channel before the listener waits (at least 1).
   std::size_t capacity = 1024;
+
+  /// Errc::config for a capacity of 0, or success.
+  [[nodiscard]] Result<void> validate() const {
+    if (capacity == 0) return fail(Errc::config, "ListenOptions::capacity must be at least 1");
+    return {};
+  }
 };
 
 namespace detail {
@@ -164,6 +170,7 @@ class Listener {
   const auto& owner = detail::ConnAccess::owner(pool);
   if (!owner) return fail(Errc::closed, "the pool was moved from");
   if (channel.empty()) return fail(Errc::invalid_argument, "listen: empty channel name");
+  KEEL_TRY(opts.validate());
   auto state = owner->state();
   if (state->stopping()) return fail(Errc::closed, "the pool is closed");
   KEEL_TRY_ASSIGN(auto chan, make_channel<Notification>(opts.capacity));

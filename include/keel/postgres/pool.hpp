@@ -969,11 +969,15 @@ class PooledConnection : public Connection {
   }
   ~PooledConnection() { give_back(); }
 
-  /// False once moved from, released or discarded.
+  /// False once moved from, reset or discarded.
   explicit operator bool() const noexcept { return owned_ != nullptr; }
 
-  /// Returns the connection to the pool now (as the destructor would).
-  void release() noexcept { give_back(); }
+  /// Returns the connection to the pool now (as the destructor would),
+  /// leaving this handle empty, like the channel handles' reset().
+  void reset() noexcept { give_back(); }
+  /// The former name of reset() (unlike unique_ptr::release, it never let
+  /// go of the connection without returning it).
+  [[deprecated("use reset()")]] void release() noexcept { reset(); }
   /// Closes the connection instead of returning it; the pool opens a fresh
   /// one when needed.
   void discard() noexcept {
