@@ -15,8 +15,9 @@ cmake_minimum_required(VERSION 3.22)
 include("${KEEL_SOURCE_DIR}/cmake/KeelModules.cmake")
 
 # Core private headers any module may use: they depend on nothing but the
-# standard library (assert, cache-line size and pause).
-set(KEEL_SHARED_DETAIL "keel/detail/assert.hpp" "keel/detail/cpu_relax.hpp")
+# standard library (assert, cache-line size and pause, the HTTP status table
+# that json.hpp publishes and Error::http_status() keeps working with).
+set(KEEL_SHARED_DETAIL "keel/detail/assert.hpp" "keel/detail/cpu_relax.hpp" "keel/detail/http_status.hpp")
 # The vocabulary every module's machinery speaks: errors, results, logging.
 set(KEEL_FOUNDATION "keel/errc.hpp" "keel/error.hpp" "keel/result.hpp" "keel/logger.hpp" "keel/backoff.hpp")
 
