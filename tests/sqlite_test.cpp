@@ -1197,6 +1197,102 @@ TEST_CASE("a schema change from another connection never leaves a cached stateme
   CHECK(keel::sqlite::detail::ConnAccess::conn(c)->cache.misses() == misses + 1);  // prepared afresh
 }
 
+namespace {
+// How many times a connection has read PRAGMA schema_version (the slow path of the check).
+int schema_reads(const PooledConnection& c) {
+  sqlite3_stmt* s = keel::sqlite::detail::ConnAccess::conn(c)->schema_stmt;
+  return s == nullptr ? 0 : sqlite3_stmt_status(s, SQLITE_STMTSTATUS_RUN, 0);
+}
+}  // namespace
+
+TEST_CASE("in WAL mode the schema check reads the schema only after something was committed", "[sqlite]") {
+  TempDir dir;
+  auto cfg = config_for(dir.file("walcheck.db"));
+  cfg.min_idle = 1;
+  cfg.max_size = 1;  // every checkout gets the same connection
+  auto pool = open_pool(cfg);
+  REQUIRE(get(pool).exec("CREATE TABLE t (a TEXT, b TEXT); INSERT INTO t VALUES ('A', 'B')"));
+  // The statement was cached after the CREATE, but the first look cannot
+  // know that and may drop it once; from then on it stays.
+  int reads = 0;
+  for (int i = 0; i < 3; ++i) {
+    auto c = get(pool);
+    reads = schema_reads(c);
+    if (c.cached_statements() == 1) break;
+    auto& st = c.prepare_cached("SELECT * FROM t").value().get();
+    REQUIRE(st.executeStep());
+    CHECK(st.getColumn("b").getString() == "B");
+    st.reset();
+  }
+  CHECK(reads >= 1);
+  for (int i = 0; i < 3; ++i) {  // nothing committed since: no read transaction at checkout
+    auto c = get(pool);
+    CHECK(schema_reads(c) == reads);
+    CHECK(c.cached_statements() == 1);
+  }
+  // Another process commits rows (not the schema): read once, cache kept.
+  REQUIRE(sqlite3_shell(cfg.path, "INSERT INTO t VALUES ('C', 'D')").empty());
+  {
+    auto c = get(pool);
+    CHECK(schema_reads(c) == reads + 1);
+    CHECK(c.cached_statements() == 1);
+  }
+  {
+    auto c = get(pool);
+    CHECK(schema_reads(c) == reads + 1);
+  }
+  // Another process swaps the columns: the next checkout drops the cache.
+  REQUIRE(sqlite3_shell(cfg.path,
+                        "CREATE TABLE t2 (b TEXT, a TEXT); INSERT INTO t2 SELECT b, a FROM t; DROP TABLE t; "
+                        "ALTER TABLE t2 RENAME TO t")
+              .empty());
+  auto c = get(pool);
+  CHECK(schema_reads(c) == reads + 2);
+  CHECK(c.cached_statements() == 0);
+  auto& st = c.prepare_cached("SELECT * FROM t WHERE a = 'A'").value().get();
+  REQUIRE(st.executeStep());
+  CHECK(st.getColumn("b").getString() == "B");
+  CHECK(st.getColumn("a").getString() == "A");
+}
+
+TEST_CASE("a connection that leaves WAL mode keeps checking the schema and makes no -shm file", "[sqlite]") {
+  TempDir dir;
+  auto cfg = config_for(dir.file("leave-wal.db"));
+  cfg.min_idle = 1;
+  cfg.max_size = 1;  // the only connection, so it may leave WAL mode
+  auto pool = open_pool(cfg);
+  {
+    auto c = get(pool);
+    REQUIRE(c->execAndGet("PRAGMA journal_mode = DELETE").getString() == "delete");
+    REQUIRE(c.exec("CREATE TABLE t (a TEXT, b TEXT); INSERT INTO t VALUES ('A', 'B')"));
+    auto& st = c.prepare_cached("SELECT * FROM t").value().get();
+    REQUIRE(st.executeStep());
+    CHECK(st.getColumn("b").getString() == "B");
+    st.reset();
+  }
+  int reads = 0;
+  for (int i = 0; i < 4; ++i) {  // no WAL index to compare: every checkout with statements cached reads
+    auto c = get(pool);
+    if (i > 1) CHECK(schema_reads(c) > reads);  // (the first look may drop the statement once)
+    reads = schema_reads(c);
+    auto& st = c.prepare_cached("SELECT * FROM t").value().get();
+    REQUIRE(st.executeStep());
+    st.reset();
+  }
+  CHECK_FALSE(fs::exists(cfg.path + "-shm"));
+  CHECK_FALSE(fs::exists(cfg.path + "-wal"));
+  REQUIRE(sqlite3_shell(cfg.path,
+                        "CREATE TABLE t2 (b TEXT, a TEXT); INSERT INTO t2 SELECT b, a FROM t; DROP TABLE t; "
+                        "ALTER TABLE t2 RENAME TO t")
+              .empty());
+  auto c = get(pool);
+  auto& st = c.prepare_cached("SELECT * FROM t").value().get();
+  REQUIRE(st.executeStep());
+  CHECK(st.getColumn("b").getString() == "B");  // not "A" through the old map
+  CHECK(st.getColumn("a").getString() == "A");
+  CHECK_FALSE(fs::exists(cfg.path + "-shm"));
+}
+
 TEST_CASE("a write transaction on a connection with a statement mid-step is refused at once", "[sqlite]") {
   TempDir dir;
   auto cfg = config_for(dir.file("snapshot.db"));

@@ -32,6 +32,7 @@
 #include <algorithm>
 #include <array>
 #include <atomic>
+#include <bit>
 #include <cerrno>
 #include <chrono>
 #include <condition_variable>
@@ -95,13 +96,16 @@ struct PoolConfig {
   std::int64_t wal_checkpoint_bytes = 64LL << 20;
   /// Prepared statements kept per connection by prepare_cached (LRU); at least 1.
   std::size_t statement_cache_capacity = 64;
-  /// At each checkout of a connection with cached statements, read PRAGMA
-  /// schema_version and drop the cache if the schema changed (SQLiteCpp keeps
+  /// At each checkout of a connection with cached statements, drop the cache
+  /// if the schema changed since the connection last looked (SQLiteCpp keeps
   /// a statement's column-name map across SQLite's re-prepare, so
-  /// getColumn("name") could read another column). It costs one short read
-  /// transaction per checkout (well under a microsecond on a current CPU, about
-  /// as much as a point read); turn it off only when the schema never changes
-  /// while the pool is open, from any connection or process.
+  /// getColumn("name") could read another column). In WAL mode this compares
+  /// the WAL index header in shared memory (no system call, no transaction) and reads PRAGMA
+  /// schema_version (a short read transaction) only when something was
+  /// committed since; in other journal modes it reads it at every such
+  /// checkout. A change made while a connection is checked out is seen at its
+  /// next checkout. Turn it off only when the schema never changes while the
+  /// pool is open, from any connection or process.
   bool check_schema = true;
   /// Open the database read-only (no journal_mode change; writes fail).
   bool read_only = false;
@@ -192,14 +196,12 @@ class StatementCache {
   /// The statement for sql, prepared on db if it is not cached, reset and with
   /// its bindings cleared. Throws SQLite::Exception.
   SQLite::Statement& get(SQLite::Database& db, std::string_view sql) {
+    // The most recent statement first: a connection often runs the same one
+    // again, and a comparison is cheaper than hashing the SQL.
+    if (!lru_.empty() && lru_.front().sql == sql) return fresh(lru_.front().stmt);
     if (auto it = index_.find(sql); it != index_.end()) {
       lru_.splice(lru_.begin(), lru_, it->second);  // most recent first; iterators stay valid
-      SQLite::Statement& st = it->second->stmt;
-      // tryReset: reset() would rethrow the error of the statement's last
-      // failed step, which is history here.
-      (void)st.tryReset();
-      st.clearBindings();
-      return st;
+      return fresh(it->second->stmt);
     }
     ++misses_;
     lru_.emplace_front(db, sql);  // prepares (may throw; then nothing was added)
@@ -224,6 +226,14 @@ class StatementCache {
   }
 
  private:
+  static SQLite::Statement& fresh(SQLite::Statement& st) {
+    // tryReset: reset() would rethrow the error of the statement's last
+    // failed step, which is history here.
+    (void)st.tryReset();
+    st.clearBindings();
+    return st;
+  }
+
   struct Entry {
     Entry(SQLite::Database& db, std::string_view s) : sql(s), stmt(db, sql) {}
     std::string sql;
@@ -245,6 +255,11 @@ enum class TxStmt : std::uint8_t {
   query_only_off
 };
 inline constexpr std::size_t kTxStmtCount = 6;
+
+/// The 48-byte header of a WAL index, as 32-bit words.
+using WalHeader = std::array<std::uint32_t, 12>;
+/// The size of one region of a WAL index in shared memory (SQLite's WALINDEX_PGSZ).
+inline constexpr int kWalIndexRegion = 32768;
 
 /// One pooled connection: the database, its statement cache and bookkeeping.
 struct Conn {
@@ -271,12 +286,25 @@ struct Conn {
   /// one did): SQLite re-prepares a statement after a schema change, but
   /// SQLiteCpp keeps the column-name map it built before, so getColumn("name")
   /// could read another column. Run at every checkout.
-  int check_schema() noexcept {
+  ///
+  /// In WAL mode it first compares the write-ahead log's index header (in
+  /// shared memory; every commit, from any connection or process, rewrites
+  /// it) with the one seen at the last look: unchanged, nothing was committed,
+  /// so the schema did not change and no transaction is needed. Otherwise it
+  /// reads PRAGMA schema_version (a short read transaction).
+  /// `always`: look even with nothing cached (when the connection opens, so
+  /// its first statements need not be dropped at the next checkout).
+  int check_schema(bool always = false) noexcept {
     // Nothing cached, nothing to go stale. Statements cached from now on were
     // prepared against a schema at least as new as schema_version: if it has
     // moved by the next look they are dropped (perhaps needlessly, never
     // wrongly); with no version known yet they are dropped once.
-    if (cache.size() == 0) return SQLITE_OK;
+    if (!always && cache.size() == 0) return SQLITE_OK;
+    WalHeader now{};
+    // Read before the schema: a commit between the two leaves an older header
+    // recorded, so the next look reads the schema again.
+    const bool have_header = read_wal_header(now);
+    if (have_header && header_known && now == seen_header) return SQLITE_OK;
     sqlite3* h = db.getHandle();
     if (schema_stmt == nullptr) {
       const int rc = sqlite3_prepare_v3(h, "PRAGMA schema_version", -1, SQLITE_PREPARE_PERSISTENT,
@@ -292,7 +320,54 @@ struct Conn {
       }
     }
     sqlite3_reset(schema_stmt);
+    header_known = have_header && rc == SQLITE_ROW;
+    if (header_known) seen_header = now;
     return rc == SQLITE_ROW ? SQLITE_OK : rc;
+  }
+
+  /// Finds the files behind the WAL fast path of check_schema(); called once
+  /// the connection is configured. Leaves them null unless the connection is
+  /// in WAL mode with its index in shared memory.
+  void watch_wal(bool wal_mode) noexcept {
+    db_file = nullptr;
+    wal_file = nullptr;
+    header_known = false;
+    if (!wal_mode) return;
+    sqlite3* h = db.getHandle();
+    sqlite3_file* main = nullptr;
+    sqlite3_file* journal = nullptr;
+    if (sqlite3_file_control(h, "main", SQLITE_FCNTL_FILE_POINTER, &main) != SQLITE_OK ||
+        sqlite3_file_control(h, "main", SQLITE_FCNTL_JOURNAL_POINTER, &journal) != SQLITE_OK)
+      return;
+    if (main == nullptr || main->pMethods == nullptr || main->pMethods->iVersion < 2 ||
+        main->pMethods->xShmMap == nullptr || journal == nullptr || journal->pMethods == nullptr)
+      return;
+    db_file = main;
+    wal_file = journal;  // the WAL's file while the connection stays in WAL mode
+  }
+
+  /// The WAL index header (the first of its two copies: SQLite writes the
+  /// second, then this one). False when there is none to trust: not in WAL
+  /// mode (any more), inside a transaction (a snapshot), or not initialised.
+  bool read_wal_header(WalHeader& out) noexcept {
+    if (wal_file == nullptr) return false;
+    sqlite3* h = db.getHandle();
+    if (sqlite3_get_autocommit(h) == 0) return false;
+    // Still the same WAL: a connection that left WAL mode has a rollback
+    // journal here instead (and would create a -shm file if mapped).
+    sqlite3_file* journal = nullptr;
+    if (sqlite3_file_control(h, "main", SQLITE_FCNTL_JOURNAL_POINTER, &journal) != SQLITE_OK ||
+        journal != wal_file)
+      return false;
+    void volatile* region = nullptr;
+    if (db_file->pMethods->xShmMap(db_file, 0, kWalIndexRegion, 0, &region) != SQLITE_OK || region == nullptr)
+      return false;
+    const auto* words = static_cast<const volatile std::uint32_t*>(region);
+    for (std::size_t i = 0; i < out.size(); ++i) out[i] = words[i];
+    // iVersion 3007000 and isInit (the byte after iChange) set: a header
+    // SQLite wrote, in the format read here (native byte order).
+    constexpr unsigned kInitShift = std::endian::native == std::endian::little ? 0U : 24U;
+    return out[0] == 3007000U && ((out[3] >> kInitShift) & 0xffU) == 1U;
   }
 
   /// Steps one of the transaction-control statements; returns the SQLite code
@@ -350,7 +425,11 @@ struct Conn {
   StatementCache cache;
   std::array<sqlite3_stmt*, kTxStmtCount> tx{};
   sqlite3_stmt* schema_stmt = nullptr;
-  std::int64_t schema_version = -1;  // as of the last checkout; -1: not read yet
+  std::int64_t schema_version = -1;  // as of the last look; -1: not read yet
+  sqlite3_file* db_file = nullptr;   // the database file, whose shared memory holds the WAL index
+  sqlite3_file* wal_file = nullptr;  // the WAL's file (null: no WAL fast path)
+  WalHeader seen_header{};           // the WAL index header at the last schema read
+  bool header_known = false;         // seen_header is valid
   int savepoint_depth = 0;
   bool query_only = false;       // PRAGMA query_only is on (a read-only transaction or savepoint)
   bool reader = false;           // a read-only connection of a split pool: query_only always on
@@ -482,20 +561,21 @@ class PoolState {
     return {};
   }
 
-  /// Checks a connection out, waiting until `deadline`.
-  Result<std::unique_ptr<Conn>> acquire(Clock::time_point deadline) {
-    const auto start = Clock::now();
+  /// Checks a connection out, waiting until `deadline`; `start` is now (the
+  /// caller has usually just read the clock).
+  Result<std::unique_ptr<Conn>> acquire(Clock::time_point deadline, Clock::time_point start = Clock::now()) {
     const auto timeout = std::chrono::duration_cast<std::chrono::milliseconds>(
         deadline > start ? deadline - start : Clock::duration::zero());
     std::vector<std::unique_ptr<Conn>> expired;  // closed after the lock is released
     std::unique_lock lock(mu_);
     bool waited = false;
+    auto now = start;
     for (;;) {
       if (closed_) return fail(Errc::closed, "the pool on {} is closed", cfg_.path);
       while (!idle_.empty()) {
         std::unique_ptr<Conn> c = std::move(idle_.back());
         idle_.pop_back();
-        if (cfg_.max_lifetime.count() > 0 && Clock::now() - c->created >= cfg_.max_lifetime) {
+        if (cfg_.max_lifetime.count() > 0 && now - c->created >= cfg_.max_lifetime) {
           --size_;
           ++closed_count_;
           expired.push_back(std::move(c));
@@ -527,7 +607,7 @@ class PoolState {
         checked_out(start, waited);
         return c;
       }
-      const auto now = Clock::now();
+      now = Clock::now();
       if (now >= deadline) {
         ++timeouts_;
         record_wait(now - start);
@@ -542,6 +622,7 @@ class PoolState {
         ++waits_;
       }
       cv_.wait_until(lock, deadline);
+      now = Clock::now();
     }
   }
 
@@ -828,6 +909,19 @@ class PoolState {
         auto r = cfg_.on_connect(d);
         if (!r) return std::move(r).error().context(fmt::format("{} {}", step, cfg_.path));
       }
+      if (cfg_.check_schema) {
+        // After a read transaction (this one), a connection in WAL mode has its WAL open.
+        if (c->check_schema(true) != SQLITE_OK) {
+          return last_error(d.getHandle(), "PRAGMA schema_version")
+              .context(fmt::format("reading the schema version of {}", cfg_.path));
+        }
+        step = "reading journal_mode of";
+        std::string mode = d.execAndGet("PRAGMA journal_mode").getString();
+        std::transform(mode.begin(), mode.end(), mode.begin(), [](char ch) {
+          return ch >= 'A' && ch <= 'Z' ? static_cast<char>(ch - 'A' + 'a') : ch;
+        });
+        if (!memory_) c->watch_wal(mode == "wal");
+      }
       {
         const std::lock_guard lock(mu_);
         ++opened_;
@@ -991,8 +1085,8 @@ namespace detail {
 /// A steady-clock deadline `d` from now (a negative `d`: now; a huge one: a
 /// century, so no arithmetic overflows).
 template <class Rep, class Period>
-[[nodiscard]] Clock::time_point deadline_after(std::chrono::duration<Rep, Period> d) noexcept {
-  const auto now = Clock::now();
+[[nodiscard]] Clock::time_point deadline_after(std::chrono::duration<Rep, Period> d,
+                                               Clock::time_point now = Clock::now()) noexcept {
   if (d <= d.zero()) return now;
   constexpr auto kCentury = std::chrono::hours(24 * 365 * 100);
   if (d >= kCentury) return now + kCentury;
@@ -1061,7 +1155,10 @@ class Pool {
   /// get() with its own timeout (zero: only what is available right now).
   template <class Rep, class Period>
   [[nodiscard]] Result<PooledConnection> get_for(std::chrono::duration<Rep, Period> timeout) const {
-    return get_until(detail::deadline_after(timeout));
+    if (readers_) return get_writer_for(timeout);
+    if (!owner_) return fail(Errc::closed, "the pool was moved from");
+    const auto now = detail::Clock::now();  // read once: the deadline and the wait statistics
+    return checkout(*owner_, detail::deadline_after(timeout, now), now);
   }
   /// get() with a deadline.
   template <class C, class D>
@@ -1109,7 +1206,9 @@ class Pool {
   }
   template <class Rep, class Period>
   [[nodiscard]] Result<PooledConnection> get_reader_for(std::chrono::duration<Rep, Period> timeout) const {
-    return get_reader_until(detail::deadline_after(timeout));
+    if (!owner_) return fail(Errc::closed, "the pool was moved from");
+    const auto now = detail::Clock::now();
+    return checkout(readers_ ? *readers_ : *owner_, detail::deadline_after(timeout, now), now);
   }
   template <class C, class D>
   [[nodiscard]] Result<PooledConnection> get_reader_until(std::chrono::time_point<C, D> deadline) const {
@@ -1142,8 +1241,9 @@ class Pool {
       : cfg_(std::move(cfg)), owner_(std::move(owner)), readers_(std::move(readers)) {}
   [[nodiscard]] detail::PoolState& state() const noexcept { return *owner_->state(); }
 
-  static Result<PooledConnection> checkout(const detail::PoolOwner& owner, detail::Clock::time_point until) {
-    auto c = owner.state()->acquire(until);
+  static Result<PooledConnection> checkout(const detail::PoolOwner& owner, detail::Clock::time_point until,
+                                           detail::Clock::time_point now = detail::Clock::now()) {
+    auto c = owner.state()->acquire(until, now);
     if (!c) return std::move(c).error();
     return checked(PooledConnection(owner.state(), std::move(*c)));
   }
