@@ -115,25 +115,26 @@ class PoolState {
 
   /// Checks a connection out, waiting until `deadline`; `start` is now (the
   /// caller has usually just read the clock).
-  Result<std::unique_ptr<Conn>> acquire(Clock::time_point deadline, Clock::time_point start = Clock::now()) {
-    const auto timeout = std::chrono::duration_cast<std::chrono::milliseconds>(
-        deadline > start ? deadline - start : Clock::duration::zero());
+  Result<std::unique_ptr<Conn>> acquire(WaitLimit limit) {
     std::vector<std::unique_ptr<Conn>> expired;  // closed after the lock is released
+    // Ages need no precision; the precise clock is read only to wait.
+    auto age_now = cfg_.max_lifetime.count() > 0 ? coarse_now() : Clock::time_point{};
     std::unique_lock lock(mu_);
     bool waited = false;
-    auto now = start;
+    bool started = false;       // the clock was read for a wait
+    Clock::time_point start{};  // then: the deadline's base for a timeout, the wait's start
     for (;;) {
       if (closed_) return fail(Errc::closed, "the pool on {} is closed", cfg_.path);
       while (!idle_.empty()) {
         std::unique_ptr<Conn> c = std::move(idle_.back());
         idle_.pop_back();
-        if (cfg_.max_lifetime.count() > 0 && now - c->created >= cfg_.max_lifetime) {
+        if (cfg_.max_lifetime.count() > 0 && age_now - c->created >= cfg_.max_lifetime) {
           --size_;
           ++closed_count_;
           expired.push_back(std::move(c));
           continue;
         }
-        checked_out(start, waited);
+        checked_out(waited, start);
         lock.unlock();
         expired.clear();
         return c;
@@ -156,14 +157,21 @@ class PoolState {
           lock.unlock();
           return fail(Errc::closed, "the pool on {} is closed", cfg_.path);
         }
-        checked_out(start, waited);
+        checked_out(waited, start);
         return c;
       }
-      now = Clock::now();
-      if (now >= deadline) {
+      const auto now = Clock::now();
+      if (!started) {
+        started = true;
+        start = now;
+        if (limit.relative) limit.deadline = now + limit.timeout;
+      }
+      if (now >= limit.deadline) {
         ++timeouts_;
         record_wait(now - start);
         lock.unlock();
+        const auto timeout = std::chrono::duration_cast<std::chrono::milliseconds>(
+            limit.relative ? limit.timeout : std::max(limit.deadline - start, Clock::duration::zero()));
         log_->warn("keel::sqlite: no connection to {} free after {} ms ({} in use)", cfg_.path,
                    timeout.count(), cfg_.max_size);
         return fail(Errc::timeout, "no connection to {} became free within {} ms (max_size {})", cfg_.path,
@@ -173,8 +181,8 @@ class PoolState {
         waited = true;
         ++waits_;
       }
-      cv_.wait_until(lock, deadline);
-      now = Clock::now();
+      cv_.wait_until(lock, limit.deadline);
+      age_now = Clock::now();
     }
   }
 
@@ -206,7 +214,7 @@ class PoolState {
       }
     }
     c->savepoint_depth = 0;
-    const auto now = Clock::now();
+    const auto now = coarse_now();  // for ages only
     std::unique_lock lock(mu_);
     --in_use_;
     if (closed_ || c->broken || (cfg_.max_lifetime.count() > 0 && now - c->created >= cfg_.max_lifetime)) {
@@ -398,7 +406,7 @@ class PoolState {
   }
 
  private:
-  void checked_out(Clock::time_point start, bool waited) {
+  void checked_out(bool waited, Clock::time_point start) {
     ++in_use_;
     ++gets_;
     if (waited) record_wait(Clock::now() - start);

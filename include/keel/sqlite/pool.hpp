@@ -112,8 +112,7 @@ class Pool {
       : cfg_(std::move(cfg)), owner_(std::move(owner)), readers_(std::move(readers)) {}
   [[nodiscard]] detail::PoolState& state() const noexcept { return *owner_->state(); }
 
-  static Result<PooledConnection> checkout(const detail::PoolOwner& owner, detail::Clock::time_point until,
-                                           detail::Clock::time_point now = detail::Clock::now());
+  static Result<PooledConnection> checkout(const detail::PoolOwner& owner, detail::WaitLimit limit);
   static Result<PooledConnection> checked(PooledConnection conn);
 
   std::shared_ptr<const PoolConfig> cfg_;
@@ -255,15 +254,14 @@ template <class Rep, class Period>
 Result<PooledConnection> Pool::get_for(std::chrono::duration<Rep, Period> timeout) const {
   if (readers_) return get_writer_for(timeout);
   if (!owner_) return fail(Errc::closed, "the pool was moved from");
-  const auto now = detail::Clock::now();  // read once: the deadline and the wait statistics
-  return checkout(*owner_, detail::deadline_after(timeout, now), now);
+  return checkout(*owner_, detail::WaitLimit::after(detail::timeout_of(timeout)));
 }
 
 template <class C, class D>
 Result<PooledConnection> Pool::get_until(std::chrono::time_point<C, D> deadline) const {
   if (readers_) return get_writer_until(deadline);
   if (!owner_) return fail(Errc::closed, "the pool was moved from");
-  return checkout(*owner_, detail::steady_deadline(deadline));
+  return checkout(*owner_, detail::WaitLimit::until(detail::steady_deadline(deadline)));
 }
 
 inline Result<PooledConnection> Pool::get_writer() const {
@@ -280,12 +278,12 @@ template <class C, class D>
 Result<PooledConnection> Pool::get_writer_until(std::chrono::time_point<C, D> deadline) const {
   if (!owner_) return fail(Errc::closed, "the pool was moved from");
   const auto until = detail::steady_deadline(deadline);
-  if (!readers_) return checkout(*owner_, until);
+  if (!readers_) return checkout(*owner_, detail::WaitLimit::until(until));
   detail::PoolState& st = state();
   if (!st.writer().try_lock_until(until)) {
     return fail(Errc::timeout, "the writer connection to {} did not become free in time", cfg_->path);
   }
-  auto c = st.acquire(until);
+  auto c = st.acquire(detail::WaitLimit::until(until));
   if (!c) {
     st.writer().unlock();
     return std::move(c).error();
@@ -302,20 +300,18 @@ inline Result<PooledConnection> Pool::get_reader() const {
 template <class Rep, class Period>
 Result<PooledConnection> Pool::get_reader_for(std::chrono::duration<Rep, Period> timeout) const {
   if (!owner_) return fail(Errc::closed, "the pool was moved from");
-  const auto now = detail::Clock::now();
-  return checkout(readers_ ? *readers_ : *owner_, detail::deadline_after(timeout, now), now);
+  return checkout(readers_ ? *readers_ : *owner_, detail::WaitLimit::after(detail::timeout_of(timeout)));
 }
 
 template <class C, class D>
 Result<PooledConnection> Pool::get_reader_until(std::chrono::time_point<C, D> deadline) const {
   if (!owner_) return fail(Errc::closed, "the pool was moved from");
-  return checkout(readers_ ? *readers_ : *owner_, detail::steady_deadline(deadline));
+  return checkout(readers_ ? *readers_ : *owner_,
+                  detail::WaitLimit::until(detail::steady_deadline(deadline)));
 }
 
-inline Result<PooledConnection> Pool::checkout(const detail::PoolOwner& owner,
-                                               detail::Clock::time_point until,
-                                               detail::Clock::time_point now) {
-  auto c = owner.state()->acquire(until, now);
+inline Result<PooledConnection> Pool::checkout(const detail::PoolOwner& owner, detail::WaitLimit limit) {
+  auto c = owner.state()->acquire(limit);
   if (!c) return std::move(c).error();
   return checked(PooledConnection(owner.state(), std::move(*c)));
 }
