@@ -135,7 +135,7 @@ TEST_CASE("open creates the file read-write with the configured pragmas", "[sqli
   REQUIRE(c.exec("INSERT INTO t(v) VALUES (7)"));
   CHECK(pool.stats().in_use == 1);
   CHECK(pool.stats().idle == 1);
-  c.release();
+  c.reset();
   CHECK_FALSE(c);
   CHECK(pool.stats().in_use == 0);
   pool.close();
@@ -539,7 +539,7 @@ TEST_CASE("exhaustion: a third get on a pool of two times out on time", "[sqlite
   // a connection given back wakes a waiter
   std::thread t([&] {
     std::this_thread::sleep_for(50ms);
-    a.release();
+    a.reset();
   });
   auto fourth = pool.get_for(5s);
   t.join();
@@ -567,7 +567,7 @@ TEST_CASE("close fails waiters and later gets, checked-out connections close on 
   REQUIRE_FALSE(waiter);
   CHECK(waiter.error().code() == Errc::closed);
   CHECK(c.exec("SELECT 1"));  // still usable
-  c.release();
+  c.reset();
   CHECK(pool.stats().size == 0);
   auto later = pool.get();
   REQUIRE_FALSE(later);
@@ -588,7 +588,7 @@ TEST_CASE("a connection outlives its pool handle", "[sqlite]") {
   }
   REQUIRE(c);
   CHECK(c.exec("CREATE TABLE t(x)"));
-  c.release();
+  c.reset();
 }
 
 TEST_CASE(":memory: pools share one database between their connections", "[sqlite]") {
@@ -667,7 +667,7 @@ void concurrent_writers(int threads, int per_thread) {
         if (!r) {
           if (errors.fetch_add(1) == 0) messages[static_cast<std::size_t>(t)] = r.error().to_string();
         }
-        if (c) c->release();  // (holding one while asking for another can exhaust the pool)
+        if (c) c->reset();  // (holding one while asking for another can exhaust the pool)
         // readers in between, without the write lock
         if (i % 50 == 0) {
           auto n = keel::sqlite::transaction(
@@ -1197,6 +1197,22 @@ TEST_CASE("a schema change from another connection never leaves a cached stateme
   CHECK(keel::sqlite::detail::ConnAccess::conn(c)->cache.misses() == misses + 1);  // prepared afresh
 }
 
+TEST_CASE("PooledConnection::release() still returns the connection (the deprecated name of reset())",
+          "[sqlite]") {
+  TempDir dir;
+  auto pool = open_pool(config_for(dir.file("release.db")));
+  auto c = get(pool);
+  CHECK(pool.stats().in_use == 1);
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+  c.release();
+#pragma GCC diagnostic pop
+  CHECK_FALSE(c);
+  CHECK(pool.stats().in_use == 0);
+  c.reset();  // on an empty handle: nothing
+  CHECK(pool.stats().in_use == 0);
+}
+
 namespace {
 // How many times a connection has read PRAGMA schema_version (the slow path of the check).
 int schema_reads(const PooledConnection& c) {
@@ -1476,10 +1492,10 @@ TEST_CASE("read/write split: readers never wait behind the writer and cannot wri
     REQUIRE(n);
     CHECK(*n == 2);
     CHECK((*r)->execAndGet("PRAGMA query_only").getInt() == 1);  // still on after a read transaction
-    w->release();
+    w->reset();
     auto again = pool.get_writer_until(std::chrono::system_clock::now() + 1s);  // any clock
     REQUIRE(again);
-    again->release();
+    again->reset();
     REQUIRE(keel::sqlite::transaction(
         pool, [](PooledConnection& c) -> Result<int> { return c.exec("INSERT INTO t VALUES (3)"); }));
   }

@@ -151,7 +151,7 @@ class PooledConnection {
   [[nodiscard]] SQLite::Database& db() const noexcept { return **this; }
   /// The raw sqlite3 handle (for the C API).
   [[nodiscard]] sqlite3* handle() const noexcept { return conn_ ? conn_->db.getHandle() : nullptr; }
-  /// False once moved from, released or discarded.
+  /// False once moved from, reset or discarded.
   explicit operator bool() const noexcept { return conn_ != nullptr; }
   /// The connection's number within its pool (for logs).
   [[nodiscard]] std::uint64_t id() const noexcept { return conn_ ? conn_->id : 0; }
@@ -185,8 +185,12 @@ class PooledConnection {
     }
   }
 
-  /// Returns the connection to the pool now (as the destructor would).
-  void release() noexcept { give_back(); }
+  /// Returns the connection to the pool now (as the destructor would) and
+  /// leaves this handle empty, like a channel handle's reset().
+  void reset() noexcept { give_back(); }
+  /// The old name of reset() (it returns the connection to the pool, unlike
+  /// unique_ptr::release, which gives up ownership without freeing).
+  [[deprecated("use reset()")]] void release() noexcept { give_back(); }
   /// Closes the connection instead of returning it (after an error that may
   /// have left it unusable); the pool opens a fresh one when needed.
   void discard() noexcept {
