@@ -130,7 +130,7 @@ struct Conn {
     // Still the same WAL: a connection that left WAL mode has a rollback
     // journal here instead (and would create a -shm file if mapped).
     sqlite3_file* journal = nullptr;
-    if (sqlite3_file_control(h, "main", SQLITE_FCNTL_JOURNAL_POINTER, &journal) != SQLITE_OK ||
+    if (sqlite3_file_control(h, nullptr, SQLITE_FCNTL_JOURNAL_POINTER, &journal) != SQLITE_OK ||
         journal != wal_file)
       return false;
     void volatile* region = nullptr;
