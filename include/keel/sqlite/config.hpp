@@ -2,8 +2,7 @@
 // and what it reports (PoolStats).
 //
 //     keel::sqlite::PoolConfig cfg{.path = "app.db", .max_size = 4};
-//     cfg.readers = 4;                       // one writer, four read-only connections
-//     if (auto ok = cfg.validate(); !ok) return ok.error();   // Errc::config, naming the field
+//     KEEL_TRY(cfg.validate());   // Errc::config, naming the field (Pool::open checks it too)
 //
 // Part of <keel/sqlite.hpp>; <keel/sqlite/pool.hpp> includes it.
 #pragma once
@@ -70,10 +69,10 @@ struct PoolConfig {
   /// if the schema changed since the connection last looked (SQLiteCpp keeps
   /// a statement's column-name map across SQLite's re-prepare, so
   /// getColumn("name") could read another column). In WAL mode this compares
-  /// the WAL index header in shared memory (no system call, no transaction) and reads PRAGMA
-  /// schema_version (a short read transaction) only when something was
-  /// committed since; in other journal modes it reads it at every such
-  /// checkout. A change made while a connection is checked out is seen at its
+  /// the WAL index header in shared memory (no system call, no transaction)
+  /// and reads PRAGMA schema_version (a short read transaction) only when
+  /// something was committed since; in other journal modes it reads it at
+  /// every such checkout. A change made while a connection is checked out is seen at its
   /// next checkout. Turn it off only when the schema never changes while the
   /// pool is open, from any connection or process.
   bool check_schema = true;
