@@ -1271,6 +1271,39 @@ TEST_CASE("in WAL mode the schema check reads the schema only after something wa
   CHECK(st.getColumn("a").getString() == "A");
 }
 
+TEST_CASE("a split pool's reader sees the writer's schema change at its next checkout", "[sqlite]") {
+  TempDir dir;
+  auto cfg = config_for(dir.file("split-schema.db"));
+  cfg.readers = 1;  // every get_reader() gets the same connection
+  auto pool = open_pool(cfg);
+  {
+    auto w = pool.get_writer();
+    REQUIRE(w);
+    REQUIRE(w->exec("CREATE TABLE t (a TEXT, b TEXT); INSERT INTO t VALUES ('A', 'B')"));
+  }
+  for (int i = 0; i < 3; ++i) {  // cached, and kept once the reader has looked
+    auto r = pool.get_reader();
+    REQUIRE(r);
+    auto& st = r->prepare_cached("SELECT * FROM t").value().get();
+    REQUIRE(st.executeStep());
+    CHECK(st.getColumn("b").getString() == "B");
+    st.reset();
+  }
+  {
+    auto w = pool.get_writer();
+    REQUIRE(w);
+    REQUIRE(
+        w->exec("CREATE TABLE t2 (b TEXT, a TEXT); INSERT INTO t2 SELECT b, a FROM t; DROP TABLE t; "
+                "ALTER TABLE t2 RENAME TO t"));
+  }
+  auto r = pool.get_reader();
+  REQUIRE(r);
+  auto& st = r->prepare_cached("SELECT * FROM t").value().get();
+  REQUIRE(st.executeStep());
+  CHECK(st.getColumn("b").getString() == "B");  // not "A" through the old map
+  CHECK(st.getColumn("a").getString() == "A");
+}
+
 TEST_CASE("a connection that leaves WAL mode keeps checking the schema and makes no -shm file", "[sqlite]") {
   TempDir dir;
   auto cfg = config_for(dir.file("leave-wal.db"));
