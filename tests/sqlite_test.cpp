@@ -135,7 +135,7 @@ TEST_CASE("open creates the file read-write with the configured pragmas", "[sqli
   REQUIRE(c.exec("INSERT INTO t(v) VALUES (7)"));
   CHECK(pool.stats().in_use == 1);
   CHECK(pool.stats().idle == 1);
-  c.release();
+  c.reset();
   CHECK_FALSE(c);
   CHECK(pool.stats().in_use == 0);
   pool.close();
@@ -539,7 +539,7 @@ TEST_CASE("exhaustion: a third get on a pool of two times out on time", "[sqlite
   // a connection given back wakes a waiter
   std::thread t([&] {
     std::this_thread::sleep_for(50ms);
-    a.release();
+    a.reset();
   });
   auto fourth = pool.get_for(5s);
   t.join();
@@ -567,7 +567,7 @@ TEST_CASE("close fails waiters and later gets, checked-out connections close on 
   REQUIRE_FALSE(waiter);
   CHECK(waiter.error().code() == Errc::closed);
   CHECK(c.exec("SELECT 1"));  // still usable
-  c.release();
+  c.reset();
   CHECK(pool.stats().size == 0);
   auto later = pool.get();
   REQUIRE_FALSE(later);
@@ -588,7 +588,7 @@ TEST_CASE("a connection outlives its pool handle", "[sqlite]") {
   }
   REQUIRE(c);
   CHECK(c.exec("CREATE TABLE t(x)"));
-  c.release();
+  c.reset();
 }
 
 TEST_CASE(":memory: pools share one database between their connections", "[sqlite]") {
@@ -667,7 +667,7 @@ void concurrent_writers(int threads, int per_thread) {
         if (!r) {
           if (errors.fetch_add(1) == 0) messages[static_cast<std::size_t>(t)] = r.error().to_string();
         }
-        if (c) c->release();  // (holding one while asking for another can exhaust the pool)
+        if (c) c->reset();  // (holding one while asking for another can exhaust the pool)
         // readers in between, without the write lock
         if (i % 50 == 0) {
           auto n = keel::sqlite::transaction(
@@ -1197,6 +1197,151 @@ TEST_CASE("a schema change from another connection never leaves a cached stateme
   CHECK(keel::sqlite::detail::ConnAccess::conn(c)->cache.misses() == misses + 1);  // prepared afresh
 }
 
+TEST_CASE("PooledConnection::release() still returns the connection (the deprecated name of reset())",
+          "[sqlite]") {
+  TempDir dir;
+  auto pool = open_pool(config_for(dir.file("release.db")));
+  auto c = get(pool);
+  CHECK(pool.stats().in_use == 1);
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+  c.release();
+#pragma GCC diagnostic pop
+  CHECK_FALSE(c);
+  CHECK(pool.stats().in_use == 0);
+  c.reset();  // on an empty handle: nothing
+  CHECK(pool.stats().in_use == 0);
+}
+
+namespace {
+// How many times a connection has read PRAGMA schema_version (the slow path of the check).
+int schema_reads(const PooledConnection& c) {
+  sqlite3_stmt* s = keel::sqlite::detail::ConnAccess::conn(c)->schema_stmt;
+  return s == nullptr ? 0 : sqlite3_stmt_status(s, SQLITE_STMTSTATUS_RUN, 0);
+}
+}  // namespace
+
+TEST_CASE("in WAL mode the schema check reads the schema only after something was committed", "[sqlite]") {
+  TempDir dir;
+  auto cfg = config_for(dir.file("walcheck.db"));
+  cfg.min_idle = 1;
+  cfg.max_size = 1;  // every checkout gets the same connection
+  auto pool = open_pool(cfg);
+  REQUIRE(get(pool).exec("CREATE TABLE t (a TEXT, b TEXT); INSERT INTO t VALUES ('A', 'B')"));
+  // The statement was cached after the CREATE, but the first look cannot
+  // know that and may drop it once; from then on it stays.
+  int reads = 0;
+  for (int i = 0; i < 3; ++i) {
+    auto c = get(pool);
+    reads = schema_reads(c);
+    if (c.cached_statements() == 1) break;
+    auto& st = c.prepare_cached("SELECT * FROM t").value().get();
+    REQUIRE(st.executeStep());
+    CHECK(st.getColumn("b").getString() == "B");
+    st.reset();
+  }
+  CHECK(reads >= 1);
+  for (int i = 0; i < 3; ++i) {  // nothing committed since: no read transaction at checkout
+    auto c = get(pool);
+    CHECK(schema_reads(c) == reads);
+    CHECK(c.cached_statements() == 1);
+  }
+  // Another process commits rows (not the schema): read once, cache kept.
+  REQUIRE(sqlite3_shell(cfg.path, "INSERT INTO t VALUES ('C', 'D')").empty());
+  {
+    auto c = get(pool);
+    CHECK(schema_reads(c) == reads + 1);
+    CHECK(c.cached_statements() == 1);
+  }
+  {
+    auto c = get(pool);
+    CHECK(schema_reads(c) == reads + 1);
+  }
+  // Another process swaps the columns: the next checkout drops the cache.
+  REQUIRE(sqlite3_shell(cfg.path,
+                        "CREATE TABLE t2 (b TEXT, a TEXT); INSERT INTO t2 SELECT b, a FROM t; DROP TABLE t; "
+                        "ALTER TABLE t2 RENAME TO t")
+              .empty());
+  auto c = get(pool);
+  CHECK(schema_reads(c) == reads + 2);
+  CHECK(c.cached_statements() == 0);
+  auto& st = c.prepare_cached("SELECT * FROM t WHERE a = 'A'").value().get();
+  REQUIRE(st.executeStep());
+  CHECK(st.getColumn("b").getString() == "B");
+  CHECK(st.getColumn("a").getString() == "A");
+}
+
+TEST_CASE("a split pool's reader sees the writer's schema change at its next checkout", "[sqlite]") {
+  TempDir dir;
+  auto cfg = config_for(dir.file("split-schema.db"));
+  cfg.readers = 1;  // every get_reader() gets the same connection
+  auto pool = open_pool(cfg);
+  {
+    auto w = pool.get_writer();
+    REQUIRE(w);
+    REQUIRE(w->exec("CREATE TABLE t (a TEXT, b TEXT); INSERT INTO t VALUES ('A', 'B')"));
+  }
+  for (int i = 0; i < 3; ++i) {  // cached, and kept once the reader has looked
+    auto r = pool.get_reader();
+    REQUIRE(r);
+    auto& st = r->prepare_cached("SELECT * FROM t").value().get();
+    REQUIRE(st.executeStep());
+    CHECK(st.getColumn("b").getString() == "B");
+    st.reset();
+  }
+  {
+    auto w = pool.get_writer();
+    REQUIRE(w);
+    REQUIRE(
+        w->exec("CREATE TABLE t2 (b TEXT, a TEXT); INSERT INTO t2 SELECT b, a FROM t; DROP TABLE t; "
+                "ALTER TABLE t2 RENAME TO t"));
+  }
+  auto r = pool.get_reader();
+  REQUIRE(r);
+  auto& st = r->prepare_cached("SELECT * FROM t").value().get();
+  REQUIRE(st.executeStep());
+  CHECK(st.getColumn("b").getString() == "B");  // not "A" through the old map
+  CHECK(st.getColumn("a").getString() == "A");
+}
+
+TEST_CASE("a connection that leaves WAL mode keeps checking the schema and makes no -shm file", "[sqlite]") {
+  TempDir dir;
+  auto cfg = config_for(dir.file("leave-wal.db"));
+  cfg.min_idle = 1;
+  cfg.max_size = 1;  // the only connection, so it may leave WAL mode
+  auto pool = open_pool(cfg);
+  {
+    auto c = get(pool);
+    REQUIRE(c->execAndGet("PRAGMA journal_mode = DELETE").getString() == "delete");
+    REQUIRE(c.exec("CREATE TABLE t (a TEXT, b TEXT); INSERT INTO t VALUES ('A', 'B')"));
+    auto& st = c.prepare_cached("SELECT * FROM t").value().get();
+    REQUIRE(st.executeStep());
+    CHECK(st.getColumn("b").getString() == "B");
+    st.reset();
+  }
+  int reads = 0;
+  for (int i = 0; i < 4; ++i) {  // no WAL index to compare: every checkout with statements cached reads
+    auto c = get(pool);
+    if (i > 1) CHECK(schema_reads(c) > reads);  // (the first look may drop the statement once)
+    reads = schema_reads(c);
+    auto& st = c.prepare_cached("SELECT * FROM t").value().get();
+    REQUIRE(st.executeStep());
+    st.reset();
+  }
+  CHECK_FALSE(fs::exists(cfg.path + "-shm"));
+  CHECK_FALSE(fs::exists(cfg.path + "-wal"));
+  REQUIRE(sqlite3_shell(cfg.path,
+                        "CREATE TABLE t2 (b TEXT, a TEXT); INSERT INTO t2 SELECT b, a FROM t; DROP TABLE t; "
+                        "ALTER TABLE t2 RENAME TO t")
+              .empty());
+  auto c = get(pool);
+  auto& st = c.prepare_cached("SELECT * FROM t").value().get();
+  REQUIRE(st.executeStep());
+  CHECK(st.getColumn("b").getString() == "B");  // not "A" through the old map
+  CHECK(st.getColumn("a").getString() == "A");
+  CHECK_FALSE(fs::exists(cfg.path + "-shm"));
+}
+
 TEST_CASE("a write transaction on a connection with a statement mid-step is refused at once", "[sqlite]") {
   TempDir dir;
   auto cfg = config_for(dir.file("snapshot.db"));
@@ -1380,10 +1525,10 @@ TEST_CASE("read/write split: readers never wait behind the writer and cannot wri
     REQUIRE(n);
     CHECK(*n == 2);
     CHECK((*r)->execAndGet("PRAGMA query_only").getInt() == 1);  // still on after a read transaction
-    w->release();
+    w->reset();
     auto again = pool.get_writer_until(std::chrono::system_clock::now() + 1s);  // any clock
     REQUIRE(again);
-    again->release();
+    again->reset();
     REQUIRE(keel::sqlite::transaction(
         pool, [](PooledConnection& c) -> Result<int> { return c.exec("INSERT INTO t VALUES (3)"); }));
   }

@@ -52,6 +52,7 @@
 // See docs/sqlite.md for the one-writer rule, pragmas and pitfalls.
 #pragma once
 
+#include <keel/sqlite/config.hpp>
 #include <keel/sqlite/error.hpp>
 #include <keel/sqlite/migrate.hpp>
 #include <keel/sqlite/pool.hpp>

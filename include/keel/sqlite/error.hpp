@@ -183,6 +183,13 @@ template <class T>
 struct TrySqlResult<Result<T>> {
   using type = Result<T>;
 };
+/// True for keel::Result<T> (this module's own trait: no other module's detail).
+template <class R>
+struct IsResult : std::false_type {};
+template <class T>
+struct IsResult<Result<T>> : std::true_type {};
+template <class R>
+inline constexpr bool is_result_v = IsResult<std::remove_cvref_t<R>>::value;
 }  // namespace detail
 
 /// Runs fn() and turns a SQLite::Exception it throws into an Error (other
@@ -199,7 +206,7 @@ auto try_sql(F&& fn, std::string_view sql = {}, keel::SourceLocation where = kee
     if constexpr (std::is_void_v<R>) {
       std::invoke(std::forward<F>(fn));
       return Out();
-    } else if constexpr (keel::detail::is_result_v<R>) {
+    } else if constexpr (detail::is_result_v<R>) {
       return std::invoke(std::forward<F>(fn));
     } else {
       return Out(std::in_place, std::invoke(std::forward<F>(fn)));

@@ -267,7 +267,7 @@ using tx_result_t =
 
 template <class R, class F>
 R run_transaction(PooledConnection& conn, TxKind kind, F& fn) {
-  static_assert(keel::detail::is_result_v<R>, "transaction: fn must return a keel::Result");
+  static_assert(detail::is_result_v<R>, "transaction: fn must return a keel::Result");
   if (!conn)
     return R(unexpected<Error>(Error(Errc::invalid_argument, "transaction on an empty PooledConnection")));
   TxScope scope(conn, kind);

@@ -1,0 +1,216 @@
+// keel/detail/sqlite_connection.hpp: one pooled SQLite connection (Conn):
+// the database, its statement cache, its transaction-control statements and
+// the schema check run at checkout. Not part of the API.
+#pragma once
+
+#include <keel/detail/sqlite_clock.hpp>
+#include <keel/detail/sqlite_statement_cache.hpp>
+#include <keel/sqlite/error.hpp>
+
+#include <SQLiteCpp/Database.h>
+#include <sqlite3.h>
+
+#include <array>
+#include <bit>
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <utility>
+
+namespace keel::sqlite::detail {
+
+/// The transaction-control statements, prepared once per connection.
+enum class TxStmt : std::uint8_t {
+  begin_immediate,
+  begin_deferred,
+  commit,
+  rollback,
+  query_only_on,
+  query_only_off
+};
+inline constexpr std::size_t kTxStmtCount = 6;
+
+/// The 48-byte header of a WAL index, as 32-bit words.
+using WalHeader = std::array<std::uint32_t, 12>;
+/// The size of one region of a WAL index in shared memory (SQLite's WALINDEX_PGSZ).
+inline constexpr int kWalIndexRegion = 32768;
+
+/// One pooled connection: the database, its statement cache and bookkeeping.
+struct Conn {
+  Conn(SQLite::Database&& database, std::uint64_t conn_id, std::size_t cache_capacity)
+      : db(std::move(database)),
+        id(conn_id),
+        created(Clock::now()),
+        last_used(created),
+        cache(cache_capacity) {}
+  Conn(const Conn&) = delete;
+  Conn& operator=(const Conn&) = delete;
+  ~Conn() {
+    // Every statement must be finalized before SQLiteCpp closes the handle.
+    cache.clear();
+    for (auto*& s : tx) {
+      sqlite3_finalize(s);
+      s = nullptr;
+    }
+    sqlite3_finalize(schema_stmt);
+  }
+
+  /// Drops the statement cache when the schema changed since this
+  /// connection last looked (another connection or process ran DDL, or this
+  /// one did): SQLite re-prepares a statement after a schema change, but
+  /// SQLiteCpp keeps the column-name map it built before, so getColumn("name")
+  /// could read another column. Run at every checkout.
+  ///
+  /// In WAL mode it first compares the write-ahead log's index header (in
+  /// shared memory; every commit, from any connection or process, rewrites
+  /// it) with the one seen at the last look: unchanged, nothing was committed,
+  /// so the schema did not change and no transaction is needed. Otherwise it
+  /// reads PRAGMA schema_version (a short read transaction).
+  /// `always`: look even with nothing cached (when the connection opens, so
+  /// its first statements need not be dropped at the next checkout).
+  int check_schema(bool always = false) noexcept {
+    // Nothing cached, nothing to go stale. Statements cached from now on were
+    // prepared against a schema at least as new as schema_version: if it has
+    // moved by the next look they are dropped (perhaps needlessly, never
+    // wrongly); with no version known yet they are dropped once.
+    if (!always && cache.size() == 0) return SQLITE_OK;
+    WalHeader now{};
+    // Read before the schema: a commit between the two leaves an older header
+    // recorded, so the next look reads the schema again.
+    const bool have_header = read_wal_header(now);
+    if (have_header && header_known && now == seen_header) return SQLITE_OK;
+    sqlite3* h = db.getHandle();
+    if (schema_stmt == nullptr) {
+      const int rc = sqlite3_prepare_v3(h, "PRAGMA schema_version", -1, SQLITE_PREPARE_PERSISTENT,
+                                        &schema_stmt, nullptr);
+      if (rc != SQLITE_OK) return rc;
+    }
+    const int rc = sqlite3_step(schema_stmt);
+    if (rc == SQLITE_ROW) {
+      const auto v = sqlite3_column_int64(schema_stmt, 0);
+      if (v != schema_version) {
+        cache.clear();
+        schema_version = v;
+      }
+    }
+    sqlite3_reset(schema_stmt);
+    header_known = have_header && rc == SQLITE_ROW;
+    if (header_known) seen_header = now;
+    return rc == SQLITE_ROW ? SQLITE_OK : rc;
+  }
+
+  /// Finds the files behind the WAL fast path of check_schema(); called once
+  /// the connection is configured. Leaves them null unless the connection is
+  /// in WAL mode with its index in shared memory.
+  void watch_wal(bool wal_mode) noexcept {
+    db_file = nullptr;
+    wal_file = nullptr;
+    header_known = false;
+    if (!wal_mode) return;
+    sqlite3* h = db.getHandle();
+    sqlite3_file* main = nullptr;
+    sqlite3_file* journal = nullptr;
+    if (sqlite3_file_control(h, "main", SQLITE_FCNTL_FILE_POINTER, &main) != SQLITE_OK ||
+        sqlite3_file_control(h, "main", SQLITE_FCNTL_JOURNAL_POINTER, &journal) != SQLITE_OK)
+      return;
+    if (main == nullptr || main->pMethods == nullptr || main->pMethods->iVersion < 2 ||
+        main->pMethods->xShmMap == nullptr || journal == nullptr || journal->pMethods == nullptr)
+      return;
+    db_file = main;
+    wal_file = journal;  // the WAL's file while the connection stays in WAL mode
+  }
+
+  /// The WAL index header (the first of its two copies: SQLite writes the
+  /// second, then this one). False when there is none to trust: not in WAL
+  /// mode (any more), inside a transaction (a snapshot), or not initialised.
+  bool read_wal_header(WalHeader& out) noexcept {
+    if (wal_file == nullptr) return false;
+    sqlite3* h = db.getHandle();
+    if (sqlite3_get_autocommit(h) == 0) return false;
+    // Still the same WAL: a connection that left WAL mode has a rollback
+    // journal here instead (and would create a -shm file if mapped).
+    sqlite3_file* journal = nullptr;
+    if (sqlite3_file_control(h, nullptr, SQLITE_FCNTL_JOURNAL_POINTER, &journal) != SQLITE_OK ||
+        journal != wal_file)
+      return false;
+    void volatile* region = nullptr;
+    if (db_file->pMethods->xShmMap(db_file, 0, kWalIndexRegion, 0, &region) != SQLITE_OK || region == nullptr)
+      return false;
+    const auto* words = static_cast<const volatile std::uint32_t*>(region);
+    for (std::size_t i = 0; i < out.size(); ++i) out[i] = words[i];
+    // iVersion 3007000 and isInit (the byte after iChange) set: a header
+    // SQLite wrote, in the format read here (native byte order).
+    constexpr unsigned kInitShift = std::endian::native == std::endian::little ? 0U : 24U;
+    return out[0] == 3007000U && ((out[3] >> kInitShift) & 0xffU) == 1U;
+  }
+
+  /// Steps one of the transaction-control statements; returns the SQLite code
+  /// (SQLITE_DONE on success).
+  int run(TxStmt which) noexcept {
+    static constexpr std::array<const char*, kTxStmtCount> kSql = {
+        "BEGIN IMMEDIATE", "BEGIN DEFERRED",        "COMMIT",
+        "ROLLBACK",        "PRAGMA query_only = 1", "PRAGMA query_only = 0"};
+    const auto i = static_cast<std::size_t>(which);
+    if (tx[i] == nullptr) {
+      const int rc =
+          sqlite3_prepare_v3(db.getHandle(), kSql[i], -1, SQLITE_PREPARE_PERSISTENT, &tx[i], nullptr);
+      if (rc != SQLITE_OK) {
+        last_code = sqlite3_extended_errcode(db.getHandle());
+        last_message = sqlite3_errmsg(db.getHandle());
+        return rc;
+      }
+    }
+    int rc = sqlite3_step(tx[i]);
+    while (rc == SQLITE_ROW) rc = sqlite3_step(tx[i]);
+    if (rc != SQLITE_DONE) {
+      // Kept for the caller's Error: the reset below may replace the handle's message.
+      last_code = sqlite3_extended_errcode(db.getHandle());
+      last_message = sqlite3_errmsg(db.getHandle());
+    }
+    sqlite3_reset(tx[i]);
+    return rc;
+  }
+  /// The error of the last failed run().
+  [[nodiscard]] Error run_error(TxStmt which) const {
+    return make_error(last_code, last_message, sql_of(which));
+  }
+  static const char* sql_of(TxStmt which) noexcept {
+    switch (which) {
+      case TxStmt::begin_immediate:
+        return "BEGIN IMMEDIATE";
+      case TxStmt::begin_deferred:
+        return "BEGIN DEFERRED";
+      case TxStmt::commit:
+        return "COMMIT";
+      case TxStmt::rollback:
+        return "ROLLBACK";
+      case TxStmt::query_only_on:
+        return "PRAGMA query_only = 1";
+      case TxStmt::query_only_off:
+        return "PRAGMA query_only = 0";
+    }
+    return "";
+  }
+
+  SQLite::Database db;  // declared first: destroyed last
+  std::uint64_t id;
+  Clock::time_point created;
+  Clock::time_point last_used;
+  StatementCache cache;
+  std::array<sqlite3_stmt*, kTxStmtCount> tx{};
+  sqlite3_stmt* schema_stmt = nullptr;
+  std::int64_t schema_version = -1;  // as of the last look; -1: not read yet
+  sqlite3_file* db_file = nullptr;   // the database file, whose shared memory holds the WAL index
+  sqlite3_file* wal_file = nullptr;  // the WAL's file (null: no WAL fast path)
+  WalHeader seen_header{};           // the WAL index header at the last schema read
+  bool header_known = false;         // seen_header is valid
+  int savepoint_depth = 0;
+  bool query_only = false;       // PRAGMA query_only is on (a read-only transaction or savepoint)
+  bool reader = false;           // a read-only connection of a split pool: query_only always on
+  bool owns_write_lock = false;  // checked out by get_writer() of a split pool: holds the write lock
+  bool broken = false;
+  int last_code = SQLITE_OK;
+  std::string last_message;
+};
+
+}  // namespace keel::sqlite::detail

@@ -1,0 +1,532 @@
+// keel/detail/sqlite_pool_state.hpp: the state a Pool's handles, its
+// connections and its maintenance thread share (PoolState): opening and
+// configuring connections, checkout and return, statistics, and the
+// maintenance pass (retiring, topping up, WAL checkpoints). Not part of the API.
+#pragma once
+
+#include <keel/detail/sqlite_clock.hpp>
+#include <keel/detail/sqlite_connection.hpp>
+#include <keel/detail/sqlite_write_lock.hpp>
+#include <keel/logger.hpp>
+#include <keel/result.hpp>
+#include <keel/sqlite/config.hpp>
+#include <keel/sqlite/error.hpp>
+
+#include <SQLiteCpp/Database.h>
+#include <fcntl.h>
+#include <fmt/format.h>
+#include <sqlite3.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <chrono>
+#include <condition_variable>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace keel::sqlite::detail {
+
+/// What a PoolState's connections are for.
+enum class Role : std::uint8_t {
+  any,     ///< read and write (no split)
+  writer,  ///< the one writer connection of a split pool
+  reader,  ///< read-only connections of a split pool
+};
+
+/// The state a Pool's handles, its connections and its maintenance thread share.
+class PoolState {
+ public:
+  explicit PoolState(PoolConfig config, Role role = Role::any) : cfg_(std::move(config)), role_(role) {
+    log_ = keel::resolve_logger(cfg_.logger);
+  }
+  [[nodiscard]] Role role() const noexcept { return role_; }
+  /// The name SQLite opens (the memdb URI for ":memory:").
+  [[nodiscard]] const std::string& name() const noexcept { return name_; }
+  PoolState(const PoolState&) = delete;
+  PoolState& operator=(const PoolState&) = delete;
+  ~PoolState() { anchor_.reset(); }
+
+  [[nodiscard]] const PoolConfig& config() const noexcept { return cfg_; }
+  [[nodiscard]] const keel::Logger& log() const noexcept { return log_; }
+  WriteLock& writer() noexcept { return writer_; }
+
+  /// Validates the configuration, works out the name and flags, opens the
+  /// first connection (setting journal_mode) and the rest of min_idle.
+  Result<void> start() {
+    KEEL_TRY(cfg_.validate());
+    if (cfg_.connection_timeout <= cfg_.busy_timeout) {
+      log_->warn("keel::sqlite: connection_timeout ({} ms) should exceed busy_timeout ({} ms)",
+                 cfg_.connection_timeout.count(), cfg_.busy_timeout.count());
+    }
+    flags_ = (cfg_.read_only ? SQLITE_OPEN_READONLY : (SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE)) |
+             SQLITE_OPEN_URI | SQLITE_OPEN_NOMUTEX;
+    if (cfg_.path == ":memory:") {
+      // One database per pool that every connection sees: the memdb VFS
+      // shares a database between the connections of a process when its name
+      // starts with '/'. (Shared-cache ":memory:" would also share it, but
+      // shared cache reports table locks as SQLITE_LOCKED, which the busy
+      // handler never waits out.) An anchor connection keeps it alive.
+      static std::atomic<std::uint64_t> counter{0};
+      // relaxed: only uniqueness matters.
+      const auto n = counter.fetch_add(1, std::memory_order_relaxed);
+      name_ = fmt::format("file:/keel-memdb-{}-{}?vfs=memdb", static_cast<const void*>(this), n);
+      memory_ = true;
+    } else {
+      name_ = cfg_.path;
+      if (cfg_.file_mode != 0 && !cfg_.read_only && !cfg_.path.starts_with("file:")) {
+        KEEL_TRY(create_private(cfg_.path, cfg_.file_mode));
+      }
+    }
+
+    KEEL_TRY_ASSIGN(auto first, open_connection(true));
+    if (!memory_ && !cfg_.read_only) {
+      const char* file = sqlite3_db_filename(first->db.getHandle(), "main");
+      if (file != nullptr && *file != '\0') wal_path_ = std::string(file) + "-wal";
+    }
+    if (memory_) {
+      KEEL_TRY_ASSIGN(auto anchor, open_connection(false));
+      anchor_ = std::move(anchor);
+    }
+    const std::size_t warm = std::max<std::size_t>(cfg_.min_idle, 1);
+    idle_.reserve(cfg_.max_size + 1);  // release() never allocates
+    std::vector<std::unique_ptr<Conn>> conns;
+    conns.push_back(std::move(first));
+    while (conns.size() < warm) {
+      KEEL_TRY_ASSIGN(auto c, open_connection(false));
+      conns.push_back(std::move(c));
+    }
+    {
+      const std::lock_guard lock(mu_);
+      size_ = conns.size();
+      for (auto& c : conns) idle_.push_back(std::move(c));
+    }
+    log_->debug("keel::sqlite: pool opened on {} ({} connections, max {})", cfg_.path, warm, cfg_.max_size);
+    return {};
+  }
+
+  /// Checks a connection out, waiting until `deadline`; `start` is now (the
+  /// caller has usually just read the clock).
+  Result<std::unique_ptr<Conn>> acquire(WaitLimit limit) {
+    std::vector<std::unique_ptr<Conn>> expired;  // closed after the lock is released
+    // Ages need no precision; the precise clock is read only to wait.
+    auto age_now = cfg_.max_lifetime.count() > 0 ? coarse_now() : Clock::time_point{};
+    std::unique_lock lock(mu_);
+    bool waited = false;
+    bool started = false;       // the clock was read for a wait
+    Clock::time_point start{};  // then: the deadline's base for a timeout, the wait's start
+    for (;;) {
+      if (closed_) return fail(Errc::closed, "the pool on {} is closed", cfg_.path);
+      while (!idle_.empty()) {
+        std::unique_ptr<Conn> c = std::move(idle_.back());
+        idle_.pop_back();
+        if (cfg_.max_lifetime.count() > 0 && age_now - c->created >= cfg_.max_lifetime) {
+          --size_;
+          ++closed_count_;
+          expired.push_back(std::move(c));
+          continue;
+        }
+        checked_out(waited, start);
+        lock.unlock();
+        expired.clear();
+        return c;
+      }
+      if (size_ < cfg_.max_size) {
+        ++size_;
+        lock.unlock();
+        expired.clear();
+        auto c = open_connection(false);
+        lock.lock();
+        if (!c) {
+          --size_;
+          lock.unlock();
+          cv_.notify_one();  // someone else may open one, or take a returned one
+          return std::move(c).error().context(fmt::format("checking out a connection to {}", cfg_.path));
+        }
+        if (closed_) {
+          --size_;
+          ++closed_count_;
+          lock.unlock();
+          return fail(Errc::closed, "the pool on {} is closed", cfg_.path);
+        }
+        checked_out(waited, start);
+        return c;
+      }
+      const auto now = Clock::now();
+      if (!started) {
+        started = true;
+        start = now;
+        if (limit.relative) limit.deadline = now + limit.timeout;
+      }
+      if (now >= limit.deadline) {
+        ++timeouts_;
+        record_wait(now - start);
+        lock.unlock();
+        const auto timeout = std::chrono::duration_cast<std::chrono::milliseconds>(
+            limit.relative ? limit.timeout : std::max(limit.deadline - start, Clock::duration::zero()));
+        log_->warn("keel::sqlite: no connection to {} free after {} ms ({} in use)", cfg_.path,
+                   timeout.count(), cfg_.max_size);
+        return fail(Errc::timeout, "no connection to {} became free within {} ms (max_size {})", cfg_.path,
+                    timeout.count(), cfg_.max_size);
+      }
+      if (!waited) {
+        waited = true;
+        ++waits_;
+      }
+      cv_.wait_until(lock, limit.deadline);
+      age_now = Clock::now();
+    }
+  }
+
+  /// Takes a connection back: rolls back an open transaction, resets
+  /// statements left mid-step, then makes it idle (or closes it).
+  void release(std::unique_ptr<Conn> c) noexcept {
+    if (!c) return;
+    const bool unlock_writer = c->owns_write_lock;
+    c->owns_write_lock = false;
+    release_conn(std::move(c));
+    if (unlock_writer) writer_.unlock();  // after the connection is idle again, for the next in line
+  }
+
+  void release_conn(std::unique_ptr<Conn> c) noexcept {
+    sqlite3* h = c->db.getHandle();
+    if (sqlite3_get_autocommit(h) == 0) {
+      log_->warn("keel::sqlite: connection {} returned with an open transaction; rolling it back", c->id);
+      for (sqlite3_stmt* s = sqlite3_next_stmt(h, nullptr); s != nullptr; s = sqlite3_next_stmt(h, s)) {
+        if (sqlite3_stmt_busy(s) != 0) sqlite3_reset(s);
+      }
+      if (c->run(TxStmt::rollback) != SQLITE_DONE && sqlite3_get_autocommit(h) == 0) c->broken = true;
+      if (!c->reader) {
+        sqlite3_exec(h, "PRAGMA query_only = 0", nullptr, nullptr, nullptr);
+        c->query_only = false;
+      }
+    } else {
+      for (sqlite3_stmt* s = sqlite3_next_stmt(h, nullptr); s != nullptr; s = sqlite3_next_stmt(h, s)) {
+        if (sqlite3_stmt_busy(s) != 0) sqlite3_reset(s);
+      }
+    }
+    c->savepoint_depth = 0;
+    const auto now = coarse_now();  // for ages only
+    std::unique_lock lock(mu_);
+    --in_use_;
+    if (closed_ || c->broken || (cfg_.max_lifetime.count() > 0 && now - c->created >= cfg_.max_lifetime)) {
+      --size_;
+      ++closed_count_;
+      const bool closed = closed_;
+      lock.unlock();
+      cv_.notify_one();
+      if (!closed) wake_maintenance();
+      log_->debug("keel::sqlite: closing connection {}", c->id);
+      c.reset();
+      return;
+    }
+    c->last_used = now;
+    idle_.push_back(std::move(c));
+    lock.unlock();
+    cv_.notify_one();
+  }
+
+  /// Closes idle connections, fails waiters with Errc::closed; connections
+  /// checked out are closed when they come back.
+  void close() noexcept {
+    std::vector<std::unique_ptr<Conn>> idle;
+    {
+      const std::lock_guard lock(mu_);
+      if (closed_) return;
+      closed_ = true;
+      idle.swap(idle_);
+      size_ -= idle.size();
+      closed_count_ += idle.size();
+    }
+    cv_.notify_all();
+    wake_maintenance();
+    idle.clear();
+    log_->debug("keel::sqlite: pool on {} closed", cfg_.path);
+  }
+
+  [[nodiscard]] PoolStats stats() const {
+    const std::lock_guard lock(mu_);
+    PoolStats s;
+    s.size = size_;
+    s.idle = idle_.size();
+    s.in_use = in_use_;
+    s.max_size = cfg_.max_size;
+    s.gets = gets_;
+    s.waits = waits_;
+    s.timeouts = timeouts_;
+    s.longest_wait = longest_wait_;
+    s.opened = opened_;
+    s.closed = closed_count_;
+    s.wal_bytes = wal_bytes_;
+    s.checkpoint_lag_frames = checkpoint_lag_;
+    s.checkpoints = checkpoints_;
+    s.checkpoint_failures = checkpoint_failures_;
+    return s;
+  }
+
+  /// The maintenance loop (run by the pool's thread until close()).
+  void maintain() noexcept {
+    std::unique_lock lock(mu_);
+    while (!closed_) {
+      maint_cv_.wait_for(lock, cfg_.maintenance_interval, [&] { return closed_ || maint_wake_; });
+      maint_wake_ = false;
+      if (closed_) break;
+      lock.unlock();
+      maintain_once();
+      lock.lock();
+    }
+  }
+
+  /// One maintenance pass: retire idle connections past idle_timeout (keeping
+  /// min_idle) or max_lifetime, then open connections up to min_idle idle.
+  void maintain_once() noexcept {
+    std::vector<std::unique_ptr<Conn>> retired;
+    std::size_t need = 0;
+    {
+      const std::lock_guard lock(mu_);
+      if (closed_) return;
+      const auto now = Clock::now();
+      // idle_ front holds the least recently used.
+      for (auto it = idle_.begin(); it != idle_.end();) {
+        Conn& c = **it;
+        const bool too_old = cfg_.max_lifetime.count() > 0 && now - c.created >= cfg_.max_lifetime;
+        const bool unused = cfg_.idle_timeout.count() > 0 && now - c.last_used >= cfg_.idle_timeout &&
+                            idle_.size() > cfg_.min_idle;
+        if (too_old || unused) {
+          retired.push_back(std::move(*it));
+          it = idle_.erase(it);
+          --size_;
+          ++closed_count_;
+        } else {
+          ++it;
+        }
+      }
+      if (idle_.size() < cfg_.min_idle) {
+        need = std::min(cfg_.min_idle - idle_.size(), cfg_.max_size - size_);
+        size_ += need;
+      }
+    }
+    if (!retired.empty())
+      log_->debug("keel::sqlite: retiring {} idle connections to {}", retired.size(), cfg_.path);
+    retired.clear();
+    checkpoint_if_large();
+    for (std::size_t i = 0; i < need; ++i) {
+      auto c = open_connection(false);
+      std::unique_lock lock(mu_);
+      if (!c || closed_) {
+        size_ -= need - i;
+        if (c) ++closed_count_;
+        lock.unlock();
+        if (!c) log_->warn("keel::sqlite: could not top up the pool: {}", c.error());
+        cv_.notify_all();
+        return;  // c (if any) closes here, outside the lock
+      }
+      c.value()->last_used = Clock::now();
+      idle_.push_back(std::move(*c));
+      lock.unlock();
+      cv_.notify_one();
+    }
+  }
+
+  /// Runs a TRUNCATE checkpoint on an idle connection when the -wal file has
+  /// passed wal_checkpoint_bytes (from the maintenance thread).
+  void checkpoint_if_large() noexcept {
+    if (cfg_.wal_checkpoint_bytes <= 0 || wal_path_.empty()) return;
+    struct stat st {};
+    const std::uint64_t size =
+        ::stat(wal_path_.c_str(), &st) == 0 ? static_cast<std::uint64_t>(st.st_size) : std::uint64_t{0};
+    {
+      const std::lock_guard lock(mu_);
+      wal_bytes_ = size;
+      if (closed_ || size < static_cast<std::uint64_t>(cfg_.wal_checkpoint_bytes)) return;
+    }
+    // In line with this process's writers (the lock is fair), so they cannot
+    // keep the checkpoint from SQLite's write lock; the lock first, then an
+    // idle connection (a split pool's writer holds the lock while it holds
+    // its connection).
+    if (!writer_.try_lock_until(Clock::now() + cfg_.busy_timeout)) return;
+    std::unique_ptr<Conn> c;
+    {
+      const std::lock_guard lock(mu_);
+      if (!closed_ && !idle_.empty()) {
+        c = std::move(idle_.back());
+        idle_.pop_back();
+        ++in_use_;
+      }
+    }
+    if (!c) {
+      writer_.unlock();
+      return;
+    }
+    int log_frames = 0;
+    int done = 0;
+    const int rc =
+        sqlite3_wal_checkpoint_v2(c->db.getHandle(), nullptr, SQLITE_CHECKPOINT_TRUNCATE, &log_frames, &done);
+    writer_.unlock();
+    std::uint64_t failures = 0;
+    {
+      const std::lock_guard lock(mu_);
+      if (rc == SQLITE_OK) {
+        ++checkpoints_;
+        consecutive_failures_ = 0;
+        checkpoint_lag_ = 0;
+        wal_bytes_ = 0;
+      } else {
+        ++checkpoint_failures_;
+        failures = ++consecutive_failures_;
+        checkpoint_lag_ = log_frames > done ? static_cast<std::uint64_t>(log_frames - done) : 0;
+      }
+    }
+    if (rc == SQLITE_OK) {
+      log_->debug("keel::sqlite: checkpointed and truncated the {}-byte write-ahead log of {}", size,
+                  cfg_.path);
+    } else if (failures == 3 || (failures > 3 && failures % 60 == 0)) {
+      log_->warn(
+          "keel::sqlite: the write-ahead log of {} is {} bytes and {} checkpoints in a row could not "
+          "finish ({}): a reader or writer keeps an old snapshot open",
+          cfg_.path, size, failures, sqlite3_errmsg(c->db.getHandle()));
+    }
+    release(std::move(c));
+  }
+
+  void wake_maintenance() noexcept {
+    {
+      const std::lock_guard lock(mu_);
+      maint_wake_ = true;
+    }
+    maint_cv_.notify_one();
+  }
+
+ private:
+  void checked_out(bool waited, Clock::time_point start) {
+    ++in_use_;
+    ++gets_;
+    if (waited) record_wait(Clock::now() - start);
+  }
+  void record_wait(Clock::duration d) {
+    const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(d);
+    if (ns > longest_wait_) longest_wait_ = ns;
+  }
+
+  /// Creates `path` with exactly `mode` (not less the umask) unless it exists.
+  static Result<void> create_private(const std::string& path, std::uint32_t mode) {
+    const int fd =
+        ::open(path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, static_cast<mode_t>(mode));
+    if (fd < 0) {
+      if (errno == EEXIST) return {};
+      return fail(Errc::io, "creating {}: {}", path, std::strerror(errno));
+    }
+    const int rc = ::fchmod(fd, static_cast<mode_t>(mode));  // the umask took bits away at open
+    const int err = errno;
+    ::close(fd);
+    if (rc != 0) return fail(Errc::io, "setting the mode of {}: {}", path, std::strerror(err));
+    return {};
+  }
+
+  /// Opens and configures one connection (no lock held).
+  Result<std::unique_ptr<Conn>> open_connection(bool first) {
+    std::uint64_t id = 0;
+    {
+      const std::lock_guard lock(mu_);
+      id = next_id_++;
+    }
+    std::string step = "opening";
+    try {
+      SQLite::Database db(name_, flags_, static_cast<int>(cfg_.busy_timeout.count()));
+      auto c = std::make_unique<Conn>(std::move(db), id, cfg_.statement_cache_capacity);
+      c->reader = role_ == Role::reader;
+      c->query_only = c->reader;
+      auto& d = c->db;
+      if (first) {
+        // Reading the schema makes a file that is not a database fail here, at open.
+        step = "reading the schema of";
+        (void)d.execAndGet("SELECT count(*) FROM sqlite_master").getInt64();
+        if (!cfg_.read_only && !cfg_.journal_mode.empty()) {
+          step = "setting journal_mode on";
+          const std::string mode = d.execAndGet("PRAGMA journal_mode = " + cfg_.journal_mode).getString();
+          log_->debug("keel::sqlite: journal_mode is {} on {}", mode, cfg_.path);
+        }
+      }
+      step = "setting pragmas on";
+      std::string p;
+      if (!cfg_.synchronous.empty()) p += "PRAGMA synchronous = " + cfg_.synchronous + ";";
+      p += cfg_.foreign_keys ? "PRAGMA foreign_keys = ON;" : "PRAGMA foreign_keys = OFF;";
+      p += fmt::format("PRAGMA cache_size = {};", cfg_.cache_size);
+      if (!memory_) p += fmt::format("PRAGMA mmap_size = {};", cfg_.mmap_size);
+      if (!memory_) p += fmt::format("PRAGMA journal_size_limit = {};", cfg_.journal_size_limit);
+      for (const auto& extra : cfg_.pragmas) p += "PRAGMA " + extra + ";";
+      d.exec(p);
+      if (cfg_.on_connect) {
+        step = "running on_connect for";
+        auto r = cfg_.on_connect(d);
+        if (!r) return std::move(r).error().context(fmt::format("{} {}", step, cfg_.path));
+      }
+      if (cfg_.check_schema) {
+        // After a read transaction (this one), a connection in WAL mode has its WAL open.
+        if (c->check_schema(true) != SQLITE_OK) {
+          return last_error(d.getHandle(), "PRAGMA schema_version")
+              .context(fmt::format("reading the schema version of {}", cfg_.path));
+        }
+        step = "reading journal_mode of";
+        std::string mode = d.execAndGet("PRAGMA journal_mode").getString();
+        std::transform(mode.begin(), mode.end(), mode.begin(), [](char ch) {
+          return ch >= 'A' && ch <= 'Z' ? static_cast<char>(ch - 'A' + 'a') : ch;
+        });
+        if (!memory_) c->watch_wal(mode == "wal");
+      }
+      {
+        const std::lock_guard lock(mu_);
+        ++opened_;
+      }
+      log_->debug("keel::sqlite: opened connection {} to {}", id, cfg_.path);
+      return c;
+    } catch (const SQLite::Exception& ex) {
+      log_->warn("keel::sqlite: {} {} failed: {}", step, cfg_.path, ex.what());
+      return from_exception(ex).context(fmt::format("{} SQLite database {}", step, cfg_.path));
+    } catch (const std::bad_alloc&) {
+      return fail(Errc::resource_exhausted, "out of memory {} {}", step, cfg_.path);
+    }
+  }
+
+  const PoolConfig cfg_;
+  const Role role_;
+  keel::Logger log_;
+  std::string name_;
+  int flags_ = 0;
+  bool memory_ = false;
+  std::unique_ptr<Conn> anchor_;  // keeps a :memory: database alive
+
+  mutable std::mutex mu_;
+  std::condition_variable cv_;               // a connection came back (or the pool closed)
+  std::vector<std::unique_ptr<Conn>> idle_;  // back = most recently returned (LIFO keeps them warm)
+  std::size_t size_ = 0;                     // open + being opened
+  std::size_t in_use_ = 0;
+  bool closed_ = false;
+  std::uint64_t next_id_ = 1;
+  std::uint64_t gets_ = 0;
+  std::uint64_t waits_ = 0;
+  std::uint64_t timeouts_ = 0;
+  std::uint64_t opened_ = 0;
+  std::uint64_t closed_count_ = 0;
+  std::chrono::nanoseconds longest_wait_{0};
+  std::string wal_path_;  // empty: in memory or read-only
+  std::uint64_t wal_bytes_ = 0;
+  std::uint64_t checkpoint_lag_ = 0;
+  std::uint64_t checkpoints_ = 0;
+  std::uint64_t checkpoint_failures_ = 0;
+  std::uint64_t consecutive_failures_ = 0;
+  std::condition_variable maint_cv_;
+  bool maint_wake_ = false;
+
+  WriteLock writer_;  // the single in-process writer path (see transaction())
+};
+
+}  // namespace keel::sqlite::detail
