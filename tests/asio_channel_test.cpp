@@ -459,3 +459,85 @@ TEST_CASE("asio_channel: cancel from another thread races a send: delivered or l
   CHECK(delivered + left == rounds);
   CHECK(keel::asio::detail::pending_operations(io) == 0);
 }
+
+TEST_CASE("asio_channel: one value wakes one pending receive, not all of them", "[asio_channel]") {
+  net::io_context io;
+  auto [tx, rx] = keel::channel<int>(8);
+  const int ops = 8;
+  int done = 0;
+  long long sum = 0;
+  for (int i = 0; i < ops; ++i) {
+    keel::asio::async_recv(io.get_executor(), rx, [&](keel::Result<int> r) {
+      REQUIRE(r);
+      sum += *r;
+      ++done;
+    });
+  }
+  auto& list = rx.native_handle()->recv_wait();
+  REQUIRE(list.registered() == static_cast<std::size_t>(ops));
+  const auto waits_before = rx.stats().recv_waits;
+  for (int v = 1; v <= ops; ++v) {
+    REQUIRE(tx.send(v));
+    CHECK(list.registered() == static_cast<std::size_t>(ops - v));  // one woken per value
+    io.poll();
+    CHECK(done == v);
+  }
+  CHECK(sum == ops * (ops + 1) / 2);
+  CHECK(rx.stats().recv_waits == waits_before);  // nobody woken for nothing re-armed
+}
+
+TEST_CASE("asio_channel: values sent in a burst reach every pending receive (wake-ups passed on)",
+          "[asio_channel][stress]") {
+  keel_test::Watchdog wd("asio_channel: burst to pending receives", 60s);
+  const int rounds = 500 / kScale;
+  for (int round = 0; round < rounds; ++round) {
+    net::io_context io;
+    auto [tx, rx] = keel::channel<int>(4);
+    const int ops = 6;
+    std::atomic<int> done{0};
+    for (int i = 0; i < ops; ++i) {
+      keel::asio::async_recv(io.get_executor(), rx, [&](keel::Result<int> r) {
+        if (r) done += 1;
+      });
+    }
+    std::thread a([&, tx2 = tx]() mutable {
+      for (int v = 0; v < ops / 2; ++v) (void)tx2.send(v);
+    });
+    std::thread b([&, tx2 = tx]() mutable {
+      for (int v = 0; v < ops / 2; ++v) (void)tx2.send(v);
+    });
+    std::thread runner([&] { io.run(); });  // returns once every receive completed
+    a.join();
+    b.join();
+    runner.join();
+    CHECK(done == ops);
+  }
+}
+
+TEST_CASE("asio_channel: a cancelled or abandoned receive passes its wake-up on", "[asio_channel]") {
+  const bool abandon = GENERATE(false, true);
+  CAPTURE(abandon);
+  auto [tx, rx] = keel::channel<int>(4);
+  auto io1 = std::make_unique<net::io_context>();
+  net::io_context io2;
+  keel::asio::Cancellation stop;
+  keel::Errc first{};
+  int got = 0;
+  // Registered first, so the send's single wake-up goes to it.
+  keel::asio::async_recv(io1->get_executor(), rx, stop,
+                         [&](keel::Result<int> r) { first = r ? keel::Errc{} : r.error().code(); });
+  keel::asio::async_recv(io2.get_executor(), rx, [&](keel::Result<int> r) { got = r ? *r : -1; });
+  auto& list = rx.native_handle()->recv_wait();
+  REQUIRE(tx.send(7));
+  REQUIRE(list.registered() == 1);  // only the first was woken
+  if (abandon) {
+    io1.reset();  // its retry never runs
+  } else {
+    stop.cancel();  // its retry sees the cancel before the channel
+    io1->run();
+    CHECK(first == keel::Errc::cancelled);
+  }
+  CHECK(list.registered() == 0);  // the wake-up went on to the second
+  io2.run();
+  CHECK(got == 7);
+}

@@ -989,6 +989,22 @@ TEST_CASE("channel: oneshot and broadcast waiters pay no barrier system call", "
   }
   CHECK(g_expedited_calls.load() > 0);
 }
+
+TEST_CASE("select: registering in several channels pays one barrier, not one per channel",
+          "[channel][select]") {
+  auto [tx1, rx1] = keel::channel<int>(4);
+  auto [tx2, rx2] = keel::channel<int>(4);
+  auto [tx3, rx3] = keel::channel<int>(4);
+  auto [otx, orx] = keel::oneshot<int>();  // its list needs no barrier at all
+  FakeBarrier fake(0, 0, 0);
+  keel::Selector sel;
+  sel.add(rx1);
+  sel.add(rx2);
+  sel.add(rx3);
+  sel.add(orx);
+  CHECK(sel.ready_for(5ms).error().code() == keel::Errc::timeout);
+  CHECK(g_expedited_calls.load() == 1);
+}
 #endif
 
 // ---------------------------------------------------------------- select registration failure

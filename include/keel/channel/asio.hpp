@@ -217,6 +217,10 @@ class AsyncOp : public OpBase, public std::enable_shared_from_this<Derived> {
   /// (If posting fails to allocate, noexcept turns that into terminate rather
   /// than an operation that silently never completes.)
   void wake() noexcept override { post_attempt(); }
+  /// A wake-up is used (the retry takes the value or room, or finds that
+  /// another consumer did) or passed on (cancelled, abandoned): see
+  /// pass_on().
+  [[nodiscard]] bool exclusive() const noexcept override { return true; }
 
   void cancel() noexcept override {
     std::lock_guard lk(m_);
@@ -225,7 +229,8 @@ class AsyncOp : public OpBase, public std::enable_shared_from_this<Derived> {
     // Taken back from the wait list: nobody else schedules a retry, so we
     // do (it completes with Errc::cancelled). Otherwise a retry is already
     // scheduled (wake() ran, or the first attempt is still to come) and
-    // sees cancelled_ before it looks at the channel.
+    // sees cancelled_ before it looks at the channel (and passes the
+    // wake-up on).
     if (armed_ != nullptr && armed_->remove(this)) {
       armed_ = nullptr;
       post_attempt();
@@ -236,7 +241,8 @@ class AsyncOp : public OpBase, public std::enable_shared_from_this<Derived> {
     std::unique_lock lk(m_);
     done_ = true;
     if (armed_ != nullptr) {
-      (void)armed_->remove(this);
+      // Woken already (its retry will never run): pass the wake-up on.
+      if (!armed_->remove(this)) armed_->notify_one();
       armed_ = nullptr;
     }
     [[maybe_unused]] auto h = take(handler_);
@@ -259,13 +265,17 @@ class AsyncOp : public OpBase, public std::enable_shared_from_this<Derived> {
   void attempt() {
     std::unique_lock lk(m_);
     if (done_) return;
+    keel::detail::WaitList* const was_armed = armed_;
     armed_ = nullptr;
     if (cancelled_) {
       static_cast<Derived*>(this)->complete_cancelled(lk);
+      // A wake-up may have brought us here: we take nothing, so pass it on
+      // (a spare notify only costs another waiter a re-check).
+      if (was_armed != nullptr) was_armed->notify_one();
       return;
     }
     try {
-      static_cast<Derived*>(this)->try_once(lk);
+      static_cast<Derived*>(this)->try_once(lk, was_armed != nullptr);
     } catch (...) {
       // Registering failed to allocate: the operation ends here (the
       // exception reaches the initiating call, or io_context::run()).
@@ -342,7 +352,11 @@ class RecvOp final : public AsyncOp<RecvOp<T, Handler, Ex>, Handler, Ex> {
     this->complete(lk, Result<T>(Errc::cancelled));
   }
 
-  void try_once(std::unique_lock<std::mutex>& lk) {
+  /// `woken`: a wake-up brought us here. Having used it, pass one on if
+  /// more values are ready: a notify_one wakes a single async operation,
+  /// and values published while we were on our way must not wait for the
+  /// next send.
+  void try_once(std::unique_lock<std::mutex>& lk, bool woken) {
     if (!chan_) {
       this->complete(lk, Result<T>(Errc::closed));
       return;
@@ -351,6 +365,7 @@ class RecvOp final : public AsyncOp<RecvOp<T, Handler, Ex>, Handler, Ex> {
     const auto op = chan_->try_pop([&](T&& v) noexcept { out.emplace(std::move(v)); });
     switch (op) {
       case keel::detail::ChanOp::ok:
+        if (woken && chan_->poll_recv()) chan_->recv_wait().notify_one();
         this->complete(lk, Result<T>(std::in_place, std::move(*out)));
         return;
       case keel::detail::ChanOp::closed:
@@ -381,13 +396,15 @@ class SendOp final : public AsyncOp<SendOp<T, Handler, Ex>, Handler, Ex> {
     this->complete(lk, SendResult<T>(Error(Errc::cancelled), std::move(value_)));
   }
 
-  void try_once(std::unique_lock<std::mutex>& lk) {
+  /// `woken`: as for RecvOp, with room instead of values.
+  void try_once(std::unique_lock<std::mutex>& lk, bool woken) {
     if (!chan_) {
       this->complete(lk, SendResult<T>(Error(Errc::closed), std::move(value_)));
       return;
     }
     switch (chan_->try_push(value_)) {
       case keel::detail::ChanOp::ok:
+        if (woken && chan_->poll_send()) chan_->send_wait().notify_one();
         this->complete(lk, SendResult<T>());
         return;
       case keel::detail::ChanOp::closed:
