@@ -989,6 +989,22 @@ TEST_CASE("channel: oneshot and broadcast waiters pay no barrier system call", "
   }
   CHECK(g_expedited_calls.load() > 0);
 }
+
+TEST_CASE("select: registering in several channels pays one barrier, not one per channel",
+          "[channel][select]") {
+  auto [tx1, rx1] = keel::channel<int>(4);
+  auto [tx2, rx2] = keel::channel<int>(4);
+  auto [tx3, rx3] = keel::channel<int>(4);
+  auto [otx, orx] = keel::oneshot<int>();  // its list needs no barrier at all
+  FakeBarrier fake(0, 0, 0);
+  keel::Selector sel;
+  sel.add(rx1);
+  sel.add(rx2);
+  sel.add(rx3);
+  sel.add(orx);
+  CHECK(sel.ready_for(5ms).error().code() == keel::Errc::timeout);
+  CHECK(g_expedited_calls.load() == 1);
+}
 #endif
 
 // ---------------------------------------------------------------- select registration failure
@@ -1454,4 +1470,168 @@ TEST_CASE("broadcast: concurrent lag with a non-power-of-two capacity: gaps equa
   tx.reset();
   for (auto& t : ts) t.join();
   CHECK(ok.load());
+}
+
+// ---------------------------------------------------------------- broadcast: slow receivers
+
+TEST_CASE("broadcast: SlowReceiver::block makes the sender wait for the slowest receiver",
+          "[channel][broadcast]") {
+  keel_test::Watchdog dog("broadcast: block policy", 30s);
+  auto [tx, rx] = keel::make_broadcast<int>(keel::BroadcastConfig{3, keel::SlowReceiver::block}).value();
+  auto fast = tx.subscribe();
+  for (int i = 0; i < 3; ++i) REQUIRE(tx.send(i));
+  for (int i = 0; i < 3; ++i) REQUIRE(*fast.recv() == i);
+  // rx has read nothing: a fourth value would overwrite its next one.
+  auto full = tx.try_send(3);
+  REQUIRE_FALSE(full);
+  CHECK(full.error() == keel::Errc::full);
+  CHECK(std::move(full).error().into_inner() == 3);
+  auto late = tx.send_for(3, 1ms);
+  REQUIRE_FALSE(late);
+  CHECK(late.error() == keel::Errc::timeout);
+  std::atomic<int> refused{0};
+  std::thread sender([&refused, tx2 = tx]() mutable {
+    for (int i = 3; i < 6; ++i) {
+      if (!tx2.send(i)) refused += 1;  // (Catch's REQUIRE is not thread-safe)
+    }
+  });
+  // The sender parks; each value rx reads lets it write one more.
+  for (int i = 0; i < 6; ++i) {
+    auto v = rx.recv();
+    REQUIRE(v);
+    CHECK(*v == i);
+  }
+  sender.join();
+  CHECK(refused.load() == 0);
+  for (int i = 3; i < 6; ++i) CHECK(*fast.recv() == i);
+  CHECK(rx.lagged_count() == 0);
+}
+
+TEST_CASE("broadcast: SlowReceiver::block with a stalled receiver: close and drop wake the sender",
+          "[channel][broadcast][stress]") {
+  keel_test::Watchdog dog("broadcast: block policy, stalled receiver", 60s);
+  const bool by_close = GENERATE(true, false);
+  CAPTURE(by_close);
+  for (int round = 0; round < 200 / kScale; ++round) {
+    auto [tx, stalled] =
+        keel::make_broadcast<std::string>(keel::BroadcastConfig{3, keel::SlowReceiver::block}).value();
+    auto reader = tx.subscribe();
+    std::atomic<int> sent{0};
+    std::atomic<int> refused{0};
+    std::string back;
+    std::thread sender([&, tx2 = tx]() mutable {
+      for (int i = 0; i < 10; ++i) {
+        auto r = tx2.send(std::to_string(i));
+        if (!r) {
+          if (r.error() == keel::Errc::closed) refused += 1;
+          back = std::move(r).error().into_inner();
+          return;
+        }
+        sent += 1;
+      }
+    });
+    std::thread consumer([&, rx2 = std::move(reader)]() mutable {
+      while (auto v = rx2.recv()) {
+      }
+    });
+    while (sent.load() < 3) std::this_thread::yield();
+    if (round % 4 == 0) std::this_thread::sleep_for(100us);  // let the sender park
+    if (by_close) {
+      tx.close();
+      sender.join();
+      CHECK(sent.load() == 3);  // the stalled receiver held the fourth back
+      CHECK(refused.load() == 1);
+      CHECK(back == "3");  // handed back
+      consumer.join();
+      for (int i = 0; i < 3; ++i) CHECK(*stalled.recv() == std::to_string(i));
+      CHECK(stalled.recv().error() == keel::Errc::closed);
+    } else {
+      stalled.reset();  // the slow one goes: the sender continues
+      sender.join();
+      CHECK(sent.load() == 10);
+      tx.reset();
+      consumer.join();
+    }
+  }
+}
+
+TEST_CASE("broadcast: SlowReceiver::block under concurrency: every receiver gets everything",
+          "[channel][broadcast][stress]") {
+  keel_test::Watchdog dog("broadcast: block policy stress", 60s);
+  const int per = 20000 / kScale;
+  auto [tx, rx] = keel::make_broadcast<int>(keel::BroadcastConfig{5, keel::SlowReceiver::block}).value();
+  std::atomic<bool> ok{true};
+  std::vector<std::thread> receivers;
+  for (int r = 0; r < 3; ++r) {
+    receivers.emplace_back([&, r, rx2 = rx]() mutable {
+      std::int64_t last[2] = {-1, -1};
+      int n = 0;
+      for (;;) {
+        auto v = rx2.recv();
+        if (!v) {
+          if (v.error() != keel::Errc::closed) ok = false;  // never lagged
+          break;
+        }
+        const int from = *v / per;
+        const int i = *v % per;
+        if (i != last[from] + 1) ok = false;  // per-sender order, no gap
+        last[from] = i;
+        ++n;
+        if (r == 0 && n % 512 == 0) std::this_thread::sleep_for(50us);  // a slow one
+      }
+      if (n != 2 * per) ok = false;
+    });
+  }
+  rx.reset();
+  std::vector<std::thread> senders;
+  for (int s = 0; s < 2; ++s) {
+    senders.emplace_back([&, s, tx2 = tx]() mutable {
+      for (int i = 0; i < per; ++i) {
+        if (!tx2.send(s * per + i)) ok = false;
+      }
+    });
+  }
+  tx.reset();
+  for (auto& t : senders) t.join();
+  for (auto& t : receivers) t.join();
+  CHECK(ok.load());
+}
+
+TEST_CASE("broadcast: SlowReceiver::disconnect cuts off a receiver about to be overtaken",
+          "[channel][broadcast]") {
+  auto [tx, slow] =
+      keel::make_broadcast<int>(keel::BroadcastConfig{2, keel::SlowReceiver::disconnect}).value();
+  auto fast = tx.subscribe();
+  REQUIRE(tx.send(0));
+  REQUIRE(tx.send(1));
+  CHECK(*fast.recv() == 0);
+  CHECK(*fast.recv() == 1);
+  CHECK(tx.receiver_count() == 2);
+  REQUIRE(tx.send(2));  // would overwrite slow's next value: slow is cut off
+  CHECK(tx.receiver_count() == 1);
+  CHECK(slow.disconnected());
+  auto r = slow.recv();
+  REQUIRE_FALSE(r);
+  CHECK(r.error() == keel::Errc::closed);
+  CHECK(slow.size() == 0);
+  CHECK_FALSE(fast.disconnected());
+  CHECK(*fast.recv() == 2);
+  // Only a slow receiver left: cutting it off leaves nobody, the send is refused.
+  REQUIRE(tx.send(3));
+  REQUIRE(tx.send(4));
+  auto refused = tx.send(5);
+  REQUIRE_FALSE(refused);
+  CHECK(refused.error() == keel::Errc::closed);
+  CHECK(std::move(refused).error().into_inner() == 5);
+  CHECK(fast.disconnected());
+  auto again = fast.resubscribe();  // a way back in, at the newest position
+  CHECK_FALSE(again.disconnected());
+  REQUIRE(tx.send(6));
+  CHECK(*again.recv() == 6);
+}
+
+TEST_CASE("broadcast: make_broadcast(BroadcastConfig) rejects capacity 0", "[channel][broadcast]") {
+  auto r = keel::make_broadcast<int>(keel::BroadcastConfig{0, keel::SlowReceiver::block});
+  REQUIRE_FALSE(r);
+  CHECK(r.error() == keel::Errc::invalid_argument);
 }

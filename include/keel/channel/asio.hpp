@@ -14,9 +14,26 @@
 //     // elsewhere, any thread:  tx.send("hello"), tx.try_send(...), tx.close()
 //
 // Completion signatures: async_recv: void(keel::Result<T>) (Errc::closed once
-// the channel is closed and drained); async_send: void(keel::SendResult<T>)
-// (Errc::closed hands the value back). With use_awaitable the co_await gives
-// that Result directly and never throws.
+// the channel is closed and drained, Errc::cancelled); async_send:
+// void(keel::SendResult<T>) (Errc::closed or Errc::cancelled hands the value
+// back). With use_awaitable the co_await gives that Result directly and
+// never throws.
+//
+// Cancellation: pass a keel::asio::Cancellation and call its cancel() (from
+// any thread, e.g. a timer's handler) to end the pending operation with
+// Errc::cancelled, Asio's operation_aborted:
+//
+//     keel::asio::Cancellation stop;
+//     timer.expires_after(100ms);
+//     timer.async_wait([stop](boost::system::error_code ec) { if (!ec) stop.cancel(); });
+//     auto msg = co_await keel::asio::async_recv(rx, stop, boost::asio::use_awaitable);
+//     timer.cancel();   // msg: a value, Errc::closed, or Errc::cancelled (the timeout)
+//
+// A cancelled receive never takes a value: a value that arrives as cancel()
+// runs is either delivered (the operation had taken it: cancel() does
+// nothing) or stays in the channel for the next receive. A cancelled send
+// hands its value back. With Boost 1.77 or later a handler's cancellation
+// slot (e.g. boost::asio::bind_cancellation_slot) cancels the same way.
 //
 // How it works: the operation tries the channel; when it would block it
 // registers a one-shot waiter in the channel, and a sender (receiver) that
@@ -27,24 +44,37 @@
 // on the executor (io_context::run() does not return), like a pending socket
 // read.
 //
-// Pitfalls: there is no per-operation cancellation in Boost 1.74; to end a
-// pending operation, close() the channel (it completes with Errc::closed).
-// Close the channel, or let the operation complete, before destroying the
-// io_context it runs on. A handler without an associated executor runs on
-// boost::asio::system_executor.
+// Lifetime: pending operations are tracked by a service of the executor's
+// execution context. Destroying the io_context (its shutdown) destroys them:
+// each is unregistered from its channel, its handler is destroyed without
+// being called (as Asio does with a pending socket read), and no sender or
+// close() touches that context afterwards. A value a pending async_send
+// held is destroyed with it. A handler without an associated executor runs
+// on boost::asio::system_executor.
 #pragma once
 
 #include <keel/channel.hpp>
 
 #include <boost/asio/associated_executor.hpp>
 #include <boost/asio/async_result.hpp>
+#include <boost/asio/execution/context.hpp>
 #include <boost/asio/execution/executor.hpp>
+#include <boost/asio/execution_context.hpp>
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/is_executor.hpp>
 #include <boost/asio/post.hpp>
+#include <boost/asio/query.hpp>
 #include <boost/asio/system_executor.hpp>
+#include <boost/version.hpp>
+#if BOOST_VERSION >= 107700
+#include <boost/asio/associated_cancellation_slot.hpp>
+#include <boost/asio/cancellation_type.hpp>
+#endif
 
+#include <cstddef>
+#include <list>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <type_traits>
 #include <utility>
@@ -53,82 +83,293 @@ namespace keel::asio {
 
 namespace detail {
 
-/// Shared by the receive and send operations: registration and re-arming.
-/// Ex is the executor the handler runs on (its associated executor, or the
-/// default one given to the initiating function).
-template <class Derived, class Handler, class Ex>
-class AsyncOp : public keel::detail::Waiter, public std::enable_shared_from_this<Derived> {
+/// What the per-context registry and a Cancellation see of an operation.
+class OpBase : public keel::detail::Waiter {
  public:
-  AsyncOp(Handler&& h, const Ex& ex) : handler_(std::move(h)), work_(boost::asio::make_work_guard(ex)) {}
+  /// Ends the operation with Errc::cancelled unless it completed already
+  /// (or is completing: a value it took is delivered, never dropped).
+  virtual void cancel() noexcept = 0;
+  /// The context is shutting down: unregister from the channel, destroy the
+  /// handler and the work, never touch the executor again.
+  virtual void abandon() noexcept = 0;
+
+  std::list<std::shared_ptr<OpBase>>::iterator where_;  // under Registry::m_
+
+ protected:
+  OpBase() = default;
+  OpBase(const OpBase&) = delete;
+  OpBase& operator=(const OpBase&) = delete;
+  ~OpBase() = default;
+};
+
+/// The pending operations of one execution context. Shared by the context's
+/// OpService and by each operation, so it outlives both: after shutdown()
+/// an operation that is woken finds `alive_` false and posts nothing.
+class Registry {
+ public:
+  /// Throws std::bad_alloc (nothing registered then).
+  void add(const std::shared_ptr<OpBase>& op) {
+    std::lock_guard lk(m_);
+    ops_.push_front(op);
+    op->where_ = ops_.begin();
+  }
+  /// Runs `f` (a post to the context's executor) unless the context shut
+  /// down; the lock keeps shutdown() from starting meanwhile.
+  template <class F>
+  bool if_alive(F&& f) {
+    std::lock_guard lk(m_);
+    if (!alive_) return false;
+    f();
+    return true;
+  }
+  /// The operation completed: `f` posts its handler (if the context is
+  /// alive), and the registry forgets it.
+  template <class F>
+  void finish(OpBase* op, F&& f) {
+    std::lock_guard lk(m_);
+    if (!alive_) return;  // shutdown() took the list and abandons the operation
+    f();
+    ops_.erase(op->where_);
+  }
+  /// The operation ended without a completion (its start threw).
+  void forget(OpBase* op) noexcept {
+    std::lock_guard lk(m_);
+    if (alive_) ops_.erase(op->where_);
+  }
+  /// Operations started and not yet completed (tests).
+  [[nodiscard]] std::size_t pending() {
+    std::lock_guard lk(m_);
+    return ops_.size();
+  }
+  void shutdown() noexcept {
+    std::list<std::shared_ptr<OpBase>> taken;
+    {
+      std::lock_guard lk(m_);
+      alive_ = false;
+      taken.swap(ops_);
+    }
+    // Outside the lock: destroying a handler (a coroutine frame) may drop
+    // channel handles, whose wake-ups reach other operations' if_alive().
+    for (const auto& op : taken) op->abandon();
+  }
+
+ private:
+  std::mutex m_;
+  bool alive_ = true;                       // under m_
+  std::list<std::shared_ptr<OpBase>> ops_;  // under m_
+};
+
+/// The execution-context service that tracks the channel operations
+/// pending on its context: the context's destructor (shutdown) abandons them.
+class OpService final : public boost::asio::execution_context::service {
+ public:
+  inline static boost::asio::execution_context::id id;
+
+  explicit OpService(boost::asio::execution_context& ctx)
+      : boost::asio::execution_context::service(ctx), registry_(std::make_shared<Registry>()) {}
+
+  [[nodiscard]] const std::shared_ptr<Registry>& registry() const noexcept { return registry_; }
+
+ private:
+  void shutdown() override { registry_->shutdown(); }
+  std::shared_ptr<Registry> registry_;
+};
+
+/// Moves the content out of `o` (handlers need not be move-assignable).
+template <class V>
+std::optional<V> take(std::optional<V>& o) {
+  std::optional<V> r;
+  if (o) {
+    r.emplace(std::move(*o));
+    o.reset();
+  }
+  return r;
+}
+
+template <class Ex>
+boost::asio::execution_context& context_of(const Ex& ex) {
+  if constexpr (boost::asio::execution::is_executor<Ex>::value) {
+    return boost::asio::query(ex, boost::asio::execution::context);
+  } else {
+    return ex.context();
+  }
+}
+
+template <class Ex>
+std::shared_ptr<Registry> registry_of(const Ex& ex) {
+  return boost::asio::use_service<OpService>(context_of(ex)).registry();
+}
+
+/// Shared by the receive and send operations: registration, re-arming,
+/// cancellation, completion. Ex is the executor the handler runs on (its
+/// associated executor, or the default one given to the initiating function).
+///
+/// Locks, always in this order: the operation's m_, a channel wait list's
+/// mutex, the registry's mutex. wake() runs under the list's mutex and so
+/// takes only the registry's.
+template <class Derived, class Handler, class Ex>
+class AsyncOp : public OpBase, public std::enable_shared_from_this<Derived> {
+ public:
+  AsyncOp(Handler&& h, const Ex& ex, std::shared_ptr<Registry> reg)
+      : handler_(std::move(h)), ex_(ex), work_(boost::asio::make_work_guard(ex)), reg_(std::move(reg)) {}
 
   /// Called with the channel's list mutex held; one-shot per registration.
   /// (If posting fails to allocate, noexcept turns that into terminate rather
   /// than an operation that silently never completes.)
-  void wake() noexcept override {
-    auto self = std::move(self_);
-    boost::asio::post(work_.get_executor(), [self]() { self->attempt(); });
+  void wake() noexcept override { post_attempt(); }
+  /// A wake-up is used (the retry takes the value or room, or finds that
+  /// another consumer did) or passed on (cancelled, abandoned): see
+  /// pass_on().
+  [[nodiscard]] bool exclusive() const noexcept override { return true; }
+
+  void cancel() noexcept override {
+    std::lock_guard lk(m_);
+    if (done_ || cancelled_) return;
+    cancelled_ = true;
+    // Taken back from the wait list: nobody else schedules a retry, so we
+    // do (it completes with Errc::cancelled). Otherwise a retry is already
+    // scheduled (wake() ran, or the first attempt is still to come) and
+    // sees cancelled_ before it looks at the channel (and passes the
+    // wake-up on).
+    if (armed_ != nullptr && armed_->remove(this)) {
+      armed_ = nullptr;
+      post_attempt();
+    }
+  }
+
+  void abandon() noexcept override {
+    std::unique_lock lk(m_);
+    done_ = true;
+    if (armed_ != nullptr) {
+      // Woken already (its retry will never run): pass the wake-up on.
+      if (!armed_->remove(this)) armed_->notify_one();
+      armed_ = nullptr;
+    }
+    [[maybe_unused]] auto h = take(handler_);
+    [[maybe_unused]] auto w = take(work_);
+    lk.unlock();
+    // h and w are destroyed here, outside the lock, while the context's
+    // scheduler still exists (it shuts down after its services).
+  }
+
+  /// Registers with the context, then makes the first attempt (inline; the
+  /// handler itself always runs through the executor).
+  void start() {
+    reg_->add(this->shared_from_this());
+    attempt();
   }
 
  protected:
-  /// Registers in `list`, then re-checks readiness with `poll`. Exactly one
-  /// retry is scheduled in the end: by wake(), or by us when we take the
-  /// registration back because the channel became ready meanwhile.
-  template <class Poll>
-  void arm(keel::detail::WaitList& list, Poll&& poll) {
-    self_ = this->shared_from_this();
-    // A degraded wake-up barrier (see DekkerBarrier) may miss the wake-up:
-    // then retry through the executor instead of waiting for it.
-    bool exact = false;
+  /// One try at the channel; re-arms when it would block. Runs inline in
+  /// the initiating call, then only through the executor.
+  void attempt() {
+    std::unique_lock lk(m_);
+    if (done_) return;
+    keel::detail::WaitList* const was_armed = armed_;
+    armed_ = nullptr;
+    if (cancelled_) {
+      static_cast<Derived*>(this)->complete_cancelled(lk);
+      // A wake-up may have brought us here: we take nothing, so pass it on
+      // (a spare notify only costs another waiter a re-check).
+      if (was_armed != nullptr) was_armed->notify_one();
+      return;
+    }
     try {
-      exact = list.add(this);
+      static_cast<Derived*>(this)->try_once(lk, was_armed != nullptr);
     } catch (...) {
-      self_.reset();  // not registered: nothing can wake us
+      // Registering failed to allocate: the operation ends here (the
+      // exception reaches the initiating call, or io_context::run()).
+      if (!lk.owns_lock()) lk.lock();
+      done_ = true;
+      [[maybe_unused]] auto h = take(handler_);
+      [[maybe_unused]] auto w = take(work_);
+      lk.unlock();
+      reg_->forget(this);
       throw;
     }
+  }
+
+  /// Registers in `list`, then re-checks readiness with `poll`. Exactly one
+  /// retry is scheduled in the end: by wake(), by cancel(), or by us when we
+  /// take the registration back because the channel became ready meanwhile.
+  template <class Poll>
+  void arm(keel::detail::WaitList& list, Poll&& poll) {
+    // A degraded wake-up barrier (see DekkerBarrier) may miss the wake-up:
+    // then retry through the executor instead of waiting for it.
+    const bool exact = list.add(this);  // throws: not registered, nothing can wake us
+    armed_ = &list;
     if (exact && !poll()) return;  // wake() will post the retry
     if (list.remove(this)) {
-      auto self = std::move(self_);
-      boost::asio::post(work_.get_executor(), [self]() { self->attempt(); });
+      armed_ = nullptr;
+      post_attempt();
     }
     // else: wake() ran already and posted the retry.
   }
 
   template <class R>
-  void complete(R&& result) {
+  void complete(std::unique_lock<std::mutex>& lk, R&& result) {
+    done_ = true;
+    [[maybe_unused]] auto h = take(handler_);
+    [[maybe_unused]] auto w = take(work_);
+    lk.unlock();
     // Post first, then release the work: dropping the count to zero first
     // would stop an io_context whose run() has nothing else to do.
-    boost::asio::post(work_.get_executor(),
-                      [h = std::move(handler_), r = std::forward<R>(result)]() mutable { h(std::move(r)); });
-    work_.reset();
+    reg_->finish(this, [&] {
+      boost::asio::post(
+          ex_, [handler = std::move(*h), r = std::forward<R>(result)]() mutable { handler(std::move(r)); });
+      w.reset();
+    });
   }
 
  private:
-  virtual void attempt() = 0;
+  void post_attempt() noexcept {
+    (void)reg_->if_alive(
+        [&] { boost::asio::post(ex_, [self = this->shared_from_this()]() { self->attempt(); }); });
+  }
 
-  Handler handler_;
-  boost::asio::executor_work_guard<Ex> work_;
-  std::shared_ptr<Derived> self_;  // keeps us alive while registered
+  std::mutex m_;
+  std::optional<Handler> handler_;  // under m_
+  Ex ex_;
+  std::optional<boost::asio::executor_work_guard<Ex>> work_;  // under m_
+  std::shared_ptr<Registry> reg_;
+  keel::detail::WaitList* armed_ = nullptr;  // under m_: the list we are registered in
+  bool cancelled_ = false;                   // under m_
+  bool done_ = false;                        // under m_: completed or abandoned
 };
 
 template <class T, class Handler, class Ex>
 class RecvOp final : public AsyncOp<RecvOp<T, Handler, Ex>, Handler, Ex> {
- public:
-  RecvOp(std::shared_ptr<keel::detail::Chan<T>> chan, Handler&& h, const Ex& ex)
-      : AsyncOp<RecvOp<T, Handler, Ex>, Handler, Ex>(std::move(h), ex), chan_(std::move(chan)) {}
+  using Base = AsyncOp<RecvOp<T, Handler, Ex>, Handler, Ex>;
+  friend Base;
 
-  void attempt() override {
+ public:
+  RecvOp(std::shared_ptr<keel::detail::Chan<T>> chan, Handler&& h, const Ex& ex,
+         std::shared_ptr<Registry> reg)
+      : Base(std::move(h), ex, std::move(reg)), chan_(std::move(chan)) {}
+
+ private:
+  void complete_cancelled(std::unique_lock<std::mutex>& lk) {
+    this->complete(lk, Result<T>(Errc::cancelled));
+  }
+
+  /// `woken`: a wake-up brought us here. Having used it, pass one on if
+  /// more values are ready: a notify_one wakes a single async operation,
+  /// and values published while we were on our way must not wait for the
+  /// next send.
+  void try_once(std::unique_lock<std::mutex>& lk, bool woken) {
     if (!chan_) {
-      this->complete(Result<T>(Errc::closed));
+      this->complete(lk, Result<T>(Errc::closed));
       return;
     }
     std::optional<T> out;
     const auto op = chan_->try_pop([&](T&& v) noexcept { out.emplace(std::move(v)); });
     switch (op) {
       case keel::detail::ChanOp::ok:
-        this->complete(Result<T>(std::in_place, std::move(*out)));
+        if (woken && chan_->poll_recv()) chan_->recv_wait().notify_one();
+        this->complete(lk, Result<T>(std::in_place, std::move(*out)));
         return;
       case keel::detail::ChanOp::closed:
-        this->complete(Result<T>(Errc::closed));
+        this->complete(lk, Result<T>(Errc::closed));
         return;
       case keel::detail::ChanOp::would_block:
         break;
@@ -137,29 +378,37 @@ class RecvOp final : public AsyncOp<RecvOp<T, Handler, Ex>, Handler, Ex> {
     this->arm(chan_->recv_wait(), [this] { return chan_->poll_recv(); });
   }
 
- private:
   std::shared_ptr<keel::detail::Chan<T>> chan_;
 };
 
 template <class T, class Handler, class Ex>
 class SendOp final : public AsyncOp<SendOp<T, Handler, Ex>, Handler, Ex> {
- public:
-  SendOp(std::shared_ptr<keel::detail::Chan<T>> chan, T value, Handler&& h, const Ex& ex)
-      : AsyncOp<SendOp<T, Handler, Ex>, Handler, Ex>(std::move(h), ex),
-        chan_(std::move(chan)),
-        value_(std::move(value)) {}
+  using Base = AsyncOp<SendOp<T, Handler, Ex>, Handler, Ex>;
+  friend Base;
 
-  void attempt() override {
+ public:
+  SendOp(std::shared_ptr<keel::detail::Chan<T>> chan, T value, Handler&& h, const Ex& ex,
+         std::shared_ptr<Registry> reg)
+      : Base(std::move(h), ex, std::move(reg)), chan_(std::move(chan)), value_(std::move(value)) {}
+
+ private:
+  void complete_cancelled(std::unique_lock<std::mutex>& lk) {
+    this->complete(lk, SendResult<T>(Error(Errc::cancelled), std::move(value_)));
+  }
+
+  /// `woken`: as for RecvOp, with room instead of values.
+  void try_once(std::unique_lock<std::mutex>& lk, bool woken) {
     if (!chan_) {
-      this->complete(SendResult<T>(Error(Errc::closed), std::move(value_)));
+      this->complete(lk, SendResult<T>(Error(Errc::closed), std::move(value_)));
       return;
     }
     switch (chan_->try_push(value_)) {
       case keel::detail::ChanOp::ok:
-        this->complete(SendResult<T>());
+        if (woken && chan_->poll_send()) chan_->send_wait().notify_one();
+        this->complete(lk, SendResult<T>());
         return;
       case keel::detail::ChanOp::closed:
-        this->complete(SendResult<T>(Error(Errc::closed), std::move(value_)));
+        this->complete(lk, SendResult<T>(Error(Errc::closed), std::move(value_)));
         return;
       case keel::detail::ChanOp::would_block:
         break;
@@ -168,50 +417,125 @@ class SendOp final : public AsyncOp<SendOp<T, Handler, Ex>, Handler, Ex> {
     this->arm(chan_->send_wait(), [this] { return chan_->poll_send(); });
   }
 
- private:
   std::shared_ptr<keel::detail::Chan<T>> chan_;
   T value_;
 };
 
+/// The state behind keel::asio::Cancellation: the operation bound last.
+struct CancelState {
+  std::mutex m;
+  std::weak_ptr<OpBase> op;  // under m
+};
+
+#if BOOST_VERSION >= 107700
+/// Installed in a handler's cancellation slot (Boost 1.77 and later).
+struct SlotCancel {
+  std::weak_ptr<OpBase> op;
+  void operator()(boost::asio::cancellation_type type) const {
+    if (type == boost::asio::cancellation_type::none) return;
+    if (auto p = op.lock()) p->cancel();
+  }
+};
+#endif
+
+template <class Op, class Handler, class... Args>
+void launch(const std::shared_ptr<CancelState>& cancel, Handler& handler, Args&&... args) {
+#if BOOST_VERSION >= 107700
+  auto slot = boost::asio::get_associated_cancellation_slot(handler);  // before the handler moves
+#else
+  (void)handler;
+#endif
+  auto op = std::make_shared<Op>(std::forward<Args>(args)...);
+#if BOOST_VERSION >= 107700
+  if (slot.is_connected()) slot.template emplace<SlotCancel>(SlotCancel{op});
+#endif
+  if (cancel) {
+    std::lock_guard lk(cancel->m);
+    cancel->op = op;
+  }
+  op->start();
+}
+
 template <class T, class DefaultEx>
 struct InitiateRecv {
   DefaultEx ex;
+  std::shared_ptr<CancelState> cancel;
   template <class Handler>
   void operator()(Handler&& handler, std::shared_ptr<keel::detail::Chan<T>> chan) const {
     using H = std::decay_t<Handler>;
     auto work_ex = boost::asio::get_associated_executor(handler, ex);
     using Op = RecvOp<T, H, decltype(work_ex)>;
-    std::make_shared<Op>(std::move(chan), H(std::forward<Handler>(handler)), work_ex)->attempt();
+    auto reg = registry_of(work_ex);
+    H h(std::forward<Handler>(handler));
+    launch<Op>(cancel, h, std::move(chan), std::move(h), work_ex, std::move(reg));
   }
 };
 
 template <class T, class DefaultEx>
 struct InitiateSend {
   DefaultEx ex;
+  std::shared_ptr<CancelState> cancel;
   template <class Handler>
   void operator()(Handler&& handler, std::shared_ptr<keel::detail::Chan<T>> chan, T value) const {
     using H = std::decay_t<Handler>;
     auto work_ex = boost::asio::get_associated_executor(handler, ex);
     using Op = SendOp<T, H, decltype(work_ex)>;
-    std::make_shared<Op>(std::move(chan), std::move(value), H(std::forward<Handler>(handler)), work_ex)
-        ->attempt();
+    auto reg = registry_of(work_ex);
+    H h(std::forward<Handler>(handler));
+    launch<Op>(cancel, h, std::move(chan), std::move(value), std::move(h), work_ex, std::move(reg));
   }
 };
 
 template <class E>
 concept AsioExecutor = boost::asio::execution::is_executor<E>::value || boost::asio::is_executor<E>::value;
 
+/// Operations pending on `ctx` (started, not completed, not abandoned). Tests.
+inline std::size_t pending_operations(boost::asio::execution_context& ctx) {
+  return boost::asio::use_service<OpService>(ctx).registry()->pending();
+}
+
 }  // namespace detail
 
+/// Cancels a pending async_recv/async_send it was passed to (Boost 1.74 has
+/// no cancellation slots). A copy shares the state, so a timer's handler can
+/// hold one. cancel() ends the operation bound last with Errc::cancelled,
+/// unless it has completed (or is completing) already: a receive that took
+/// a value delivers it, and a cancelled receive never takes one. Cancelling
+/// with no pending operation does nothing. Thread-safe.
+class Cancellation {
+ public:
+  Cancellation() : state_(std::make_shared<detail::CancelState>()) {}
+
+  void cancel() const noexcept {
+    std::shared_ptr<detail::OpBase> op;
+    {
+      std::lock_guard lk(state_->m);
+      op = state_->op.lock();
+    }
+    if (op) op->cancel();
+  }
+
+  [[nodiscard]] const std::shared_ptr<detail::CancelState>& native_handle() const noexcept { return state_; }
+
+ private:
+  std::shared_ptr<detail::CancelState> state_;
+};
+
 /// Receives the next value without blocking a thread. Completion signature
-/// void(keel::Result<T>): the value, or Errc::closed once the channel is
-/// closed and drained. The handler runs on its associated executor (a
-/// coroutine's, with use_awaitable), else on `ex`. The operation holds the
-/// channel, not `rx` itself.
+/// void(keel::Result<T>): the value, Errc::closed once the channel is
+/// closed and drained, or Errc::cancelled. The handler runs on its associated
+/// executor (a coroutine's, with use_awaitable), else on `ex`. The operation
+/// holds the channel, not `rx` itself.
+template <class T, detail::AsioExecutor Executor, class CompletionToken>
+auto async_recv(const Executor& ex, const Receiver<T>& rx, const Cancellation& cancel,
+                CompletionToken&& token) {
+  return boost::asio::async_initiate<CompletionToken, void(Result<T>)>(
+      detail::InitiateRecv<T, Executor>{ex, cancel.native_handle()}, token, rx.native_handle());
+}
 template <class T, detail::AsioExecutor Executor, class CompletionToken>
 auto async_recv(const Executor& ex, const Receiver<T>& rx, CompletionToken&& token) {
-  return boost::asio::async_initiate<CompletionToken, void(Result<T>)>(detail::InitiateRecv<T, Executor>{ex},
-                                                                       token, rx.native_handle());
+  return boost::asio::async_initiate<CompletionToken, void(Result<T>)>(
+      detail::InitiateRecv<T, Executor>{ex, {}}, token, rx.native_handle());
 }
 /// async_recv on the handler's associated executor (boost::asio::system_executor
 /// when it has none: pass an executor for plain callbacks).
@@ -219,19 +543,38 @@ template <class T, class CompletionToken>
 auto async_recv(const Receiver<T>& rx, CompletionToken&& token) {
   return async_recv(boost::asio::system_executor(), rx, std::forward<CompletionToken>(token));
 }
+template <class T, class CompletionToken>
+auto async_recv(const Receiver<T>& rx, const Cancellation& cancel, CompletionToken&& token) {
+  return async_recv(boost::asio::system_executor(), rx, cancel, std::forward<CompletionToken>(token));
+}
 
 /// Sends a value, waiting without blocking a thread while the channel is
-/// full. Completion signature void(keel::SendResult<T>): Errc::closed hands
-/// the value back. Executors as for async_recv.
+/// full. Completion signature void(keel::SendResult<T>): Errc::closed or
+/// Errc::cancelled hands the value back. T comes from the sender, so
+/// `async_send(tx, "hi", token)` sends a std::string. Executors as for
+/// async_recv.
+template <class T, detail::AsioExecutor Executor, class CompletionToken>
+auto async_send(const Executor& ex, const Sender<T>& tx, const Cancellation& cancel,
+                std::type_identity_t<T> value, CompletionToken&& token) {
+  return boost::asio::async_initiate<CompletionToken, void(SendResult<T>)>(
+      detail::InitiateSend<T, Executor>{ex, cancel.native_handle()}, token, tx.native_handle(),
+      std::move(value));
+}
 template <class T, detail::AsioExecutor Executor, class CompletionToken>
 auto async_send(const Executor& ex, const Sender<T>& tx, std::type_identity_t<T> value,
                 CompletionToken&& token) {
   return boost::asio::async_initiate<CompletionToken, void(SendResult<T>)>(
-      detail::InitiateSend<T, Executor>{ex}, token, tx.native_handle(), std::move(value));
+      detail::InitiateSend<T, Executor>{ex, {}}, token, tx.native_handle(), std::move(value));
 }
 template <class T, class CompletionToken>
 auto async_send(const Sender<T>& tx, std::type_identity_t<T> value, CompletionToken&& token) {
   return async_send(boost::asio::system_executor(), tx, std::move(value),
+                    std::forward<CompletionToken>(token));
+}
+template <class T, class CompletionToken>
+auto async_send(const Sender<T>& tx, const Cancellation& cancel, std::type_identity_t<T> value,
+                CompletionToken&& token) {
+  return async_send(boost::asio::system_executor(), tx, cancel, std::move(value),
                     std::forward<CompletionToken>(token));
 }
 

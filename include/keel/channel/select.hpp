@@ -171,12 +171,16 @@ class Selector {
             }
           }
         } unregister{entries_, waiter, n};
-        bool exact = true;
+        detail::WaitList::Fences fences;
         for (; n < entries_.size(); ++n) {
           detail::WaitList* l = entries_[n].list(entries_[n].rx);
-          if (l != nullptr && !l->add(&waiter)) exact = false;  // may throw: n excludes this one
+          if (l == nullptr) continue;
+          l->add_deferred(&waiter);  // may throw: n excludes this one
+          fences.need(*l);
         }
-        // Registered (each add() fences): a change from now on wakes us.
+        // Registered; one barrier for all the lists (not one membarrier
+        // each): a change from now on wakes us.
+        const bool exact = fences.pass();
         hit = poll_once();
         if (!hit) {
           if (exact) {

@@ -119,6 +119,12 @@ class SpinBudget {
 class Waiter {
  public:
   virtual void wake() noexcept = 0;
+  /// An exclusive waiter (an Asio operation) promises that a wake-up it
+  /// receives is either used (it retries and takes the value or the room,
+  /// or finds another consumer took it) or passed on with notify_one() (it
+  /// was cancelled or abandoned). So notify_one() wakes one of them, not
+  /// all. A select waiter is not exclusive: it may return another channel.
+  [[nodiscard]] virtual bool exclusive() const noexcept { return false; }
 
  protected:
   Waiter() = default;
@@ -382,19 +388,44 @@ class WaitList {
   /// then be missed, and the caller must re-check at a bounded interval.
   /// Throws std::bad_alloc (nothing registered then).
   [[nodiscard]] bool add(Waiter* w) {
-    {
-      std::lock_guard lk(m_);
-#if defined(KEEL_CHANNEL_TEST_HOOKS)
-      // acquire: installed by the test before it calls in.
-      if (auto* fail = wait_list_add_fail_hook.load(std::memory_order_acquire); fail != nullptr && fail()) {
-        throw std::bad_alloc();
-      }
-#endif
-      waiters_.push_back(w);
-      interest_.fetch_add(1, std::memory_order_seq_cst);
-    }
+    add_deferred(w);
     return waiter_fence();
   }
+
+  /// add() without the waiter half of the barrier, for a waiter that
+  /// registers in several lists: it then calls Fences::pass() once for all
+  /// of them before re-checking (one membarrier instead of one per list).
+  void add_deferred(Waiter* w) {
+    std::lock_guard lk(m_);
+#if defined(KEEL_CHANNEL_TEST_HOOKS)
+    // acquire: installed by the test before it calls in.
+    if (auto* fail = wait_list_add_fail_hook.load(std::memory_order_acquire); fail != nullptr && fail()) {
+      throw std::bad_alloc();
+    }
+#endif
+    waiters_.push_back(w);
+    interest_.fetch_add(1, std::memory_order_seq_cst);
+  }
+  /// The waiter half for several lists registered with add_deferred().
+  class Fences {
+   public:
+    void need(const WaitList& l) noexcept {
+      if (l.locked_) return;
+      (l.fenced_ ? fence_ : heavy_) = true;
+    }
+    /// Same answer as add(): false when the barrier is degraded.
+    [[nodiscard]] bool pass() const noexcept {
+#if !KEEL_DETAIL_TSAN
+      if (heavy_) return DekkerBarrier::heavy();  // includes a seq_cst fence
+      if (fence_) std::atomic_thread_fence(std::memory_order_seq_cst);
+#endif
+      return true;
+    }
+
+   private:
+    bool heavy_ = false;
+    bool fence_ = false;
+  };
 
   /// How long a waiter sleeps between re-checks when the barrier is
   /// degraded: 1 ms, doubling to 64 ms.
@@ -459,7 +490,8 @@ class WaitList {
   // any excess is consumed by the next notification (one spare lock).
   void notify_slow(bool all) noexcept {
     std::lock_guard lk(m_);
-    if (unsignaled_ != 0) {
+    const bool signalled = unsignaled_ != 0;
+    if (signalled) {
       ++epoch_;
       if (all) {
         interest_.fetch_sub(unsignaled_, std::memory_order_relaxed);
@@ -472,12 +504,25 @@ class WaitList {
       }
     }
     if (!waiters_.empty()) {
-      // Registered waiters (select, async) are all woken: each re-checks
-      // every channel it watches, and none of them can swallow the
-      // notification meant for a thread blocked in recv()/send().
-      interest_.fetch_sub(static_cast<std::uint32_t>(waiters_.size()), std::memory_order_relaxed);
-      for (Waiter* w : waiters_) w->wake();
-      waiters_.clear();
+      // Select waiters are all woken: each re-checks every channel it
+      // watches, and none of them can swallow the notification meant for a
+      // thread blocked in recv()/send(). Exclusive waiters (Asio) use or
+      // pass on what wakes them, so notify_one wakes one of them, and none
+      // when a parked thread was signalled (no thundering herd).
+      bool given = !all && signalled;
+      std::size_t kept = 0;
+      for (Waiter* w : waiters_) {
+        if (!all && w->exclusive()) {
+          if (given) {
+            waiters_[kept++] = w;
+            continue;
+          }
+          given = true;
+        }
+        w->wake();
+      }
+      interest_.fetch_sub(static_cast<std::uint32_t>(waiters_.size() - kept), std::memory_order_relaxed);
+      waiters_.resize(kept);
     }
   }
 
