@@ -9,6 +9,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <ctime>
 #include <deque>
 #include <iterator>
 #include <memory>
@@ -1458,6 +1459,49 @@ TEST_CASE("broadcast: concurrent lag with a non-power-of-two capacity: gaps equa
   tx.reset();
   for (auto& t : ts) t.join();
   CHECK(ok.load());
+}
+
+namespace {
+double thread_cpu_ms() {
+  timespec ts{};
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return static_cast<double>(ts.tv_sec) * 1e3 + static_cast<double>(ts.tv_nsec) * 1e-6;
+}
+}  // namespace
+
+TEST_CASE("channel: an idle receiver or sender burns no CPU while it waits", "[channel]") {
+  // The spin before parking is bounded (a microsecond or so): a waiter idle
+  // for half a second uses a tiny fraction of it. The bound is generous
+  // (sanitizers, a loaded machine); a waiter that spun would use ~500 ms.
+  keel_test::Watchdog dog("channel: idle CPU", 30s);
+  constexpr double kBoundMs = 50;
+  auto idle_cpu = [](auto wait) {
+    double ms = -1;
+    std::thread t([&] {
+      const double t0 = thread_cpu_ms();
+      wait();
+      ms = thread_cpu_ms() - t0;
+    });
+    t.join();
+    return ms;
+  };
+  auto [tx, rx] = keel::channel<int>(16);
+  auto [ztx, zrx] = keel::channel<int>(0);
+  std::thread late([tx2 = tx]() mutable {
+    std::this_thread::sleep_for(500ms);
+    (void)tx2.send(1);
+  });
+  const double recv_ms = idle_cpu([&] { CHECK(*rx.recv() == 1); });
+  late.join();
+  const double recv_for_ms = idle_cpu([&] { CHECK(rx.recv_for(500ms).error() == keel::Errc::timeout); });
+  auto [ftx, frx] = keel::channel<int>(1);
+  REQUIRE(ftx.send(0));  // full
+  const double send_for_ms = idle_cpu([&] { CHECK(ftx.send_for(1, 500ms).error() == keel::Errc::timeout); });
+  const double rv_recv_ms = idle_cpu([&] { CHECK(zrx.recv_for(500ms).error() == keel::Errc::timeout); });
+  CHECK(recv_ms < kBoundMs);
+  CHECK(recv_for_ms < kBoundMs);
+  CHECK(send_for_ms < kBoundMs);
+  CHECK(rv_recv_ms < kBoundMs);
 }
 
 // ---------------------------------------------------------------- rendezvous (capacity 0)
