@@ -1491,13 +1491,23 @@ TEST_CASE("channel: an idle receiver or sender burns no CPU while it waits", "[c
     std::this_thread::sleep_for(500ms);
     (void)tx2.send(1);
   });
-  const double recv_ms = idle_cpu([&] { CHECK(*rx.recv() == 1); });
+  // (The waits' outcomes are checked on this thread: Catch is not thread-safe.)
+  keel::Result<int> r1 = keel::Errc::empty;
+  const double recv_ms = idle_cpu([&] { r1 = rx.recv(); });
   late.join();
-  const double recv_for_ms = idle_cpu([&] { CHECK(rx.recv_for(500ms).error() == keel::Errc::timeout); });
+  CHECK(*r1 == 1);
+  keel::Result<int> r2 = keel::Errc::empty;
+  const double recv_for_ms = idle_cpu([&] { r2 = rx.recv_for(500ms); });
+  CHECK(r2.error().code() == keel::Errc::timeout);
   auto [ftx, frx] = keel::channel<int>(1);
   REQUIRE(ftx.send(0));  // full
-  const double send_for_ms = idle_cpu([&] { CHECK(ftx.send_for(1, 500ms).error() == keel::Errc::timeout); });
-  const double rv_recv_ms = idle_cpu([&] { CHECK(zrx.recv_for(500ms).error() == keel::Errc::timeout); });
+  bool timed_out = false;
+  const double send_for_ms =
+      idle_cpu([&] { timed_out = ftx.send_for(1, 500ms).error() == keel::Errc::timeout; });
+  CHECK(timed_out);
+  keel::Result<int> r3 = keel::Errc::empty;
+  const double rv_recv_ms = idle_cpu([&] { r3 = zrx.recv_for(500ms); });
+  CHECK(r3.error().code() == keel::Errc::timeout);
   CHECK(recv_ms < kBoundMs);
   CHECK(recv_for_ms < kBoundMs);
   CHECK(send_for_ms < kBoundMs);
@@ -1533,11 +1543,8 @@ TEST_CASE("rendezvous: nothing waits, nothing is buffered", "[channel][rendezvou
 TEST_CASE("rendezvous: send completes only when a receiver takes the value", "[channel][rendezvous]") {
   keel_test::Watchdog dog("rendezvous: hand-off", 20s);
   auto [tx, rx] = keel::channel<std::string>(0);
-  std::atomic<bool> sent{false};
-  std::thread t([&, tx2 = tx]() mutable {
-    REQUIRE(tx2.send("hello"));
-    sent = true;
-  });
+  std::atomic<bool> sent{false};  // (Catch's REQUIRE is not thread-safe)
+  std::thread t([&, tx2 = tx]() mutable { sent = tx2.send("hello").has_value(); });
   REQUIRE(eventually([&] { return rv_senders(tx) == 1; }));  // parked, value still in its frame
   std::this_thread::sleep_for(20ms);
   CHECK_FALSE(sent.load());
@@ -1734,23 +1741,27 @@ TEST_CASE("rendezvous: select sees a parked sender, and a sender wakes a waiting
                             keel::on(brx, [&](keel::Result<std::string>) { got = -2; }));
   };
   // A sender parked first: select finds it ready and takes its value.
-  std::thread t1([tx2 = tx]() mutable { REQUIRE(tx2.send(1)); });
+  std::atomic<bool> sent1{false};  // (Catch's REQUIRE is not thread-safe)
+  std::thread t1([&sent1, tx2 = tx]() mutable { sent1 = tx2.send(1).has_value(); });
   REQUIRE(eventually([&] { return rv_senders(tx) == 1; }));
   auto i = arms();
   REQUIRE(i.has_value());
   CHECK(*i == 0);
   CHECK(got == 1);
   t1.join();
+  CHECK(sent1.load());
   // select waiting first: the sender's arrival wakes it.
-  std::thread t2([tx2 = tx]() mutable {
+  std::atomic<bool> sent2{false};
+  std::thread t2([&sent2, tx2 = tx]() mutable {
     std::this_thread::sleep_for(20ms);
-    REQUIRE(tx2.send(2));
+    sent2 = tx2.send(2).has_value();
   });
   i = arms();
   REQUIRE(i.has_value());
   CHECK(*i == 0);
   CHECK(got == 2);
   t2.join();
+  CHECK(sent2.load());
   // A select does not count as a waiting receiver for try_send.
   CHECK(tx.try_send(3).error() == keel::Errc::full);
   tx.close();
