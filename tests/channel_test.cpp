@@ -9,6 +9,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <ctime>
 #include <deque>
 #include <iterator>
 #include <memory>
@@ -165,11 +166,15 @@ TEST_CASE("channel: timeouts", "[channel]") {
   REQUIRE(rx.recv_for(-5s).error().code() == keel::Errc::timeout);
 }
 
-TEST_CASE("channel: capacity 0 is rejected", "[channel]") {
+TEST_CASE("channel: capacity 0 makes a rendezvous channel, too large a capacity is rejected", "[channel]") {
   auto r = keel::make_channel<int>(0);
-  REQUIRE_FALSE(r);
-  REQUIRE(r.error().code() == keel::Errc::invalid_argument);
-  REQUIRE_THROWS_AS(keel::channel<int>(0), std::invalid_argument);
+  REQUIRE(r);
+  CHECK(r->first.capacity() == 0);
+  CHECK(r->second.size() == 0);
+  auto big = keel::make_channel<int>(keel::kMaxChannelCapacity + 1);
+  REQUIRE_FALSE(big);
+  REQUIRE(big.error().code() == keel::Errc::invalid_argument);
+  REQUIRE_THROWS_AS(keel::channel<int>(keel::kMaxChannelCapacity + 1), std::invalid_argument);
   auto ok = keel::make_channel<int>(3);
   REQUIRE(ok);
   REQUIRE(ok->first.capacity() == 3);
@@ -1588,6 +1593,265 @@ TEST_CASE("broadcast: SlowReceiver::block under concurrency: every receiver gets
     senders.emplace_back([&, s, tx2 = tx]() mutable {
       for (int i = 0; i < per; ++i) {
         if (!tx2.send(s * per + i)) ok = false;
+
+namespace {
+double thread_cpu_ms() {
+  timespec ts{};
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return static_cast<double>(ts.tv_sec) * 1e3 + static_cast<double>(ts.tv_nsec) * 1e-6;
+}
+}  // namespace
+
+TEST_CASE("channel: an idle receiver or sender burns no CPU while it waits", "[channel]") {
+  // The spin before parking is bounded (a microsecond or so): a waiter idle
+  // for half a second uses a tiny fraction of it. The bound is generous
+  // (sanitizers, a loaded machine); a waiter that spun would use ~500 ms.
+  keel_test::Watchdog dog("channel: idle CPU", 30s);
+  constexpr double kBoundMs = 50;
+  auto idle_cpu = [](auto wait) {
+    double ms = -1;
+    std::thread t([&] {
+      const double t0 = thread_cpu_ms();
+      wait();
+      ms = thread_cpu_ms() - t0;
+    });
+    t.join();
+    return ms;
+  };
+  auto [tx, rx] = keel::channel<int>(16);
+  auto [ztx, zrx] = keel::channel<int>(0);
+  std::thread late([tx2 = tx]() mutable {
+    std::this_thread::sleep_for(500ms);
+    (void)tx2.send(1);
+  });
+  // (The waits' outcomes are checked on this thread: Catch is not thread-safe.)
+  keel::Result<int> r1 = keel::Errc::empty;
+  const double recv_ms = idle_cpu([&] { r1 = rx.recv(); });
+  late.join();
+  CHECK(*r1 == 1);
+  keel::Result<int> r2 = keel::Errc::empty;
+  const double recv_for_ms = idle_cpu([&] { r2 = rx.recv_for(500ms); });
+  CHECK(r2.error().code() == keel::Errc::timeout);
+  auto [ftx, frx] = keel::channel<int>(1);
+  REQUIRE(ftx.send(0));  // full
+  bool timed_out = false;
+  const double send_for_ms =
+      idle_cpu([&] { timed_out = ftx.send_for(1, 500ms).error() == keel::Errc::timeout; });
+  CHECK(timed_out);
+  keel::Result<int> r3 = keel::Errc::empty;
+  const double rv_recv_ms = idle_cpu([&] { r3 = zrx.recv_for(500ms); });
+  CHECK(r3.error().code() == keel::Errc::timeout);
+  CHECK(recv_ms < kBoundMs);
+  CHECK(recv_for_ms < kBoundMs);
+  CHECK(send_for_ms < kBoundMs);
+  CHECK(rv_recv_ms < kBoundMs);
+}
+
+// ---------------------------------------------------------------- rendezvous (capacity 0)
+
+namespace {
+template <class T>
+std::size_t rv_senders(const keel::Sender<T>& tx) {
+  return tx.native_handle()->rendezvous_senders();
+}
+template <class T>
+std::size_t rv_receivers(const keel::Sender<T>& tx) {
+  return tx.native_handle()->rendezvous_receivers();
+}
+}  // namespace
+
+TEST_CASE("rendezvous: nothing waits, nothing is buffered", "[channel][rendezvous]") {
+  auto [tx, rx] = keel::channel<int>(0);
+  auto r = tx.try_send(1);
+  REQUIRE_FALSE(r);
+  CHECK(r.error() == keel::Errc::full);
+  CHECK(r.error().value() == 1);
+  CHECK(rx.try_recv().error().code() == keel::Errc::empty);
+  CHECK(rx.recv_for(1ms).error().code() == keel::Errc::timeout);
+  CHECK(rv_receivers(tx) == 0);  // the timed-out receiver left
+  CHECK(tx.size() == 0);
+  CHECK(tx.stats().sends == 0);
+}
+
+TEST_CASE("rendezvous: send completes only when a receiver takes the value", "[channel][rendezvous]") {
+  keel_test::Watchdog dog("rendezvous: hand-off", 20s);
+  auto [tx, rx] = keel::channel<std::string>(0);
+  std::atomic<bool> sent{false};  // (Catch's REQUIRE is not thread-safe)
+  std::thread t([&, tx2 = tx]() mutable { sent = tx2.send("hello").has_value(); });
+  REQUIRE(eventually([&] { return rv_senders(tx) == 1; }));  // parked, value still in its frame
+  std::this_thread::sleep_for(20ms);
+  CHECK_FALSE(sent.load());
+  CHECK(rx.size() == 0);
+  CHECK(*rx.recv() == "hello");
+  t.join();
+  CHECK(sent.load());
+  CHECK(rv_senders(tx) == 0);
+  CHECK(tx.stats().sends == 1);
+  CHECK(tx.stats().send_waits == 1);
+}
+
+TEST_CASE("rendezvous: try_send succeeds only when a receiver is waiting", "[channel][rendezvous]") {
+  keel_test::Watchdog dog("rendezvous: try_send", 20s);
+  auto [tx, rx] = keel::channel<std::unique_ptr<int>>(0);
+  std::unique_ptr<int> got;
+  std::thread t([&, rx2 = rx]() mutable { got = std::move(*rx2.recv()); });
+  REQUIRE(eventually([&] { return rv_receivers(tx) == 1; }));
+  REQUIRE(tx.try_send(std::make_unique<int>(5)));
+  t.join();
+  REQUIRE(got);
+  CHECK(*got == 5);
+  CHECK(rv_receivers(tx) == 0);
+  auto again = tx.try_send(std::make_unique<int>(6));  // nobody waits now
+  REQUIRE_FALSE(again);
+  CHECK(again.error() == keel::Errc::full);
+  CHECK(*std::move(again).error().into_inner() == 6);
+}
+
+TEST_CASE("rendezvous: send_for and send_until time out and hand the value back", "[channel][rendezvous]") {
+  auto [tx, rx] = keel::channel<std::unique_ptr<int>>(0);
+  auto r = tx.send_for(std::make_unique<int>(7), 5ms);
+  REQUIRE_FALSE(r);
+  CHECK(r.error() == keel::Errc::timeout);
+  CHECK(*std::move(r).error().into_inner() == 7);
+  auto u = tx.send_until(std::make_unique<int>(8), std::chrono::system_clock::now() + 2ms);
+  REQUIRE_FALSE(u);
+  CHECK(u.error() == keel::Errc::timeout);
+  CHECK(*std::move(u).error().into_inner() == 8);
+  auto past = tx.send_until(std::make_unique<int>(9), std::chrono::steady_clock::now() - 1s);
+  CHECK(past.error() == keel::Errc::timeout);
+  CHECK(rv_senders(tx) == 0);  // nothing left behind for a receiver to find
+  CHECK(rx.try_recv().error().code() == keel::Errc::empty);
+  CHECK(tx.stats().sends == 0);
+}
+
+TEST_CASE("rendezvous: close wakes parked senders (each with its value) and parked receivers",
+          "[channel][rendezvous]") {
+  keel_test::Watchdog dog("rendezvous: close", 20s);
+  SECTION("senders") {
+    auto [tx, rx] = keel::channel<int>(0);
+    std::vector<int> back(6, -100);
+    std::vector<std::thread> ts;
+    for (int i = 0; i < 6; ++i) {
+      ts.emplace_back([&, i, tx2 = tx]() mutable {
+        auto r = tx2.send(i);
+        if (!r && r.error() == keel::Errc::closed) back[static_cast<std::size_t>(i)] = r.error().value();
+      });
+    }
+    REQUIRE(eventually([&] { return rv_senders(tx) == 6; }));
+    rx.close();
+    for (auto& t : ts) t.join();
+    for (int i = 0; i < 6; ++i) CHECK(back[static_cast<std::size_t>(i)] == i);
+    CHECK(rx.try_recv().error().code() == keel::Errc::closed);
+    CHECK(tx.send(1).error() == keel::Errc::closed);
+  }
+  SECTION("receivers") {
+    auto [tx, rx] = keel::channel<int>(0);
+    std::atomic<int> closed{0};
+    std::vector<std::thread> ts;
+    for (int i = 0; i < 6; ++i) {
+      ts.emplace_back([&, rx2 = rx]() mutable {
+        if (rx2.recv().error().code() == keel::Errc::closed) closed += 1;
+      });
+    }
+    REQUIRE(eventually([&] { return rv_receivers(tx) == 6; }));
+    tx.reset();  // the last sender: closes
+    for (auto& t : ts) t.join();
+    CHECK(closed.load() == 6);
+  }
+  SECTION("the last receiver going fails a parked sender") {
+    auto [tx, rx] = keel::channel<int>(0);
+    std::atomic<int> back{-1};
+    std::thread t([&, tx2 = tx]() mutable {
+      auto r = tx2.send(42);
+      if (!r) back = r.error().value();
+    });
+    REQUIRE(eventually([&] { return rv_senders(tx) == 1; }));
+    rx.reset();
+    t.join();
+    CHECK(back.load() == 42);
+  }
+}
+
+TEST_CASE("rendezvous: a hand-off to a receiver that then times out is still delivered",
+          "[channel][rendezvous][stress]") {
+  // try_send into a receiver whose recv_for is expiring: the value is the
+  // receiver's as soon as try_send says ok; it never comes back as a timeout.
+  keel_test::Watchdog dog("rendezvous: try_send against timeouts", 60s);
+  const int n = 20000 / kScale;
+  auto [tx, rx] = keel::channel<int>(0);
+  std::atomic<std::int64_t> sum{0};
+  std::atomic<int> count{0};
+  std::thread consumer([&, rx2 = rx]() mutable {
+    for (;;) {
+      auto v = rx2.recv_for(1us);
+      if (v) {
+        sum += *v;
+        count += 1;
+      } else if (v.error() == keel::Errc::closed) {
+        break;
+      }
+    }
+  });
+  rx.reset();
+  std::int64_t sent_sum = 0;
+  int sent = 0;
+  for (int i = 1; i <= n; ++i) {
+    if (tx.try_send(i)) {
+      sent_sum += i;
+      sent += 1;
+    }
+  }
+  // The blocking send always gets through once; then close.
+  REQUIRE(tx.send(n + 1));
+  sent_sum += n + 1;
+  sent += 1;
+  tx.reset();
+  consumer.join();
+  CHECK(count.load() == sent);
+  CHECK(sum.load() == sent_sum);
+}
+
+TEST_CASE("rendezvous: exactly once with several senders and receivers, blocking and timed",
+          "[channel][rendezvous][stress]") {
+  keel_test::Watchdog dog("rendezvous: exactly once", 60s);
+  const int per = 10000 / kScale;
+  constexpr int kProducers = 3;
+  constexpr int kConsumers = 3;
+  auto [tx, rx] = keel::channel<int>(0);
+  std::atomic<std::int64_t> sum{0};
+  std::atomic<int> count{0};
+  std::atomic<int> errors{0};
+  std::vector<std::thread> ts;
+  for (int c = 0; c < kConsumers; ++c) {
+    ts.emplace_back([&, c, rx2 = rx]() mutable {
+      for (int k = 0;; ++k) {
+        keel::Result<int> v = (c == 0 || k % 3 == 0) ? rx2.recv() : rx2.recv_for(1us);
+        if (v) {
+          sum += *v;
+          count += 1;
+        } else if (v.error() == keel::Errc::closed) {
+          break;
+        } else if (v.error() != keel::Errc::timeout) {
+          errors += 1;
+        }
+      }
+    });
+  }
+  rx.reset();
+  for (int p = 0; p < kProducers; ++p) {
+    ts.emplace_back([&, p, tx2 = tx]() mutable {
+      for (int i = 1; i <= per; ++i) {
+        int v = p * per + i;
+        if (p == 0 || i % 2 == 0) {
+          if (!tx2.send(v)) errors += 1;
+          continue;
+        }
+        for (;;) {  // timed sends and try_sends until it goes through
+          auto r = (i % 4 == 1) ? tx2.send_for(v, 1us) : tx2.try_send(v);
+          if (r) break;
+          if (r.error() != keel::Errc::timeout && r.error() != keel::Errc::full) errors += 1;
+          v = std::move(r).error().into_inner();
+        }
       }
     });
   }
@@ -1634,4 +1898,161 @@ TEST_CASE("broadcast: make_broadcast(BroadcastConfig) rejects capacity 0", "[cha
   auto r = keel::make_broadcast<int>(keel::BroadcastConfig{0, keel::SlowReceiver::block});
   REQUIRE_FALSE(r);
   CHECK(r.error() == keel::Errc::invalid_argument);
+
+  for (auto& t : ts) t.join();
+  const std::int64_t n = std::int64_t{kProducers} * per;
+  CHECK(errors.load() == 0);
+  CHECK(count.load() == n);
+  CHECK(sum.load() == n * (n + 1) / 2);
+}
+
+TEST_CASE("rendezvous: select sees a parked sender, and a sender wakes a waiting select",
+          "[channel][rendezvous][select]") {
+  keel_test::Watchdog dog("rendezvous: select", 20s);
+  auto [tx, rx] = keel::channel<int>(0);
+  auto [btx, brx] = keel::channel<std::string>(4);
+  int got = 0;
+  auto arms = [&] {
+    return keel::select_for(5s, keel::on(rx, [&](keel::Result<int> v) { got = v ? *v : -1; }),
+                            keel::on(brx, [&](keel::Result<std::string>) { got = -2; }));
+  };
+  // A sender parked first: select finds it ready and takes its value.
+  std::atomic<bool> sent1{false};  // (Catch's REQUIRE is not thread-safe)
+  std::thread t1([&sent1, tx2 = tx]() mutable { sent1 = tx2.send(1).has_value(); });
+  REQUIRE(eventually([&] { return rv_senders(tx) == 1; }));
+  auto i = arms();
+  REQUIRE(i.has_value());
+  CHECK(*i == 0);
+  CHECK(got == 1);
+  t1.join();
+  CHECK(sent1.load());
+  // select waiting first: the sender's arrival wakes it.
+  std::atomic<bool> sent2{false};
+  std::thread t2([&sent2, tx2 = tx]() mutable {
+    std::this_thread::sleep_for(20ms);
+    sent2 = tx2.send(2).has_value();
+  });
+  i = arms();
+  REQUIRE(i.has_value());
+  CHECK(*i == 0);
+  CHECK(got == 2);
+  t2.join();
+  CHECK(sent2.load());
+  // A select does not count as a waiting receiver for try_send.
+  CHECK(tx.try_send(3).error() == keel::Errc::full);
+  tx.close();
+  i = arms();
+  REQUIRE(i.has_value());
+  CHECK(got == -1);  // closed
+}
+
+TEST_CASE("rendezvous: matches a model of parked senders and receivers (property)",
+          "[channel][rendezvous][property]") {
+  keel_test::Watchdog dog("rendezvous: model", 120s);
+  rc::prop("park send / park recv / try_send / try_recv, then close", [] {
+    const auto ops = *rc::gen::resize(12, rc::gen::container<std::vector<int>>(rc::gen::inRange(0, 4)));
+    auto [tx, rx] = keel::channel<int>(0);
+    constexpr int kPending = -1000;
+    constexpr int kSent = -2000;
+    constexpr int kClosed = -3000;
+    // Each spawned thread writes its outcome into its own cell.
+    std::vector<std::unique_ptr<std::atomic<int>>> outcome;
+    std::vector<int> expect;
+    std::vector<std::thread> threads;
+    std::deque<std::pair<std::size_t, int>> senders;  // model: parked senders (thread, value), oldest first
+    std::deque<std::size_t> receivers;                // model: parked receivers (thread), oldest first
+    // On a failed assertion: close (every parked thread leaves), then join.
+    struct JoinAll {
+      keel::Sender<int>& tx;
+      std::vector<std::thread>& ts;
+      ~JoinAll() {
+        tx.close();
+        for (auto& t : ts) {
+          if (t.joinable()) t.join();
+        }
+      }
+    } join_all{tx, threads};
+    int next = 0;
+    auto spawn = [&](auto fn) {
+      outcome.push_back(std::make_unique<std::atomic<int>>(kPending));
+      expect.push_back(kPending);
+      threads.emplace_back(fn, outcome.back().get());
+      return outcome.size() - 1;
+    };
+    auto settled = [&](std::size_t i) { return eventually([&] { return outcome[i]->load() != kPending; }); };
+    for (int op : ops) {
+      switch (op) {
+        case 0: {  // a blocking send
+          const int v = next++;
+          const std::size_t me = spawn([tx2 = tx, v](std::atomic<int>* out) mutable {
+            auto r = tx2.send(v);
+            *out = r ? kSent : r.error().value();
+          });
+          if (!receivers.empty()) {
+            const std::size_t r = receivers.front();
+            receivers.pop_front();
+            expect[me] = kSent;
+            expect[r] = v;
+            RC_ASSERT(settled(me));
+            RC_ASSERT(settled(r));
+          } else {
+            senders.emplace_back(me, v);
+            RC_ASSERT(eventually([&] { return rv_senders(tx) == senders.size(); }));
+          }
+          break;
+        }
+        case 1: {  // a blocking recv
+          const std::size_t me = spawn([rx2 = rx](std::atomic<int>* out) mutable {
+            auto r = rx2.recv();
+            *out = r ? *r : kClosed;
+          });
+          if (!senders.empty()) {
+            auto [s, v] = senders.front();
+            senders.pop_front();
+            expect[s] = kSent;
+            expect[me] = v;
+            RC_ASSERT(settled(me));
+            RC_ASSERT(settled(s));
+          } else {
+            receivers.push_back(me);
+            RC_ASSERT(eventually([&] { return rv_receivers(tx) == receivers.size(); }));
+          }
+          break;
+        }
+        case 2: {  // try_send
+          const int v = next++;
+          auto r = tx.try_send(v);
+          if (!receivers.empty()) {
+            RC_ASSERT(r.has_value());
+            const std::size_t rcv = receivers.front();
+            receivers.pop_front();
+            expect[rcv] = v;
+            RC_ASSERT(settled(rcv));
+          } else {
+            RC_ASSERT(!r && r.error() == keel::Errc::full && r.error().value() == v);
+          }
+          break;
+        }
+        default: {  // try_recv
+          auto r = rx.try_recv();
+          if (!senders.empty()) {
+            auto [s, v] = senders.front();
+            senders.pop_front();
+            RC_ASSERT(r.has_value() && *r == v);
+            expect[s] = kSent;
+            RC_ASSERT(settled(s));
+          } else {
+            RC_ASSERT(!r && r.error().code() == keel::Errc::empty);
+          }
+          break;
+        }
+      }
+    }
+    // Close: parked senders get their own values back, parked receivers closed.
+    for (auto [s, v] : senders) expect[s] = v;
+    for (std::size_t r : receivers) expect[r] = kClosed;
+    tx.close();
+    for (auto& t : threads) t.join();
+    for (std::size_t i = 0; i < expect.size(); ++i) RC_ASSERT(outcome[i]->load() == expect[i]);
+  });
 }

@@ -30,9 +30,11 @@
 //   power-of-two capacity is the fast one (a mask instead of a division).
 // - T needs a noexcept move constructor (checked at compile time); a
 //   move-only T works.
-// - Capacity 0 is rejected (std::invalid_argument from channel<T>(0), or
-//   Errc::invalid_argument from make_channel<T>(0)): keel has no rendezvous
-//   channel.
+// - Capacity 0 is a rendezvous channel (crossbeam's bounded(0)): nothing is
+//   buffered; send() completes when a receiver takes the value, try_send()
+//   succeeds only when a receiver is blocked in recv() at that moment, and a
+//   send_for() that times out hands the value back. Its hand-off takes a
+//   mutex (no lock-free ring behind it).
 #pragma once
 
 #include <keel/channel/send_result.hpp>
@@ -42,11 +44,13 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <cstddef>
 #include <cstdint>
 #include <iterator>
 #include <limits>
 #include <memory>
+#include <mutex>
 #include <new>
 #include <optional>
 #include <stdexcept>
@@ -135,6 +139,7 @@ class Chan {
 
   /// Moves from `v` only when it returns ok.
   ChanOp try_push(T& v) noexcept(std::is_nothrow_move_constructible_v<T>) {
+    if (cap_ == 0) return rv_try_push(v);
     // relaxed: the slot's sequence number carries the synchronisation.
     std::uint64_t t = tail_.load(std::memory_order_relaxed);
     std::uint32_t spins = 0;
@@ -193,6 +198,7 @@ class Chan {
   /// Calls sink(T&&) with the value when it returns ok.
   template <class Sink>
   ChanOp try_pop(Sink&& sink) {
+    if (cap_ == 0) return rv_try_pop(sink);
     std::uint64_t h = head_.load(std::memory_order_relaxed);
     std::uint32_t spins = 0;
     for (;;) {
@@ -247,6 +253,10 @@ class Chan {
   /// and the Asio adapter after registering a waiter. A sender mid-write
   /// counts as not ready: it notifies when done.
   [[nodiscard]] bool poll_recv() const noexcept {
+    if (cap_ == 0) {
+      std::lock_guard lk(rv_m_);
+      return rv_closed() || rv_senders_.size != 0;
+    }
     const std::uint64_t h = head_.load(std::memory_order_relaxed);
     // acquire: as in try_pop.
     if (slot(h).seq.load(std::memory_order_acquire) == 2 * h + 1) return true;
@@ -257,6 +267,10 @@ class Chan {
   /// True when try_push would not block now (room, or closed). Conservative:
   /// may say true when a retry finds the channel full again.
   [[nodiscard]] bool poll_send() const noexcept {
+    if (cap_ == 0) {
+      std::lock_guard lk(rv_m_);
+      return rv_closed() || rv_receivers_.size != 0;
+    }
     const std::uint64_t t = tail_.load(std::memory_order_relaxed);
     if ((t & kClosed) != 0) return true;
     const std::uint64_t h = head_.load(std::memory_order_relaxed);
@@ -284,8 +298,19 @@ class Chan {
 
   /// Marks the channel closed; true if this call closed it.
   bool close() noexcept {
-    // acq_rel: the closing thread's earlier sends are ordered before it.
-    const std::uint64_t prev = tail_.fetch_or(kClosed, std::memory_order_acq_rel);
+    std::uint64_t prev = 0;
+    if (cap_ == 0) {
+      // Under the rendezvous mutex, so that a blocked send or recv sees the
+      // close or is woken by it; each one then leaves (a sender with its
+      // value, a receiver with what was handed to it or Errc::closed).
+      std::lock_guard lk(rv_m_);
+      prev = tail_.fetch_or(kClosed, std::memory_order_acq_rel);
+      for (RvSender* s = rv_senders_.head; s != nullptr; s = s->next) s->cv.notify_one();
+      for (RvReceiver* r = rv_receivers_.head; r != nullptr; r = r->next) r->cv.notify_one();
+    } else {
+      // acq_rel: the closing thread's earlier sends are ordered before it.
+      prev = tail_.fetch_or(kClosed, std::memory_order_acq_rel);
+    }
     recv_wait_.notify_all();
     send_wait_.notify_all();
     close_wait_.notify_all();
@@ -307,7 +332,9 @@ class Chan {
     s.capacity = cap_;
     s.depth = size();
     s.high_water = high_water_.load(std::memory_order_relaxed);
-    s.sends = tail_.load(std::memory_order_relaxed) & ~kClosed;  // every claimed position is a send
+    // Every claimed position is a send (a rendezvous counts its hand-offs).
+    s.sends = cap_ == 0 ? rv_sends_.load(std::memory_order_relaxed)
+                        : tail_.load(std::memory_order_relaxed) & ~kClosed;
     s.send_waits = send_waits_.load(std::memory_order_relaxed);
     s.recv_waits = recv_waits_.load(std::memory_order_relaxed);
     s.closed = is_closed();
@@ -337,9 +364,168 @@ class Chan {
   [[nodiscard]] bool spins() const noexcept { return !recv_wait_.fenced(); }
   void count_recv_wait() noexcept { recv_waits_.fetch_add(1, std::memory_order_relaxed); }
 
+  /// Capacity 0: every value goes from a sender straight to a receiver.
+  [[nodiscard]] bool rendezvous() const noexcept { return cap_ == 0; }
+
+  /// Rendezvous send: hands `v` to a blocked receiver, or waits (until the
+  /// deadline) for one to take it. Moves from `v` only when it returns ok;
+  /// would_block means the deadline passed with the value still here.
+  ChanOp rv_send(T& v, const Deadline& deadline) {
+    std::unique_lock lk(rv_m_);
+    if (rv_closed()) return ChanOp::closed;
+    if (rv_hand_to_receiver(v)) return ChanOp::ok;
+    RvSender me(&v);
+    rv_senders_.push(&me);
+    send_waits_.fetch_add(1, std::memory_order_relaxed);
+    lk.unlock();
+    // Select and async receivers watch the wait list, not rv_m_.
+    recv_wait_.notify_one();
+    lk.lock();
+    while (!me.taken && !rv_closed()) {
+      if (!deadline) {
+        me.cv.wait(lk);
+      } else if (me.cv.wait_until(lk, *deadline) == std::cv_status::timeout) {
+        break;
+      }
+    }
+    if (me.taken) return ChanOp::ok;
+    rv_senders_.remove(&me);
+    return rv_closed() ? ChanOp::closed : ChanOp::would_block;
+  }
+
+  /// Rendezvous receive: takes the value of a blocked sender, or waits
+  /// (until the deadline) for a sender to hand one over. would_block: the
+  /// deadline passed and nothing was handed over.
+  ChanOp rv_recv(std::optional<T>& out, const Deadline& deadline) {
+    std::unique_lock lk(rv_m_);
+    if (rv_closed()) return ChanOp::closed;
+    if (rv_take_from_sender(out)) return ChanOp::ok;
+    RvReceiver me;
+    rv_receivers_.push(&me);
+    recv_waits_.fetch_add(1, std::memory_order_relaxed);
+    lk.unlock();
+    // A receiver is waiting now: async senders may hand over (try_push).
+    send_wait_.notify_all();
+    lk.lock();
+    while (!me.value && !rv_closed()) {
+      if (!deadline) {
+        me.cv.wait(lk);
+      } else if (me.cv.wait_until(lk, *deadline) == std::cv_status::timeout) {
+        break;
+      }
+    }
+    if (me.value) {
+      // A sender handed it over (before any close or timeout): it is ours.
+      out.emplace(std::move(*me.value));
+      return ChanOp::ok;
+    }
+    rv_receivers_.remove(&me);
+    return rv_closed() ? ChanOp::closed : ChanOp::would_block;
+  }
+
+  /// Senders and receivers blocked in a rendezvous now (a snapshot; tests
+  /// use it to know a thread is parked).
+  [[nodiscard]] std::size_t rendezvous_senders() const {
+    std::lock_guard lk(rv_m_);
+    return rv_senders_.size;
+  }
+  [[nodiscard]] std::size_t rendezvous_receivers() const {
+    std::lock_guard lk(rv_m_);
+    return rv_receivers_.size;
+  }
+
  private:
   static constexpr std::uint64_t kClosed = std::uint64_t{1} << 63U;
   static constexpr std::uint32_t kInFlightSpins = 64;
+
+  // ---- rendezvous (capacity 0): blocked senders and receivers, under rv_m_.
+  // Each record lives in the blocked thread's frame; whoever completes it
+  // (the other side, or close()) notifies its condition variable while
+  // holding rv_m_, since the record may be gone once the mutex is released.
+  struct RvSender {
+    explicit RvSender(T* v) noexcept : value(v) {}
+    T* value;  // moved from by the receiver that takes it
+    RvSender* next = nullptr;
+    bool taken = false;
+    std::condition_variable cv;
+  };
+  struct RvReceiver {
+    std::optional<T> value;  // moved into by the sender that hands over
+    RvReceiver* next = nullptr;
+    std::condition_variable cv;
+  };
+  template <class Node>
+  struct RvFifo {  // intrusive, oldest first
+    Node* head = nullptr;
+    Node* tail = nullptr;
+    std::size_t size = 0;
+    void push(Node* n) noexcept {
+      n->next = nullptr;
+      if (tail != nullptr) {
+        tail->next = n;
+      } else {
+        head = n;
+      }
+      tail = n;
+      ++size;
+    }
+    Node* pop() noexcept {
+      Node* n = head;
+      if (n != nullptr) {
+        head = n->next;
+        if (head == nullptr) tail = nullptr;
+        --size;
+      }
+      return n;
+    }
+    void remove(Node* n) noexcept {
+      Node* prev = nullptr;
+      for (Node* p = head; p != nullptr; prev = p, p = p->next) {
+        if (p != n) continue;
+        (prev != nullptr ? prev->next : head) = n->next;
+        if (tail == n) tail = prev;
+        --size;
+        return;
+      }
+    }
+  };
+
+  [[nodiscard]] bool rv_closed() const noexcept {  // under rv_m_ (which close() holds)
+    return (tail_.load(std::memory_order_relaxed) & kClosed) != 0;
+  }
+  bool rv_hand_to_receiver(T& v) noexcept {  // under rv_m_
+    RvReceiver* r = rv_receivers_.pop();
+    if (r == nullptr) return false;
+    r->value.emplace(std::move(v));
+    rv_sends_.fetch_add(1, std::memory_order_relaxed);
+    r->cv.notify_one();
+    return true;
+  }
+  bool rv_take_from_sender(std::optional<T>& out) noexcept {  // under rv_m_
+    RvSender* s = rv_senders_.pop();
+    if (s == nullptr) return false;
+    out.emplace(std::move(*s->value));
+    s->taken = true;
+    rv_sends_.fetch_add(1, std::memory_order_relaxed);
+    s->cv.notify_one();
+    return true;
+  }
+  ChanOp rv_try_push(T& v) noexcept {
+    std::lock_guard lk(rv_m_);
+    if (rv_closed()) return ChanOp::closed;
+    return rv_hand_to_receiver(v) ? ChanOp::ok : ChanOp::would_block;
+  }
+  template <class Sink>
+  ChanOp rv_try_pop(Sink& sink) {
+    std::optional<T> got;
+    {
+      std::lock_guard lk(rv_m_);
+      if (rv_closed()) return ChanOp::closed;
+      if (!rv_take_from_sender(got)) return ChanOp::would_block;
+    }
+    sink(std::move(*got));  // outside the mutex: the sink may be a caller's
+    return ChanOp::ok;
+  }
 
   // A slot's sequence number says whose turn it is: 2*p when it is free for
   // the sender of position p, 2*p + 1 when it holds the value of position p
@@ -405,6 +591,11 @@ class Chan {
   alignas(kCacheLine) WaitList recv_wait_;  // receivers waiting for a value
   alignas(kCacheLine) WaitList send_wait_;  // senders waiting for room
   WaitList close_wait_;                     // Sender::closed() waiters (rare)
+  // Rendezvous only (capacity 0).
+  mutable std::mutex rv_m_;
+  RvFifo<RvSender> rv_senders_;      // under rv_m_
+  RvFifo<RvReceiver> rv_receivers_;  // under rv_m_
+  std::atomic<std::uint64_t> rv_sends_{0};
 };
 
 }  // namespace KEEL_DETAIL_CHANNEL_ABI
@@ -435,11 +626,14 @@ class Sender {
   }
   ~Sender() { reset(); }
 
-  /// Sends, waiting while the channel is full. Fails with Errc::closed
-  /// (the value comes back in the error).
+  /// Sends, waiting while the channel is full (capacity 0: until a receiver
+  /// takes the value). Fails with Errc::closed (the value comes back in the
+  /// error).
   SendResult<T> send(T value) { return send_impl(std::move(value), std::nullopt); }
 
   /// Sends without waiting: Errc::full or Errc::closed hand the value back.
+  /// On a rendezvous channel (capacity 0) it succeeds only when a receiver
+  /// is blocked in recv() right now (select and async receivers do not count).
   SendResult<T> try_send(T value) {
     if (!chan_) return {Error(Errc::closed), std::move(value)};
     switch (chan_->try_push(value)) {
@@ -522,14 +716,14 @@ class Sender {
   SendResult<T> send_impl(T value, detail::Deadline deadline) {
     if (!chan_) return {Error(Errc::closed), std::move(value)};
     detail::Chan<T>& c = *chan_;
-    detail::ChanOp op = c.try_push(value);
-    if (op == detail::ChanOp::would_block && c.spins()) {
+    detail::ChanOp op = c.rendezvous() ? c.rv_send(value, deadline) : c.try_push(value);
+    if (op == detail::ChanOp::would_block && c.spins() && !c.rendezvous()) {
       detail::SpinBudget spin;
       while (op == detail::ChanOp::would_block && spin.spin()) {
         if (c.room_for_batch()) op = c.try_push(value);
       }
     }
-    if (op == detail::ChanOp::would_block) {
+    if (op == detail::ChanOp::would_block && !c.rendezvous()) {
       c.count_send_wait();
       c.send_wait().wait(
           [&] {
@@ -712,6 +906,7 @@ class Receiver {
     if (!chan_) return Errc::closed;
     detail::Chan<T>& c = *chan_;
     std::optional<T> out;
+    if (c.rendezvous()) return finish(c.rv_recv(out, deadline), out, Errc::timeout);
     auto sink = [&](T&& v) { out.emplace(std::move(v)); };
     detail::ChanOp op = c.try_pop(sink);
     if (op == detail::ChanOp::would_block && c.spins()) {
@@ -758,8 +953,8 @@ template <class T>
   static_assert(std::is_nothrow_move_constructible_v<T>,
                 "keel::channel<T> needs a noexcept move constructor (wrap T in a std::unique_ptr)");
   static_assert(!std::is_reference_v<T>, "keel::channel<T&>: send a pointer or std::reference_wrapper");
-  if (capacity == 0 || capacity > kMaxChannelCapacity) {
-    return fail(Errc::invalid_argument, "channel capacity must be in 1..{}, got {}", kMaxChannelCapacity,
+  if (capacity > kMaxChannelCapacity) {
+    return fail(Errc::invalid_argument, "channel capacity must be in 0..{}, got {}", kMaxChannelCapacity,
                 capacity);
   }
   return make_channel_pair<T>(capacity, fenced);
@@ -768,17 +963,17 @@ template <class T>
 }  // namespace detail
 inline namespace KEEL_DETAIL_CHANNEL_ABI {
 
-/// A bounded MPMC channel, or Errc::invalid_argument for capacity 0 (or more
-/// than kMaxChannelCapacity).
+/// A bounded MPMC channel (capacity 0: a rendezvous channel, see the file
+/// comment), or Errc::invalid_argument above kMaxChannelCapacity.
 template <class T>
 [[nodiscard]] Result<std::pair<Sender<T>, Receiver<T>>> make_channel(std::size_t capacity) {
   return detail::make_channel_checked<T>(capacity, false);
 }
 
 /// `auto [tx, rx] = keel::channel<T>(capacity);` A bounded MPMC channel.
-/// Throws std::invalid_argument for capacity 0 (keel has no rendezvous
-/// channel) or above kMaxChannelCapacity, the way std containers reject
-/// impossible sizes; make_channel<T>() reports it as a Result instead.
+/// Capacity 0 makes a rendezvous channel (see the file comment). Throws
+/// std::invalid_argument above kMaxChannelCapacity, the way std containers
+/// reject impossible sizes; make_channel<T>() reports it as a Result instead.
 template <class T>
 [[nodiscard]] std::pair<Sender<T>, Receiver<T>> channel(std::size_t capacity) {
   auto r = make_channel<T>(capacity);
