@@ -52,6 +52,44 @@ TABLES = {
         ("success path, 3-deep chain", "BM_Success_KeelResult", "BM_Success_OwningPair",
          "a 16-byte struct with a destructor (the ABI's floor)"),
     ], "cpu_time"),
+    # The README's summary: a few rows of each module, each from its own record.
+    "summary": ("", [
+        ("Result<int> success path, 3 calls deep", "BM_Success_KeelResult", "BM_Success_Exceptions",
+         "exceptions' success path", "result_bench", "cpu_time"),
+        ("error path, bare kind", "BM_Error_KeelResultBareCode", "BM_Error_ErrorCodeOut",
+         "std::error_code out-param", "result_bench", "cpu_time"),
+        ("error path, bare kind", "BM_Error_KeelResultBareCode", "BM_Error_Exceptions", "a throw", "result_bench",
+         "cpu_time"),
+        ("`simd::find`, a byte in 1 KiB", "BM_find_keel/1024", "BM_find_memchr/1024", "glibc memchr", "simd_bench",
+         "cpu_time"),
+        ("substring, 8-byte word in 1 MiB of English text", "BM_sub8_keel/1048576", "BM_sub8_memmem/1048576",
+         "glibc memmem", "simd_bench", "cpu_time"),
+        ("`find_icase` in 1 MiB of English text", "BM_icase_keel/1048576", "BM_icase_strcasestr/1048576",
+         "glibc strcasestr", "simd_bench", "cpu_time"),
+        ("MpmcQueue, 2 + 2 threads", "mpmc_2x2/keel_MpmcQueue/real_time", "mpmc_2x2/boost_queue/real_time",
+         "Boost lockfree queue", "lockfree_bench"),
+        ("ConcurrentMap, 10% writes, 2 threads", "map_2t/keel_ConcurrentMap/10/real_time/threads:2",
+         "map_2t/shared_mutex_unordered_map/10/real_time/threads:2", "shared_mutex + unordered_map",
+         "lockfree_bench"),
+        ("channel, 1 producer 1 consumer", "BM_1P1C<KeelQ>/real_time", "BM_1P1C<Moody>/real_time",
+         "moodycamel BlockingConcurrentQueue", "channel_bench"),
+        ("channel ping-pong round trip", "BM_PingPong<KeelQ>/real_time", "BM_PingPong<Moody>/real_time",
+         "moodycamel BlockingConcurrentQueue", "channel_bench"),
+        ("SQLite point read, checkout per read", "BM_PointRead_Keel/real_time/threads:1",
+         "BM_PointRead_Raw/real_time/threads:1", "raw C API", "sqlite_bench"),
+        ("SQLite point read, 4 threads", "BM_PointRead_Keel/real_time/threads:4",
+         "BM_PointRead_OpenPerOp/real_time/threads:4", "open per request", "sqlite_bench"),
+        ("PostgreSQL point read, checkout per read", "BM_PointRead_Keel", "BM_PointRead_RawPrepared",
+         "raw libpq, prepared", "postgres_bench", "cpu_time"),
+        ("PostgreSQL point read, checkout per read", "BM_PointRead_Keel", "BM_PointRead_Pqxx", "libpqxx, prepared",
+         "postgres_bench", "cpu_time"),
+        ("AES-GCM `seal`, 64 B", "keel_seal/64", "raw_fresh_seal/64", "EVP, per-call context", "crypto_bench",
+         "cpu_time"),
+        ("WebSocket 64 B round trip, on your executor", "BM_KeelOnExecutor_RoundTrip/64/real_time",
+         "BM_RawAsync_RoundTrip/64/real_time", "raw async Beast", "websocket_bench"),
+        ("WebSocket 64 B round trip, own I/O thread", "BM_Keel_RoundTrip/64/real_time",
+         "BM_RawIoThread_RoundTrip/64/real_time", "raw Beast on an I/O thread", "websocket_bench"),
+    ]),
     "simd": ("simd_bench", [
         ("find a byte, 16 B", "BM_find_keel/16", "BM_find_memchr/16", "glibc memchr"),
         ("find a byte, 64 B", "BM_find_keel/64", "BM_find_memchr/64", "glibc memchr"),
@@ -216,37 +254,61 @@ def spec(table_id):
 def ratio(table_id, row):
     """The peer/keel ratio of one row (1-based) of a table, as the text "0.91x"."""
     bench, rows, metric = spec(table_id)
-    rec = newest_record(bench)
-    if rec is None or not 1 <= row <= len(rows):
+    if not 1 <= row <= len(rows):
+        return "(no such row)"
+    r = row_of(rows[row - 1], bench, metric)
+    rec = newest_record(r["bench"])
+    if rec is None:
         return "(no record)"
-    t = times(rec[2], metric)
-    _, keel, peer, _ = rows[row - 1]
-    if keel not in t or peer not in t:
+    t = times(rec[2], r["metric"])
+    if r["keel"] not in t or r["peer"] not in t:
         return "(missing)"
-    return f"{t[peer][0] / t[keel][0]:.2f}x"
+    return f"{t[r['peer']][0] / t[r['keel']][0]:.2f}x"
+
+
+def row_of(row, bench, metric):
+    """A row as a dict; a row may name its own bench binary and metric (5th
+    and 6th fields), for summary tables that draw on several records."""
+    out = {"case": row[0], "keel": row[1], "peer": row[2], "peer_name": row[3], "bench": bench,
+           "metric": metric}
+    if len(row) > 4 and row[4]:
+        out["bench"] = row[4]
+    if len(row) > 5 and row[5]:
+        out["metric"] = row[5]
+    return out
 
 
 def render(table_id):
     bench, rows, metric = spec(table_id)
-    rec = newest_record(bench)
-    if rec is None:
-        return f"(no record of {bench} yet: run `make bench` then `python3 benchmarks/tables.py record`)\n"
-    machine, date, doc = rec
-    t = times(doc, metric)
-    ctx = doc.get("context", {})
-    what = "time" if metric == "real_time" else "CPU time"
+    rows = [row_of(r, bench, metric) for r in rows]
+    benches = sorted({r["bench"] for r in rows})
+    recs = {b: newest_record(b) for b in benches}
+    missing = [b for b, rec in recs.items() if rec is None]
+    if missing:
+        return (f"(no record of {', '.join(missing)} yet: run `make bench` then "
+                "`python3 benchmarks/tables.py record`)\n")
+    metrics = {r["metric"] for r in rows}
+    what = ("time" if metrics == {"real_time"} else "CPU time" if metrics == {"cpu_time"} else "time")
     out = [f"| case | keel | peer | peer {what} / keel {what} |", "|---|---:|---:|---:|"]
-    for case, keel, peer, peer_name in rows:
-        if keel not in t or peer not in t:
-            out.append(f"| {case} | missing | missing | |")
+    reps = []
+    for r in rows:
+        t = times(recs[r["bench"]][2], r["metric"])
+        if r["keel"] not in t or r["peer"] not in t:
+            out.append(f"| {r['case']} | missing | missing | |")
             continue
-        k, p = t[keel][0], t[peer][0]
-        out.append(f"| {case} | {fmt_ns(k)} | {peer_name}: {fmt_ns(p)} | {p / k:.2f}x |")
-    reps = min((t[n][1] for r in rows for n in r[1:3] if n in t), default=0)
+        k, p = t[r["keel"]][0], t[r["peer"]][0]
+        reps += [t[r["keel"]][1], t[r["peer"]][1]]
+        out.append(f"| {r['case']} | {fmt_ns(k)} | {r['peer_name']}: {fmt_ns(p)} | {p / k:.2f}x |")
     out.append("")
-    out.append(f"Recorded {date} on {ctx.get('cpu_model', machine)} ({ctx.get('num_cpus', '?')} CPUs), "
-               f"{ctx.get('compiler', 'g++')}, Release; "
-               f"median of {reps} repetition(s): `benchmarks/records/{machine}/{date}/{bench}.json`.")
+    for b in benches:
+        machine, date, doc = recs[b]
+        ctx = doc.get("context", {})
+        out.append(f"- `{b}`: recorded {date} on {ctx.get('cpu_model', machine)} "
+                   f"({ctx.get('num_cpus', '?')} CPUs), {ctx.get('compiler', 'g++')}, Release; "
+                   f"`benchmarks/records/{machine}/{date}/{b}.json`.")
+    if len(metrics) > 1:
+        out.append("- Single-threaded rows compare CPU time, threaded rows wall time.")
+    out.append(f"- Medians of {min(reps, default=0)} or more repetitions; above 1x, keel is faster.")
     return "\n".join(out) + "\n"
 
 
