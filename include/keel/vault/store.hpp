@@ -63,6 +63,7 @@
 #include <keel/result.hpp>
 #include <keel/sqlite.hpp>
 #include <keel/vault/backend.hpp>
+#include <keel/vault/config.hpp>
 #include <keel/vault/kdf.hpp>
 #include <keel/vault/record.hpp>
 #include <keel/vault/sqlite_backend.hpp>
@@ -82,27 +83,6 @@
 #include <vector>
 
 namespace keel::crypto {
-
-/// How a CredentialStore derives keys and reports.
-struct StoreConfig {
-  /// The KDF and its cost for create() and rotate() (Argon2id, 64 MiB, t=3,
-  /// p=1 by default; KdfParams::pbkdf2() for FIPS). open() uses what the
-  /// database records.
-  KdfParams kdf{};
-  /// The store warns (at warn level) once its key has sealed this many records,
-  /// and again every 2^20 seals after; rotate() starts a new count. AES-GCM with
-  /// random nonces must stay well below 2^32 seals per key.
-  std::uint64_t seal_warn_threshold = kSealWarnThreshold;
-  /// Called during rotate() after each record is re-encrypted (done, total).
-  std::function<void(std::size_t, std::size_t)> on_rotate_progress;
-  /// Where the store logs (debug: opens, rotations; warn: the seal counter,
-  /// loosened file modes, a checkpoint that could not finish).
-  /// Empty: keel::default_logger(). Secrets and passwords are never logged.
-  keel::Logger logger;
-
-  /// Errc::config for KDF parameters a new key may not use.
-  [[nodiscard]] Result<void> validate() const { return kdf.validate(); }
-};
 
 /// What a vault holds, readable without its password (CredentialStore::info).
 struct StoreInfo {
