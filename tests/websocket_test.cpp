@@ -357,6 +357,33 @@ TEST_CASE("config: a bad URL or config fails start, naming the problem") {
   CHECK_FALSE(Client::start(cfg));
 }
 
+TEST_CASE("config: every config struct validates itself with Errc::config") {
+  keel::ws::TlsConfig tls;
+  CHECK(tls.validate());
+  tls.server_name = "bad name";
+  CHECK(tls.validate().error().code() == Errc::config);
+  tls = {.ca_pem = "not a certificate"};
+  CHECK(tls.validate().error().code() == Errc::config);
+
+  keel::ws::ProxyConfig proxy;
+  CHECK(proxy.validate());
+  proxy.url = "socks5://proxy.example:1080";
+  CHECK(proxy.validate().error().code() == Errc::config);
+  proxy = {.url = "http://proxy.example:3128"};
+  CHECK(proxy.validate());
+
+  ClientConfig cfg = test_config("ws://127.0.0.1:1/");
+  CHECK(cfg.validate());
+  cfg.tls.server_name = "a/b";
+  CHECK(cfg.validate().error().code() == Errc::config);
+  cfg = test_config("ws://127.0.0.1:1/");
+  cfg.proxy.url = "https://proxy.example/";
+  CHECK(cfg.validate().error().code() == Errc::config);
+  auto r = Client::start(cfg);
+  REQUIRE_FALSE(r);
+  CHECK(r.error().code() == Errc::config);
+}
+
 // ---------------------------------------------------------------- echo
 
 TEST_CASE("echo: text, binary, empty, 1 MiB and many small messages come back in order") {
