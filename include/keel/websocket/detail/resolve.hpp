@@ -12,12 +12,15 @@
 #include <netdb.h>
 #include <netinet/in.h>
 
+#include <cstdint>
+
 #include <algorithm>
 #include <chrono>
 #include <cstring>
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <system_error>
 #include <thread>
@@ -26,15 +29,73 @@
 
 namespace keel::ws::detail {
 
+// Tests only: when set, the resolver thread calls this instead of
+// getaddrinfo(3) (it may sleep, to play a slow name server, or hand out
+// addresses of its choosing). Each lookup copies it when it starts.
+using ResolveHook =
+    std::function<ErrorCode(const std::string& host, std::uint16_t port, std::vector<tcp::endpoint>& out)>;
+struct ResolveHookSlot {
+  std::mutex mu;
+  ResolveHook fn;  // guarded by mu
+};
+inline ResolveHookSlot& resolve_test_hook() {
+  static ResolveHookSlot slot;
+  return slot;
+}
+
+// getaddrinfo(3), blocking: every address of `host` (IPv4 and IPv6).
+inline ErrorCode resolve_blocking(const std::string& host, std::uint16_t port,
+                                  std::vector<tcp::endpoint>& eps) {
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = AI_ADDRCONFIG;
+  addrinfo* res = nullptr;
+  const int rc = ::getaddrinfo(host.c_str(), nullptr, &hints, &res);
+  if (rc == EAI_NONAME) return net::error::host_not_found;
+  if (rc == EAI_AGAIN) return net::error::host_not_found_try_again;
+  if (rc != 0) return net::error::no_recovery;
+  for (auto* p = res; p != nullptr; p = p->ai_next) {
+    if (p->ai_family == AF_INET) {
+      const auto* a = reinterpret_cast<const sockaddr_in*>(p->ai_addr);
+      eps.emplace_back(net::ip::address_v4(ntohl(a->sin_addr.s_addr)), port);
+    } else if (p->ai_family == AF_INET6) {
+      const auto* a = reinterpret_cast<const sockaddr_in6*>(p->ai_addr);
+      net::ip::address_v6::bytes_type b;
+      std::memcpy(b.data(), a->sin6_addr.s6_addr, b.size());
+      eps.emplace_back(net::ip::address_v6(b, a->sin6_scope_id), port);
+    }
+  }
+  ::freeaddrinfo(res);
+  return eps.empty() ? ErrorCode(net::error::host_not_found) : ErrorCode{};
+}
+
 // Name resolution on a thread of its own, so that close() can abandon a
 // getaddrinfo that hangs (asio's resolver would make the io_context's
 // destruction wait for it). The result comes back through a post to the
-// strand, unless the attempt abandoned it first.
+// strand, unless the attempt abandoned it first. The thread holds no
+// executor of its own: the strand it posts to lives in the Lookup and is
+// dropped when the lookup is abandoned, so a thread that outlives the
+// io_context neither posts into it nor releases a strand of it afterwards.
 struct Lookup {
   std::mutex mu;
-  bool abandoned = false;  // guarded by mu
-  ErrorCode ec;
-  std::vector<tcp::endpoint> endpoints;
+  bool abandoned = false;                // guarded by mu
+  std::optional<Strand> strand;          // guarded by mu; empty once abandoned
+  net::steady_timer* done = nullptr;     // guarded by mu; cancelled (on the strand) when the result is in
+  ErrorCode ec;                          // guarded by mu
+  std::vector<tcp::endpoint> endpoints;  // guarded by mu
+
+  // However the resolving frame ends (even destroyed unrun by the
+  // io_context's destruction): nothing is posted after this returns.
+  void abandon() {
+    std::optional<Strand> drop;
+    {
+      const std::lock_guard lock(mu);
+      abandoned = true;
+      done = nullptr;
+      drop.swap(strand);
+    }
+  }
 };
 
 inline net::awaitable<ErrorCode> resolve(const Strand& strand_, const Url& url,
@@ -44,55 +105,33 @@ inline net::awaitable<ErrorCode> resolve(const Strand& strand_, const Url& url,
     out.emplace_back(addr, url.port);  // an IP literal needs no lookup
     co_return ErrorCode{};
   }
+  ResolveHook hook;
+  {
+    auto& slot = resolve_test_hook();
+    const std::lock_guard lock(slot.mu);
+    hook = slot.fn;
+  }
   auto lookup = std::make_shared<Lookup>();
   net::steady_timer done(strand_);
   done.expires_at(Clock::time_point::max());
-  struct Abandon {  // however this frame ends (even destroyed unrun), the thread posts nothing after
+  lookup->strand.emplace(strand_);
+  lookup->done = &done;
+  struct Abandon {
     std::shared_ptr<Lookup> l;
-    ~Abandon() {
-      const std::lock_guard lock(l->mu);
-      l->abandoned = true;
-    }
+    ~Abandon() { l->abandon(); }
   } const abandon{lookup};
   abort_io_ = [&done] { done.cancel(); };
   try {
-    std::thread([lookup, host = url.host, port = url.port, strand = strand_, timer = &done] {
-      addrinfo hints{};
-      hints.ai_family = AF_UNSPEC;
-      hints.ai_socktype = SOCK_STREAM;
-      hints.ai_flags = AI_ADDRCONFIG;
-      addrinfo* res = nullptr;
-      const int rc = ::getaddrinfo(host.c_str(), nullptr, &hints, &res);
-      ErrorCode e;
+    std::thread([lookup, host = url.host, port = url.port, hook = std::move(hook)] {
       std::vector<tcp::endpoint> eps;
-      if (rc == EAI_NONAME) {
-        e = net::error::host_not_found;
-      } else if (rc == EAI_AGAIN) {
-        e = net::error::host_not_found_try_again;
-      } else if (rc != 0) {
-        e = net::error::no_recovery;
-      } else {
-        for (auto* p = res; p != nullptr; p = p->ai_next) {
-          if (p->ai_family == AF_INET) {
-            const auto* a = reinterpret_cast<const sockaddr_in*>(p->ai_addr);
-            eps.emplace_back(net::ip::address_v4(ntohl(a->sin_addr.s_addr)), port);
-          } else if (p->ai_family == AF_INET6) {
-            const auto* a = reinterpret_cast<const sockaddr_in6*>(p->ai_addr);
-            net::ip::address_v6::bytes_type b;
-            std::memcpy(b.data(), a->sin6_addr.s6_addr, b.size());
-            eps.emplace_back(net::ip::address_v6(b, a->sin6_scope_id), port);
-          }
-        }
-        ::freeaddrinfo(res);
-        if (eps.empty()) e = net::error::host_not_found;
-      }
+      const ErrorCode e = hook ? hook(host, port, eps) : resolve_blocking(host, port, eps);
       const std::lock_guard lock(lookup->mu);
       if (lookup->abandoned) return;
       lookup->ec = e;
       lookup->endpoints = std::move(eps);
-      net::post(strand, [lookup, timer] {
+      net::post(*lookup->strand, [lookup] {
         const std::lock_guard l(lookup->mu);
-        if (!lookup->abandoned) timer->cancel();
+        if (!lookup->abandoned) lookup->done->cancel();
       });
     }).detach();
   } catch (const std::system_error&) {
@@ -102,8 +141,8 @@ inline net::awaitable<ErrorCode> resolve(const Strand& strand_, const Url& url,
   ErrorCode ignored;
   co_await done.async_wait(redirect(ignored));
   abort_io_ = nullptr;
+  lookup->abandon();  // the thread posts nothing more: `done` may go
   const std::lock_guard lock(lookup->mu);
-  lookup->abandoned = true;  // the thread posts nothing more: `done` may go
   if (lookup->endpoints.empty() && !lookup->ec) co_return ErrorCode(net::error::operation_aborted);
   out = std::move(lookup->endpoints);
   co_return lookup->ec;
