@@ -21,7 +21,7 @@
 //   fed from other threads reaches; Keel (own thread) is compared with it too.
 // Keel_BusyPoll_*: the own-thread client with ClientConfig::busy_poll = 200 us.
 //
-// Every raw client uses keel's Beast write settings (one frame per message,
+// Every raw client uses keel's Beast write settings (frames of up to 64 KiB,
 // 64 KiB write buffer, TCP_NODELAY), so a ratio is keel's own cost. The raw
 // clients write their payload in place; keel's send takes a Message (the
 // copy a user makes) and each Event owns a copy of its data, as RawIoThread's
@@ -115,7 +115,9 @@ struct RawClient {
     ws.read_message_max(64U * 1024 * 1024);
     ws.handshake("127.0.0.1", "/");
     ws.binary(true);
-    ws.auto_fragment(false);  // keel's settings (client.hpp, kWriteBufferBytes)
+    // keel's settings (websocket/detail/session.hpp, kWriteBufferBytes):
+    // frames of at most 64 KiB, so a message up to 64 KiB is one frame.
+    ws.auto_fragment(true);
     ws.write_buffer_bytes(64U * 1024);
   }
   ~RawClient() {

@@ -17,7 +17,10 @@
 #include <spdlog/sinks/ostream_sink.h>
 #include <keel/log/sink.hpp>
 
+#include <arpa/inet.h>
 #include <fcntl.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 
 #include <condition_variable>
 #include <cstdio>
@@ -355,6 +358,33 @@ TEST_CASE("config: a bad URL or config fails start, naming the problem") {
   cfg = test_config("ws://127.0.0.1:1/");
   cfg.send_queue_capacity = 0;
   CHECK_FALSE(Client::start(cfg));
+}
+
+TEST_CASE("config: every config struct validates itself with Errc::config") {
+  keel::ws::TlsConfig tls;
+  CHECK(tls.validate());
+  tls.server_name = "bad name";
+  CHECK(tls.validate().error().code() == Errc::config);
+  tls = {.ca_pem = "not a certificate"};
+  CHECK(tls.validate().error().code() == Errc::config);
+
+  keel::ws::ProxyConfig proxy;
+  CHECK(proxy.validate());
+  proxy.url = "socks5://proxy.example:1080";
+  CHECK(proxy.validate().error().code() == Errc::config);
+  proxy = {.url = "http://proxy.example:3128"};
+  CHECK(proxy.validate());
+
+  ClientConfig cfg = test_config("ws://127.0.0.1:1/");
+  CHECK(cfg.validate());
+  cfg.tls.server_name = "a/b";
+  CHECK(cfg.validate().error().code() == Errc::config);
+  cfg = test_config("ws://127.0.0.1:1/");
+  cfg.proxy.url = "https://proxy.example/";
+  CHECK(cfg.validate().error().code() == Errc::config);
+  auto r = Client::start(cfg);
+  REQUIRE_FALSE(r);
+  CHECK(r.error().code() == Errc::config);
 }
 
 // ---------------------------------------------------------------- echo
@@ -1339,9 +1369,168 @@ TEST_CASE("connect: a server on [::1]") {
   CHECK(read_messages(*client, 1, 5s * kSlow) == std::vector<std::string>{"six"});
 }
 
+// ---------------------------------------------------------------- unreachable addresses
+
+// A listening socket on 127.0.0.1 that never accepts, with its accept queue
+// full: the kernel drops every further SYN, so a connect to it hangs as one
+// to a blackholed address does (no network needed).
+class Blackhole {
+ public:
+  Blackhole() {
+    listener_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    REQUIRE(listener_ >= 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    REQUIRE(::bind(listener_, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
+    REQUIRE(::listen(listener_, 0) == 0);
+    socklen_t len = sizeof a;
+    REQUIRE(::getsockname(listener_, reinterpret_cast<sockaddr*>(&a), &len) == 0);
+    port_ = ntohs(a.sin_port);
+    // Connect until one stays pending: the queue is full from then on.
+    bool hanging = false;
+    for (int i = 0; i < 16 && !hanging; ++i) {
+      const int c = ::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+      REQUIRE(c >= 0);
+      fillers_.push_back(c);
+      (void)::connect(c, reinterpret_cast<sockaddr*>(&a), sizeof a);
+      pollfd p{c, POLLOUT, 0};
+      hanging = ::poll(&p, 1, 200) == 0;
+    }
+    REQUIRE(hanging);
+  }
+  Blackhole(const Blackhole&) = delete;
+  Blackhole& operator=(const Blackhole&) = delete;
+  ~Blackhole() {
+    for (const int c : fillers_) ::close(c);
+    ::close(listener_);
+  }
+  [[nodiscard]] boost::asio::ip::tcp::endpoint endpoint() const {
+    return {boost::asio::ip::address_v4::loopback(), port_};
+  }
+
+ private:
+  int listener_ = -1;
+  std::uint16_t port_ = 0;
+  std::vector<int> fillers_;
+};
+
+// Installs the resolver's test hook for one scope: every name resolves
+// through `fn` (on the resolver's thread).
+class ResolveHook {
+ public:
+  explicit ResolveHook(keel::ws::detail::ResolveHook fn) { set(std::move(fn)); }
+  ResolveHook(const ResolveHook&) = delete;
+  ResolveHook& operator=(const ResolveHook&) = delete;
+  ~ResolveHook() { set(nullptr); }
+
+ private:
+  static void set(keel::ws::detail::ResolveHook fn) {
+    auto& slot = keel::ws::detail::resolve_test_hook();
+    const std::lock_guard lock(slot.mu);
+    slot.fn = std::move(fn);
+  }
+};
+
+TEST_CASE("connect: a blackholed first address does not hold the connection back (Happy Eyeballs)") {
+  const Watchdog watchdog(ms(30000) * kSlow);
+  REQUIRE_NODE();
+  (void)raw_url("/");
+  const Blackhole hole;
+  const boost::asio::ip::tcp::endpoint good{boost::asio::ip::address_v4::loopback(), raw_server().port()};
+  const ResolveHook hook(
+      [&](const std::string&, std::uint16_t, std::vector<boost::asio::ip::tcp::endpoint>& out) {
+        out = {hole.endpoint(), good};
+        return boost::system::error_code{};
+      });
+  auto cfg = test_config(fmt::format("ws://eyeballs.test:{}/echo", raw_server().port()));
+  cfg.connect_timeout = 5s;
+  const auto t0 = Clock::now();
+  auto client = Client::start(cfg);
+  REQUIRE(client);
+  std::vector<Event> seen;
+  REQUIRE(wait_for(*client, EventKind::connected, 5s * kSlow, &seen));
+  const auto took = since(t0);
+  INFO("connected after " << took.count() << " ms");
+  CHECK(seen.empty());
+  // The second address is tried 250 ms after the first: well inside the 5 s.
+  CHECK(took >= ms(200));
+  CHECK(took <= ms(1500) * kSlow);
+  REQUIRE(client->send("through the second"));
+  CHECK(read_messages(*client, 1, 5s * kSlow) == std::vector<std::string>{"through the second"});
+}
+
+TEST_CASE("connect: connect_timeout bounds the whole attempt when every address is blackholed") {
+  const Watchdog watchdog(ms(30000) * kSlow);
+  const Blackhole hole;
+  const Blackhole other;
+  const ResolveHook hook(
+      [&](const std::string&, std::uint16_t, std::vector<boost::asio::ip::tcp::endpoint>& out) {
+        out = {hole.endpoint(), other.endpoint(), hole.endpoint()};
+        return boost::system::error_code{};
+      });
+  auto cfg = test_config("ws://nowhere.test:80/");
+  cfg.connect_timeout = 1s;
+  cfg.max_retries = 0;
+  const auto t0 = Clock::now();
+  auto client = Client::start(cfg);
+  REQUIRE(client);
+  auto r = wait_for(*client, EventKind::gave_up, 10s * kSlow);
+  const auto took = since(t0);
+  REQUIRE(r);
+  INFO(r->reason << " after " << took.count() << " ms");
+  CHECK(r->error == Errc::timeout);
+  CHECK(took >= ms(950));
+  CHECK(took <= ms(1000) + tolerance(ms(1000)));
+}
+
+TEST_CASE(
+    "resolve: close() during a slow lookup returns at once and the lookup never touches a dead io_context") {
+  const Watchdog watchdog(ms(30000) * kSlow);
+  auto finished = std::make_shared<std::atomic<int>>(0);
+  const ResolveHook hook(
+      [finished](const std::string&, std::uint16_t port, std::vector<boost::asio::ip::tcp::endpoint>& out) {
+        std::this_thread::sleep_for(1500ms);  // a name server that takes its time
+        out = {{boost::asio::ip::address_v4::loopback(), port}};
+        finished->fetch_add(1);
+        return boost::system::error_code{};
+      });
+  auto cfg = test_config(fmt::format("ws://slow-dns.test:{}/", refused_port()));
+  {  // a client on its own thread
+    auto client = Client::start(cfg);
+    REQUIRE(client);
+    std::this_thread::sleep_for(100ms);
+    const auto t0 = Clock::now();
+    client->close();
+    CHECK(since(t0) <= ms(300) * kSlow);
+    std::vector<Event> events;
+    drain_until_closed(*client, 2s, &events);
+    CHECK(events.empty());
+  }
+  {  // a client on the caller's io_context (on a strand the client makes of
+     // it), destroyed with the io_context while the lookup still runs
+    boost::asio::io_context ioc(2);
+    auto client = Client::start(ioc.get_executor(), cfg);
+    REQUIRE(client);
+    std::thread runner([&ioc] { ioc.run(); });
+    std::this_thread::sleep_for(100ms);
+    const auto t0 = Clock::now();
+    client->close();
+    CHECK(since(t0) <= ms(300) * kSlow);
+    runner.join();  // the io_context ran out of work: the client has finished
+    CHECK(finished->load() == 0);
+  }
+  // Both lookups end after their io_contexts are gone; under ASan and TSan a
+  // post into one, or a strand released after it, would be reported here.
+  const auto deadline = Clock::now() + 5s * kSlow;
+  while (finished->load() < 2 && Clock::now() < deadline) std::this_thread::sleep_for(10ms);
+  CHECK(finished->load() == 2);
+  std::this_thread::sleep_for(100ms);  // the lookup threads return after the hook
+}
+
 // ---------------------------------------------------------------- the handshake request
 
-TEST_CASE("handshake: headers and subprotocols reach the server; the chosen one is reported") {
+TEST_CASE("handshake: headers and subprotocols reach the server and the chosen one is reported") {
   const Watchdog watchdog(ms(30000) * kSlow);
   REQUIRE_NODE();
   auto cfg = test_config(raw_url("/headers"));
@@ -1647,7 +1836,7 @@ TEST_CASE("proxy: ws:// through tinyproxy, from the config and from http_proxy, 
   }
 }
 
-TEST_CASE("proxy: basic auth from the proxy URL; wrong credentials give up at once (407)") {
+TEST_CASE("proxy: basic auth from the proxy URL and wrong credentials give up at once (407)") {
   const Watchdog watchdog(ms(30000) * kSlow);
   REQUIRE_NODE();
   {

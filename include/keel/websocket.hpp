@@ -28,6 +28,8 @@
 #pragma once
 
 #include <keel/websocket/client.hpp>
+#include <keel/websocket/config.hpp>
 #include <keel/websocket/event.hpp>
+#include <keel/websocket/message.hpp>
 #include <keel/websocket/proxy.hpp>
 #include <keel/websocket/url.hpp>

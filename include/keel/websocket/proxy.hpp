@@ -30,17 +30,6 @@
 
 namespace keel::ws {
 
-/// Where proxies come from. The default reads the environment as curl does.
-struct ProxyConfig {
-  /// http://[user[:password]@]host[:port] (port 1080 when absent, as curl);
-  /// empty: from the environment when from_env, else none.
-  std::string url{};
-  bool from_env = true;  ///< read http(s)_proxy, all_proxy and no_proxy when `url` is empty
-  /// Hosts that go direct (curl's NO_PROXY syntax); empty: the environment's
-  /// no_proxy when from_env.
-  std::string no_proxy{};
-};
-
 /// A proxy to go through: where it listens, and the Proxy-Authorization
 /// credentials (empty user: none).
 struct ProxyEndpoint {
@@ -186,23 +175,7 @@ namespace detail {
   return p;
 }
 
-/// The proxy a connection to `url` goes through under `config`, or nullopt
-/// for a direct connection. Errc::config for a bad proxy URL.
-[[nodiscard]] inline Result<std::optional<ProxyEndpoint>> proxy_for(const Url& url,
-                                                                    const ProxyConfig& config) {
-  std::string proxy = config.url;
-  std::string no_proxy = config.no_proxy;
-  if (config.from_env) {
-    if (proxy.empty()) {
-      proxy = url.secure ? detail::env_or("https_proxy", "HTTPS_PROXY")
-                         : detail::env_or("http_proxy", "HTTP_PROXY");
-      if (proxy.empty()) proxy = detail::env_or("all_proxy", "ALL_PROXY");
-    }
-    if (no_proxy.empty()) no_proxy = detail::env_or("no_proxy", "NO_PROXY");
-  }
-  if (proxy.empty() || no_proxy_matches(no_proxy, url.host, url.port)) return std::optional<ProxyEndpoint>{};
-  KEEL_TRY_ASSIGN(auto p, parse_proxy_url(proxy));
-  return std::optional<ProxyEndpoint>(std::move(p));
-}
-
 }  // namespace keel::ws
+
+// ProxyConfig and proxy_for() live with the rest of the configuration.
+#include <keel/websocket/config.hpp>  // IWYU pragma: export
