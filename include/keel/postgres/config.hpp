@@ -8,7 +8,10 @@
 #pragma once
 
 #include <keel/backoff.hpp>
+#include <keel/postgres/error.hpp>
 #include <keel/result.hpp>
+
+#include <libpq-fe.h>
 
 #include <chrono>
 #include <cstddef>
