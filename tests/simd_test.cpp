@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <array>
+#include <bit>
 #include <cctype>
 #include <cstddef>
 #include <cstdint>
@@ -17,6 +18,7 @@
 #include <string>
 #include <string_view>
 #include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "test_support.hpp"
@@ -800,4 +802,69 @@ TEST_CASE("MultiFinder: construction forms, ties, empty needles and ranges", "[s
   CHECK(ks::find_icase("\xc3\xa9t\xc3\xa9", "\xc3\x89") == npos);  // bytes >= 0x80 compare exactly
   CHECK(ks::rfind("abcabc", "") == 6);
   CHECK(ks::rfind("abcabc", "bc") == 4);
+}
+
+// Every Teddy kernel this CPU can run (the nibble form at each level and the
+// VBMI byte-permute form) reports every start where some needle's fingerprint
+// bytes match, and no start whose fingerprint runs past the end.
+TEST_CASE("every Teddy kernel passes every start whose fingerprint matches a needle", "[simd]") {
+  using ks::detail::MatchBlock;
+  using ks::detail::TeddyTables;
+  using Teddy = MatchBlock (*)(const ks::detail::uchar*, std::size_t, std::size_t, const TeddyTables&);
+  std::vector<std::pair<const char*, Teddy>> kernels = {{"scalar", ks::detail::scalar_teddy_block}};
+#ifdef KEEL_SIMD_X86
+  if (static_cast<int>(ks::supported_isa()) >= static_cast<int>(Isa::avx2)) {
+    kernels.emplace_back("avx2", ks::detail::avx2::teddy_block);
+  }
+  if (ks::supported_isa() == Isa::avx512) {
+    kernels.emplace_back("avx512", ks::detail::avx512::teddy_block);
+    if (ks::detail::has_vbmi()) kernels.emplace_back("avx512 vbmi", ks::detail::avx512::teddy_block_vbmi);
+  }
+#endif
+  rc::prop("candidates cover the fingerprint matches", [&] {
+    const std::string alphabet = *rc::gen::element(std::string("abAB"), std::string("ab\x80\xe1\xc1zZ"));
+    const bool icase = *rc::gen::arbitrary<bool>();
+    const auto count = *rc::gen::inRange<std::size_t>(1, 65);
+    std::vector<std::string> needles(count);
+    for (auto& s : needles) {
+      const auto len = *rc::gen::inRange<std::size_t>(1, 6);
+      for (std::size_t i = 0; i < len; ++i) s += *rc::gen::elementOf(alphabet);
+    }
+    const ks::detail::MultiPlan plan(
+        count, [&](std::size_t i) { return std::string_view(needles[i]); }, icase);
+    RC_ASSERT(plan.has_teddy());
+    const TeddyTables& t = plan.teddy();
+    const auto hlen = *rc::gen::inRange<std::size_t>(0, 300);
+    std::string h;
+    for (std::size_t i = 0; i < hlen; ++i) h += *rc::gen::elementOf(alphabet);
+    const auto same = [&](char a, char b) {
+      const auto x = static_cast<unsigned char>(a), y = static_cast<unsigned char>(b);
+      return icase ? ks::detail::fold(x) == ks::detail::fold(y) : x == y;
+    };
+    std::vector<bool> want(hlen, false);
+    for (std::size_t at = 0; at + t.k <= hlen; ++at) {
+      for (const auto& s : needles) {
+        bool all = true;
+        for (std::size_t j = 0; j < t.k; ++j) all = all && same(h[at + j], s[j]);
+        if (all) want[at] = true;
+      }
+    }
+    for (const auto& [name, teddy] : kernels) {
+      std::vector<bool> got(hlen, false);
+      for (std::size_t pos = 0;;) {
+        const MatchBlock b = teddy(u(h), hlen, pos, t);
+        if (b.base == npos) break;
+        RC_ASSERT(b.base >= pos);
+        for (std::uint64_t m = b.mask; m != 0; m &= m - 1) {
+          const std::size_t at = b.base + static_cast<std::size_t>(std::countr_zero(m));
+          RC_ASSERT(at + t.k <= hlen);
+          got[at] = true;
+        }
+        pos = b.base + 64;
+      }
+      for (std::size_t at = 0; at < hlen; ++at) {
+        if (want[at] && !got[at]) RC_FAIL(std::string(name) + " missed start " + std::to_string(at));
+      }
+    }
+  });
 }

@@ -108,7 +108,7 @@ inline const Kernels& kernels_for(Isa want) noexcept {
 #ifdef KEEL_SIMD_X86
   switch (isa) {
     case Isa::avx512:
-      return kAvx512Kernels;
+      return has_vbmi() ? kAvx512VbmiKernels : kAvx512Kernels;
     case Isa::avx2:
       return kAvx2Kernels;
     case Isa::sse2:

@@ -588,8 +588,14 @@ struct TeddyTables {
   uchar hi[3][16];
   uchar lo2[3][16];  // buckets 8-15 when fat
   uchar hi2[3][16];
-  std::size_t k;  // fingerprint bytes, 1-3; every needle is at least k long
-  bool fat;       // 16 buckets (many needles): fewer needles share a bit
+  // The same bucket bits by whole byte, for a 128-entry lookup (AVX-512
+  // VBMI): entry x has the buckets of bytes x and x | 0x80, which share the
+  // seven index bits; the extra candidates that folding admits are rejected
+  // by verification like any other.
+  uchar full[3][128];
+  uchar full2[3][128];  // buckets 8-15 when fat
+  std::size_t k;        // fingerprint bytes, 1-3; every needle is at least k long
+  bool fat;             // 16 buckets (many needles): fewer needles share a bit
 };
 
 /// Candidate bits of starts [from, min(from + 64, n - k + 1)). Needs from + k <= n.

@@ -193,10 +193,11 @@ class MultiPlan {
   void build_teddy(Get get, bool icase) {
     teddy_ = {};
     if (count_ == 0 || count_ > kTeddyMax || empty_ != kNone) return;
-    // Two fingerprint bytes (four shuffles per vector instead of six) while
-    // each needle has its bucket, the prefix filter taking the few extra
-    // candidates; three once needles share buckets.
-    const std::size_t k = std::min<std::size_t>(count_ > 8 ? 3 : 2, min_len_);
+    // Three fingerprint bytes whenever the needles allow: with two, even one
+    // needle a bucket passes every start of a common pair ("th", "ta", "sh"
+    // in English), thousands of candidates a MiB, each a mispredicted branch
+    // and a filter probe; the third byte's two shuffles cost far less.
+    const std::size_t k = std::min<std::size_t>(3, min_len_);
     teddy_.k = k;
     // Needles with the same first bytes share a bucket, which keeps the
     // nibble tables sparse: sort by fingerprint, then cut into 8 runs.
@@ -222,9 +223,11 @@ class MultiPlan {
       for (std::size_t j = 0; j < k; ++j) {
         const auto b = static_cast<uchar>(s[j]);
         const uchar variants[2] = {b, icase && is_alpha(b) ? static_cast<uchar>(b ^ 0x20u) : b};
+        auto& full = bucket < 8 ? teddy_.full : teddy_.full2;
         for (uchar x : variants) {
           lo[j][x & 15u] = static_cast<uchar>(lo[j][x & 15u] | bit);
           hi[j][x >> 4] = static_cast<uchar>(hi[j][x >> 4] | bit);
+          full[j][x & 127u] = static_cast<uchar>(full[j][x & 127u] | bit);
         }
       }
     }

@@ -210,6 +210,60 @@ KEEL_SIMD_FN bool any(M m) {
 #include <keel/detail/simd_kernels.inc>
 #undef KEEL_SIMD_PAIR_DIFF
 #undef KEEL_SIMD_MASKED
+
+// Teddy with VBMI: one two-table byte permute (vpermi2b) per fingerprint byte
+// looks up its bucket bits in a 128-entry table, where the nibble form needs
+// two shuffles, a shift and three ANDs.
+#define KEEL_SIMD_VBMI_FN __attribute__((target("avx512f,avx512bw,avx512vbmi,avx2,bmi,popcnt"))) inline
+template <std::size_t K, bool Fat>
+KEEL_SIMD_VBMI_FN MatchBlock teddy_vbmi_k(const uchar* p, std::size_t n, std::size_t from,
+                                          const TeddyTables& t) {
+  if (from + K > n) return {npos, 0};
+  const std::size_t last = n - K;  // last start whose fingerprint fits
+  if (last < 63) return scalar_teddy_block(p, n, from, t);
+  V a[K], b[K], a2[K], b2[K];
+  for (std::size_t j = 0; j < K; ++j) {
+    a[j] = _mm512_loadu_si512(static_cast<const void*>(t.full[j]));
+    b[j] = _mm512_loadu_si512(static_cast<const void*>(t.full[j] + 64));
+    if constexpr (Fat) {
+      a2[j] = _mm512_loadu_si512(static_cast<const void*>(t.full2[j]));
+      b2[j] = _mm512_loadu_si512(static_cast<const void*>(t.full2[j] + 64));
+    }
+  }
+  for (; from <= last; from += 64) {
+    const std::size_t base = from + 63 <= last ? from : last - 63;
+    const uchar* q = p + base;
+    V x = load(q);
+    V acc = _mm512_permutex2var_epi8(a[0], x, b[0]);
+    V acc2 = Fat ? _mm512_permutex2var_epi8(a2[0], x, b2[0]) : acc;
+    for (std::size_t j = 1; j < K; ++j) {
+      x = load(q + j);
+      acc = _mm512_and_si512(acc, _mm512_permutex2var_epi8(a[j], x, b[j]));
+      if constexpr (Fat) acc2 = _mm512_and_si512(acc2, _mm512_permutex2var_epi8(a2[j], x, b2[j]));
+    }
+    if constexpr (Fat) acc = _mm512_or_si512(acc, acc2);
+    if (const std::uint64_t m = _mm512_test_epi8_mask(acc, acc) >> (from - base)) return {from, m};
+  }
+  return {npos, 0};
+}
+KEEL_SIMD_VBMI_FN MatchBlock teddy_block_vbmi(const uchar* p, std::size_t n, std::size_t from,
+                                              const TeddyTables& t) {
+  switch (t.k + (t.fat ? 3 : 0)) {
+    case 1:
+      return teddy_vbmi_k<1, false>(p, n, from, t);
+    case 2:
+      return teddy_vbmi_k<2, false>(p, n, from, t);
+    case 3:
+      return teddy_vbmi_k<3, false>(p, n, from, t);
+    case 4:
+      return teddy_vbmi_k<1, true>(p, n, from, t);
+    case 5:
+      return teddy_vbmi_k<2, true>(p, n, from, t);
+    default:
+      return teddy_vbmi_k<3, true>(p, n, from, t);
+  }
+}
+#undef KEEL_SIMD_VBMI_FN
 #undef KEEL_SIMD_SHUFFLE
 #undef KEEL_SIMD_NARROWER
 #undef KEEL_SIMD_FN
@@ -228,6 +282,20 @@ inline constexpr Kernels kAvx512Kernels = {
     avx512::find_any3,  avx512::find_set,  avx512::count,      avx512::find_sub,
     avx512::next_block, avx512::rfind_sub, avx512::find_icase, avx512::teddy_block,
 };
+/// AVX-512 with VBMI: the same kernels but Teddy's.
+inline constexpr Kernels kAvx512VbmiKernels = {
+    Isa::avx512,        avx512::find,      avx512::rfind,      avx512::find_any2,
+    avx512::find_any3,  avx512::find_set,  avx512::count,      avx512::find_sub,
+    avx512::next_block, avx512::rfind_sub, avx512::find_icase, avx512::teddy_block_vbmi,
+};
+
+/// Whether the CPU has AVX-512 VBMI (the byte permutes); asked only once
+/// AVX-512 itself is known to be usable.
+inline bool has_vbmi() noexcept {
+  unsigned a = 0, b = 0, c = 0, d = 0;
+  if (__get_cpuid_count(7, 0, &a, &b, &c, &d) == 0) return false;
+  return (c & (1u << 1)) != 0;
+}
 
 /// The best level this CPU and OS support: CPUID for the instructions and
 /// XGETBV for the OS saving the wider registers (AVX state for AVX2, opmask
