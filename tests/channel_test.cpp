@@ -1593,6 +1593,53 @@ TEST_CASE("broadcast: SlowReceiver::block under concurrency: every receiver gets
     senders.emplace_back([&, s, tx2 = tx]() mutable {
       for (int i = 0; i < per; ++i) {
         if (!tx2.send(s * per + i)) ok = false;
+      }
+    });
+  }
+  tx.reset();
+  for (auto& t : senders) t.join();
+  for (auto& t : receivers) t.join();
+  CHECK(ok.load());
+}
+
+TEST_CASE("broadcast: SlowReceiver::disconnect cuts off a receiver about to be overtaken",
+          "[channel][broadcast]") {
+  auto [tx, slow] =
+      keel::make_broadcast<int>(keel::BroadcastConfig{2, keel::SlowReceiver::disconnect}).value();
+  auto fast = tx.subscribe();
+  REQUIRE(tx.send(0));
+  REQUIRE(tx.send(1));
+  CHECK(*fast.recv() == 0);
+  CHECK(*fast.recv() == 1);
+  CHECK(tx.receiver_count() == 2);
+  REQUIRE(tx.send(2));  // would overwrite slow's next value: slow is cut off
+  CHECK(tx.receiver_count() == 1);
+  CHECK(slow.disconnected());
+  auto r = slow.recv();
+  REQUIRE_FALSE(r);
+  CHECK(r.error() == keel::Errc::closed);
+  CHECK(slow.size() == 0);
+  CHECK_FALSE(fast.disconnected());
+  CHECK(*fast.recv() == 2);
+  // Only a slow receiver left: cutting it off leaves nobody, the send is refused.
+  REQUIRE(tx.send(3));
+  REQUIRE(tx.send(4));
+  auto refused = tx.send(5);
+  REQUIRE_FALSE(refused);
+  CHECK(refused.error() == keel::Errc::closed);
+  CHECK(std::move(refused).error().into_inner() == 5);
+  CHECK(fast.disconnected());
+  auto again = fast.resubscribe();  // a way back in, at the newest position
+  CHECK_FALSE(again.disconnected());
+  REQUIRE(tx.send(6));
+  CHECK(*again.recv() == 6);
+}
+
+TEST_CASE("broadcast: make_broadcast(BroadcastConfig) rejects capacity 0", "[channel][broadcast]") {
+  auto r = keel::make_broadcast<int>(keel::BroadcastConfig{0, keel::SlowReceiver::block});
+  REQUIRE_FALSE(r);
+  CHECK(r.error() == keel::Errc::invalid_argument);
+}
 
 namespace {
 double thread_cpu_ms() {
@@ -1856,49 +1903,6 @@ TEST_CASE("rendezvous: exactly once with several senders and receivers, blocking
     });
   }
   tx.reset();
-  for (auto& t : senders) t.join();
-  for (auto& t : receivers) t.join();
-  CHECK(ok.load());
-}
-
-TEST_CASE("broadcast: SlowReceiver::disconnect cuts off a receiver about to be overtaken",
-          "[channel][broadcast]") {
-  auto [tx, slow] =
-      keel::make_broadcast<int>(keel::BroadcastConfig{2, keel::SlowReceiver::disconnect}).value();
-  auto fast = tx.subscribe();
-  REQUIRE(tx.send(0));
-  REQUIRE(tx.send(1));
-  CHECK(*fast.recv() == 0);
-  CHECK(*fast.recv() == 1);
-  CHECK(tx.receiver_count() == 2);
-  REQUIRE(tx.send(2));  // would overwrite slow's next value: slow is cut off
-  CHECK(tx.receiver_count() == 1);
-  CHECK(slow.disconnected());
-  auto r = slow.recv();
-  REQUIRE_FALSE(r);
-  CHECK(r.error() == keel::Errc::closed);
-  CHECK(slow.size() == 0);
-  CHECK_FALSE(fast.disconnected());
-  CHECK(*fast.recv() == 2);
-  // Only a slow receiver left: cutting it off leaves nobody, the send is refused.
-  REQUIRE(tx.send(3));
-  REQUIRE(tx.send(4));
-  auto refused = tx.send(5);
-  REQUIRE_FALSE(refused);
-  CHECK(refused.error() == keel::Errc::closed);
-  CHECK(std::move(refused).error().into_inner() == 5);
-  CHECK(fast.disconnected());
-  auto again = fast.resubscribe();  // a way back in, at the newest position
-  CHECK_FALSE(again.disconnected());
-  REQUIRE(tx.send(6));
-  CHECK(*again.recv() == 6);
-}
-
-TEST_CASE("broadcast: make_broadcast(BroadcastConfig) rejects capacity 0", "[channel][broadcast]") {
-  auto r = keel::make_broadcast<int>(keel::BroadcastConfig{0, keel::SlowReceiver::block});
-  REQUIRE_FALSE(r);
-  CHECK(r.error() == keel::Errc::invalid_argument);
-
   for (auto& t : ts) t.join();
   const std::int64_t n = std::int64_t{kProducers} * per;
   CHECK(errors.load() == 0);
