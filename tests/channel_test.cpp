@@ -591,6 +591,45 @@ TEST_CASE("channel: a receiver that sees closed and drained passes the wake-up o
   }
 }
 
+TEST_CASE("channel: a receiver woken for a value behind an unpublished slot does not strand it",
+          "[channel]") {
+  // Sender S1 claims slot 0 and pauses; S2 publishes slot 1 and wakes one of
+  // two parked receivers, which finds slot 0 claimed but unwritten and parks
+  // again. S1 publishes slot 0 and wakes one receiver, which takes it and
+  // leaves (one receive each). The other must still wake and take slot 1.
+  keel_test::Watchdog dog("channel: woken behind an unpublished slot", 20s);
+  for (int round = 0; round < 10; ++round) {
+    auto [tx, rx] = keel::channel<int>(round % 2 == 0 ? 4 : 2);
+    std::atomic<int> sum{0};
+    std::atomic<int> got{0};
+    std::vector<std::thread> receivers;
+    for (int i = 0; i < 2; ++i) {
+      receivers.emplace_back([&, rx2 = rx]() mutable {
+        if (auto r = rx2.recv()) {
+          sum += *r;
+          got += 1;
+        }
+      });
+    }
+    auto& wait = rx.native_handle()->recv_wait();
+    REQUIRE(eventually([&] { return wait.sleepers() == 2; }));
+    ClaimGate gate;
+    std::thread s1([tx2 = tx]() mutable { (void)tx2.send(1); });
+    REQUIRE(eventually([] { return ClaimGate::state.load() == ClaimGate::paused; }));
+    REQUIRE(tx.send(10));  // slot 1: wakes one receiver, which cannot take slot 0
+    // The woken receiver registers again (the count may exceed the threads
+    // parked: a spare unit is allowed), then parks.
+    REQUIRE(eventually([&] { return wait.sleepers() >= 2; }));
+    std::this_thread::sleep_for(10ms);
+    CHECK(got.load() == 0);
+    ClaimGate::state = ClaimGate::released;
+    s1.join();
+    for (auto& t : receivers) t.join();
+    REQUIRE(got.load() == 2);
+    REQUIRE(sum.load() == 11);
+  }
+}
+
 TEST_CASE("channel: try_send that was lapped while it looked does not report full", "[channel]") {
   // A try_send finds its slot occupied (the channel is full), then pauses;
   // the receivers drain the channel and lap its position; it resumes. It
