@@ -591,6 +591,45 @@ TEST_CASE("channel: a receiver that sees closed and drained passes the wake-up o
   }
 }
 
+TEST_CASE("channel: a receiver woken for a value behind an unpublished slot does not strand it",
+          "[channel]") {
+  // Sender S1 claims slot 0 and pauses; S2 publishes slot 1 and wakes one of
+  // two parked receivers, which finds slot 0 claimed but unwritten and parks
+  // again. S1 publishes slot 0 and wakes one receiver, which takes it and
+  // leaves (one receive each). The other must still wake and take slot 1.
+  keel_test::Watchdog dog("channel: woken behind an unpublished slot", 20s);
+  for (int round = 0; round < 10; ++round) {
+    auto [tx, rx] = keel::channel<int>(round % 2 == 0 ? 4 : 2);
+    std::atomic<int> sum{0};
+    std::atomic<int> got{0};
+    std::vector<std::thread> receivers;
+    for (int i = 0; i < 2; ++i) {
+      receivers.emplace_back([&, rx2 = rx]() mutable {
+        if (auto r = rx2.recv()) {
+          sum += *r;
+          got += 1;
+        }
+      });
+    }
+    auto& wait = rx.native_handle()->recv_wait();
+    REQUIRE(eventually([&] { return wait.sleepers() == 2; }));
+    ClaimGate gate;
+    std::thread s1([tx2 = tx]() mutable { (void)tx2.send(1); });
+    REQUIRE(eventually([] { return ClaimGate::state.load() == ClaimGate::paused; }));
+    REQUIRE(tx.send(10));  // slot 1: wakes one receiver, which cannot take slot 0
+    // The woken receiver registers again (the count may exceed the threads
+    // parked: a spare unit is allowed), then parks.
+    REQUIRE(eventually([&] { return wait.sleepers() >= 2; }));
+    std::this_thread::sleep_for(10ms);
+    CHECK(got.load() == 0);
+    ClaimGate::state = ClaimGate::released;
+    s1.join();
+    for (auto& t : receivers) t.join();
+    REQUIRE(got.load() == 2);
+    REQUIRE(sum.load() == 11);
+  }
+}
+
 TEST_CASE("channel: try_send that was lapped while it looked does not report full", "[channel]") {
   // A try_send finds its slot occupied (the channel is full), then pauses;
   // the receivers drain the channel and lap its position; it resumes. It
@@ -1593,6 +1632,53 @@ TEST_CASE("broadcast: SlowReceiver::block under concurrency: every receiver gets
     senders.emplace_back([&, s, tx2 = tx]() mutable {
       for (int i = 0; i < per; ++i) {
         if (!tx2.send(s * per + i)) ok = false;
+      }
+    });
+  }
+  tx.reset();
+  for (auto& t : senders) t.join();
+  for (auto& t : receivers) t.join();
+  CHECK(ok.load());
+}
+
+TEST_CASE("broadcast: SlowReceiver::disconnect cuts off a receiver about to be overtaken",
+          "[channel][broadcast]") {
+  auto [tx, slow] =
+      keel::make_broadcast<int>(keel::BroadcastConfig{2, keel::SlowReceiver::disconnect}).value();
+  auto fast = tx.subscribe();
+  REQUIRE(tx.send(0));
+  REQUIRE(tx.send(1));
+  CHECK(*fast.recv() == 0);
+  CHECK(*fast.recv() == 1);
+  CHECK(tx.receiver_count() == 2);
+  REQUIRE(tx.send(2));  // would overwrite slow's next value: slow is cut off
+  CHECK(tx.receiver_count() == 1);
+  CHECK(slow.disconnected());
+  auto r = slow.recv();
+  REQUIRE_FALSE(r);
+  CHECK(r.error() == keel::Errc::closed);
+  CHECK(slow.size() == 0);
+  CHECK_FALSE(fast.disconnected());
+  CHECK(*fast.recv() == 2);
+  // Only a slow receiver left: cutting it off leaves nobody, the send is refused.
+  REQUIRE(tx.send(3));
+  REQUIRE(tx.send(4));
+  auto refused = tx.send(5);
+  REQUIRE_FALSE(refused);
+  CHECK(refused.error() == keel::Errc::closed);
+  CHECK(std::move(refused).error().into_inner() == 5);
+  CHECK(fast.disconnected());
+  auto again = fast.resubscribe();  // a way back in, at the newest position
+  CHECK_FALSE(again.disconnected());
+  REQUIRE(tx.send(6));
+  CHECK(*again.recv() == 6);
+}
+
+TEST_CASE("broadcast: make_broadcast(BroadcastConfig) rejects capacity 0", "[channel][broadcast]") {
+  auto r = keel::make_broadcast<int>(keel::BroadcastConfig{0, keel::SlowReceiver::block});
+  REQUIRE_FALSE(r);
+  CHECK(r.error() == keel::Errc::invalid_argument);
+}
 
 namespace {
 double thread_cpu_ms() {
@@ -1856,49 +1942,6 @@ TEST_CASE("rendezvous: exactly once with several senders and receivers, blocking
     });
   }
   tx.reset();
-  for (auto& t : senders) t.join();
-  for (auto& t : receivers) t.join();
-  CHECK(ok.load());
-}
-
-TEST_CASE("broadcast: SlowReceiver::disconnect cuts off a receiver about to be overtaken",
-          "[channel][broadcast]") {
-  auto [tx, slow] =
-      keel::make_broadcast<int>(keel::BroadcastConfig{2, keel::SlowReceiver::disconnect}).value();
-  auto fast = tx.subscribe();
-  REQUIRE(tx.send(0));
-  REQUIRE(tx.send(1));
-  CHECK(*fast.recv() == 0);
-  CHECK(*fast.recv() == 1);
-  CHECK(tx.receiver_count() == 2);
-  REQUIRE(tx.send(2));  // would overwrite slow's next value: slow is cut off
-  CHECK(tx.receiver_count() == 1);
-  CHECK(slow.disconnected());
-  auto r = slow.recv();
-  REQUIRE_FALSE(r);
-  CHECK(r.error() == keel::Errc::closed);
-  CHECK(slow.size() == 0);
-  CHECK_FALSE(fast.disconnected());
-  CHECK(*fast.recv() == 2);
-  // Only a slow receiver left: cutting it off leaves nobody, the send is refused.
-  REQUIRE(tx.send(3));
-  REQUIRE(tx.send(4));
-  auto refused = tx.send(5);
-  REQUIRE_FALSE(refused);
-  CHECK(refused.error() == keel::Errc::closed);
-  CHECK(std::move(refused).error().into_inner() == 5);
-  CHECK(fast.disconnected());
-  auto again = fast.resubscribe();  // a way back in, at the newest position
-  CHECK_FALSE(again.disconnected());
-  REQUIRE(tx.send(6));
-  CHECK(*again.recv() == 6);
-}
-
-TEST_CASE("broadcast: make_broadcast(BroadcastConfig) rejects capacity 0", "[channel][broadcast]") {
-  auto r = keel::make_broadcast<int>(keel::BroadcastConfig{0, keel::SlowReceiver::block});
-  REQUIRE_FALSE(r);
-  CHECK(r.error() == keel::Errc::invalid_argument);
-
   for (auto& t : ts) t.join();
   const std::int64_t n = std::int64_t{kProducers} * per;
   CHECK(errors.load() == 0);

@@ -264,6 +264,14 @@ class Chan {
     // Closed and drained; or head moved while we looked (re-check to be safe).
     return ((t & kClosed) != 0 && (t & ~kClosed) <= h) || head_.load(std::memory_order_relaxed) != h;
   }
+  /// Called by a receiver that waited and then took a value: if the next
+  /// value is already published, wake one more parked receiver (see
+  /// Receiver::recv_impl). A value published later wakes one by itself.
+  void pass_recv_wakeup() noexcept {
+    const std::uint64_t h = head_.load(std::memory_order_relaxed);
+    // relaxed: a hint; a spare wake-up only costs the woken a re-check.
+    if (slot(h).seq.load(std::memory_order_relaxed) == 2 * h + 1) recv_wait_.notify_one();
+  }
   /// True when try_push would not block now (room, or closed). Conservative:
   /// may say true when a retry finds the channel full again.
   [[nodiscard]] bool poll_send() const noexcept {
@@ -921,6 +929,11 @@ class Receiver {
             return op != detail::ChanOp::would_block;
           },
           deadline);
+      // A wake-up can be spent on a value behind a slot still being written
+      // (the woken receiver parks again; the slot's sender then wakes only
+      // one): whoever takes a value after waiting wakes one more receiver
+      // if another value is ready. Costs nothing when nobody waits.
+      if (op == detail::ChanOp::ok) c.pass_recv_wakeup();
     }
     return finish(op, out, Errc::timeout);
   }
