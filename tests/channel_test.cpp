@@ -630,6 +630,82 @@ TEST_CASE("channel: a receiver woken for a value behind an unpublished slot does
   }
 }
 
+namespace {
+// A value whose move constructor pauses, on a thread that asked for it, the
+// first time it runs there while the gate is armed: a receiver that has
+// claimed a slot is held while it moves the value out.
+struct MoveGate {
+  enum : int { idle, armed, paused, released };
+  static inline std::atomic<int> state{idle};
+  static inline thread_local bool pause_here = false;
+  int v = 0;
+  explicit MoveGate(int x) noexcept : v(x) {}
+  MoveGate(MoveGate&& o) noexcept : v(o.v) {
+    int expected = armed;
+    if (pause_here && state.compare_exchange_strong(expected, paused)) {
+      while (state.load() != released) std::this_thread::sleep_for(50us);
+    }
+  }
+  MoveGate& operator=(MoveGate&&) noexcept = default;
+  MoveGate(const MoveGate&) = delete;
+  MoveGate& operator=(const MoveGate&) = delete;
+  ~MoveGate() = default;
+};
+}  // namespace
+
+TEST_CASE("channel: a sender woken for a slot still being emptied does not strand another", "[channel]") {
+  // The channel is full and senders S1, S2 are parked. Receiver R1 claims
+  // slot 0 and pauses while it moves the value out; R2 empties slot 1 and
+  // wakes one sender, which finds its slot (0, one lap on) still occupied
+  // and parks again. R1 finishes and wakes one sender, which fills slot 0.
+  // Slot 1 is free: the other sender must still wake and fill it.
+  keel_test::Watchdog dog("channel: woken for a slot still being emptied", 20s);
+  for (int round = 0; round < 10; ++round) {
+    const std::size_t cap = round % 2 == 0 ? 2 : 4;
+    auto [tx, rx] = keel::channel<MoveGate>(cap);
+    for (std::size_t i = 0; i < cap; ++i) REQUIRE(tx.try_send(MoveGate(static_cast<int>(i))));
+    std::atomic<int> sent{0};
+    std::vector<std::thread> senders;
+    for (int i = 0; i < 2; ++i) {
+      senders.emplace_back([&, i, tx2 = tx]() mutable {
+        if (tx2.send(MoveGate(100 + i))) sent += 1;
+      });
+    }
+    auto& wait = tx.native_handle()->send_wait();
+    REQUIRE(eventually([&] { return wait.sleepers() == 2; }));
+    MoveGate::state = MoveGate::armed;
+    int first = -1;
+    std::thread r1([&, rx2 = rx]() mutable {
+      MoveGate::pause_here = true;
+      if (auto r = rx2.recv()) first = r->v;
+    });
+    REQUIRE(eventually([] { return MoveGate::state.load() == MoveGate::paused; }));
+    // Positions 1 .. cap-1: the first frees a slot and wakes one sender,
+    // whose slot (position 0, one lap on) R1 still holds.
+    std::vector<int> got;
+    for (std::size_t i = 1; i < cap; ++i) {
+      auto r = rx.try_recv();
+      REQUIRE(r);
+      got.push_back(r->v);
+    }
+    // The woken sender registers again (the count may exceed the threads
+    // parked: a spare unit is allowed), then parks.
+    REQUIRE(eventually([&] { return wait.sleepers() >= 2; }));
+    std::this_thread::sleep_for(10ms);
+    CHECK(sent.load() == 0);
+    MoveGate::state = MoveGate::released;
+    r1.join();
+    for (auto& t : senders) t.join();
+    MoveGate::state = MoveGate::idle;
+    REQUIRE(sent.load() == 2);
+    REQUIRE(first == 0);
+    for (std::size_t i = 1; i < cap; ++i) REQUIRE(got[i - 1] == static_cast<int>(i));
+    int sum = 0;
+    while (auto r = rx.try_recv()) sum += r->v;
+    REQUIRE(sum == 201);
+  }
+}
+
 TEST_CASE("channel: try_send that was lapped while it looked does not report full", "[channel]") {
   // A try_send finds its slot occupied (the channel is full), then pauses;
   // the receivers drain the channel and lap its position; it resumes. It

@@ -272,6 +272,15 @@ class Chan {
     // relaxed: a hint; a spare wake-up only costs the woken a re-check.
     if (slot(h).seq.load(std::memory_order_relaxed) == 2 * h + 1) recv_wait_.notify_one();
   }
+  /// Called by a sender that waited and then pushed: if the next slot is
+  /// already free, wake one more parked sender (see Sender::send_impl). A
+  /// slot freed later wakes one by itself.
+  void pass_send_wakeup() noexcept {
+    // relaxed: a hint; a spare wake-up only costs the woken a re-check.
+    const std::uint64_t t = tail_.load(std::memory_order_relaxed);
+    if ((t & kClosed) != 0) return;  // close() woke every sender
+    if (slot(t).seq.load(std::memory_order_relaxed) == 2 * t) send_wait_.notify_one();
+  }
   /// True when try_push would not block now (room, or closed). Conservative:
   /// may say true when a retry finds the channel full again.
   [[nodiscard]] bool poll_send() const noexcept {
@@ -739,6 +748,11 @@ class Sender {
             return op != detail::ChanOp::would_block;
           },
           deadline);
+      // A wake-up can be spent on a slot a receiver is still emptying (the
+      // woken sender parks again; that receiver then wakes only one): whoever
+      // pushes after waiting wakes one more sender if the next slot is free.
+      // Costs nothing when nobody waits.
+      if (op == detail::ChanOp::ok) c.pass_send_wakeup();
     }
     switch (op) {
       case detail::ChanOp::ok:
