@@ -305,7 +305,8 @@ def render(table_id):
         ctx = doc.get("context", {})
         out.append(f"- `{b}`: recorded {date} on {ctx.get('cpu_model', machine)} "
                    f"({ctx.get('num_cpus', '?')} CPUs), {ctx.get('compiler', 'g++')}, Release; "
-                   f"`benchmarks/records/{machine}/{date}/{b}.json`.")
+                   + (f"load average {ctx['load_average']} when it started; " if "load_average" in ctx else "")
+                   + f"`benchmarks/records/{machine}/{date}/{b}.json`.")
     if len(metrics) > 1:
         out.append("- Single-threaded rows compare CPU time, threaded rows wall time.")
     out.append(f"- Medians of {min(reps, default=0)} or more repetitions; above 1x, keel is faster.")

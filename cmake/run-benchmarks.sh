@@ -15,8 +15,9 @@ for b in "$dir"/*_bench; do
   [[ -x "$b" ]] || continue
   name=$(basename "$b")
   echo "== $name"
+  load=$(cut -d' ' -f1 /proc/loadavg 2>/dev/null || echo unknown)
   "$b" --benchmark_out="$out/$name.json" --benchmark_out_format=json \
-    "--benchmark_context=cpu_model=${cpu:-unknown},compiler=$(basename "${cxx:-c++}") ${cxxv}" \
+    "--benchmark_context=cpu_model=${cpu:-unknown},compiler=$(basename "${cxx:-c++}") ${cxxv},load_average=${load}" \
     ${KEEL_BENCH_ARGS:-}
 done
 echo "bench: results in $out"
