@@ -36,6 +36,8 @@
 //   close (waiting there would block it); the event channel closes when done.
 #pragma once
 
+#include <keel/websocket/detail/net.hpp>  // first: it configures Asio's coroutines
+
 #include <keel/channel.hpp>
 #include <keel/result.hpp>
 #include <keel/websocket/config.hpp>

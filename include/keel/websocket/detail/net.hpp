@@ -3,6 +3,16 @@
 // steady-clock deadlines. Not part of the API.
 #pragma once
 
+// Boost 1.74's Asio enables co_await for clang only with <experimental/coroutine>
+// (libc++); clang 14+ with libstdc++ has C++20 <coroutine>, which Asio can use.
+// Defined before any Asio header that declares awaitables: include this header
+// first.
+#if defined(__clang__) && defined(__cpp_impl_coroutine) && !defined(BOOST_ASIO_HAS_CO_AWAIT) && \
+    __has_include(<coroutine>)
+#define BOOST_ASIO_HAS_CO_AWAIT 1
+#define BOOST_ASIO_HAS_STD_COROUTINE 1
+#endif
+
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/redirect_error.hpp>

@@ -4,6 +4,8 @@
 // bookkeeping. Not part of the API.
 #pragma once
 
+#include <keel/websocket/detail/net.hpp>  // first: it configures Asio's coroutines
+
 #include <keel/backoff.hpp>
 #include <keel/channel.hpp>
 #include <keel/channel/asio.hpp>
@@ -11,7 +13,6 @@
 #include <keel/result.hpp>
 #include <keel/websocket/config.hpp>
 #include <keel/websocket/detail/http_connect.hpp>
-#include <keel/websocket/detail/net.hpp>
 #include <keel/websocket/detail/outcome.hpp>
 #include <keel/websocket/detail/resolve.hpp>
 #include <keel/websocket/detail/time_budget.hpp>
