@@ -23,7 +23,9 @@
 #include <thread>
 #include <vector>
 
+#include "pg_cluster.hpp"
 #include "test_support.hpp"
+#include "watchdog.hpp"
 
 namespace fs = std::filesystem;
 using keel::Errc;
@@ -36,70 +38,15 @@ using namespace std::chrono_literals;
 
 namespace {
 
-/// Fails the whole run (exit status 3) when a case overstays its budget, so a
-/// hang shows in seconds with the case's name instead of at ctest's timeout.
-class Watchdog {
- public:
-  explicit Watchdog(std::chrono::seconds budget, std::string what = "") : what_(std::move(what)) {
-    thread_ = std::thread([this, budget] {
-      std::unique_lock lock(mu_);
-      if (!cv_.wait_for(lock, budget, [&] { return done_; })) {
-        std::fprintf(stderr, "watchdog: %s still running after %lld s\n", what_.c_str(),
-                     static_cast<long long>(budget.count()));
-        std::fflush(stderr);
-        std::_Exit(3);
-      }
-    });
-  }
-  Watchdog(const Watchdog&) = delete;
-  Watchdog& operator=(const Watchdog&) = delete;
-  ~Watchdog() {
-    {
-      const std::lock_guard lock(mu_);
-      done_ = true;
-    }
-    cv_.notify_all();
-    thread_.join();
-  }
-
- private:
-  std::string what_;
-  std::mutex mu_;
-  std::condition_variable cv_;
-  bool done_ = false;
-  std::thread thread_;
-};
-
-fs::path cluster_dir() {
-  if (const char* d = std::getenv("KEEL_PG_TEST_DIR")) return d;
-  return fs::path(KEEL_TEST_BINARY_DIR) / "pgcluster";
-}
-
-std::string read_file(const fs::path& p) {
-  std::ifstream in(p);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  std::string s = ss.str();
-  while (!s.empty() && (s.back() == '\n' || s.back() == ' ')) s.pop_back();
-  return s;
-}
-
-/// The test server's conninfo. A missing server is a failure, never a skip.
-std::string conninfo() {
-  const auto f = cluster_dir() / "conninfo";
-  if (!fs::exists(f)) {
-    FAIL("no PostgreSQL test server: " << f.string()
-                                       << " is missing (ctest starts one through the postgres.cluster.start "
-                                          "fixture; by hand: tests/postgres_cluster.sh start DIR and "
-                                          "KEEL_PG_TEST_DIR=DIR)");
-  }
-  return read_file(f);
-}
+using keel_test::pg_cluster_dir;
+using keel_test::pg_conninfo;
+using keel_test::read_text_file;
+using keel_test::Watchdog;
 
 /// Runs the cluster script (restart, halt, resume).
 void cluster(const std::string& cmd) {
   const std::string line =
-      "bash '" KEEL_TEST_SOURCE_DIR "/postgres_cluster.sh' " + cmd + " '" + cluster_dir().string() + "'";
+      "bash '" KEEL_TEST_SOURCE_DIR "/postgres_cluster.sh' " + cmd + " '" + pg_cluster_dir().string() + "'";
   REQUIRE(std::system(line.c_str()) == 0);
 }
 
@@ -109,7 +56,7 @@ struct ResumeOnExit {
   ~ResumeOnExit() {
     if (halted) {
       const std::string line =
-          "bash '" KEEL_TEST_SOURCE_DIR "/postgres_cluster.sh' resume '" + cluster_dir().string() + "'";
+          "bash '" KEEL_TEST_SOURCE_DIR "/postgres_cluster.sh' resume '" + pg_cluster_dir().string() + "'";
       (void)std::system(line.c_str());
     }
   }
@@ -117,7 +64,7 @@ struct ResumeOnExit {
 
 PoolConfig config(std::size_t max_size = 4, std::size_t min_idle = 1) {
   PoolConfig cfg;
-  cfg.conninfo = conninfo();
+  cfg.conninfo = pg_conninfo();
   cfg.max_size = max_size;
   cfg.min_idle = min_idle;
   cfg.connection_timeout = 5s;
@@ -169,7 +116,7 @@ void terminate_backend(const Pool& pool, int pid) {
 // ------------------------------------------------------------ unit parts ---
 
 TEST_CASE("SQLSTATEs map onto keel kinds", "[postgres]") {
-  const Watchdog wd(30s, "sqlstate map");
+  const Watchdog wd("sqlstate map", 30s);
   using keel::pg::errc_for_sqlstate;
   CHECK(errc_for_sqlstate("23505") == Errc::already_exists);
   CHECK(errc_for_sqlstate("23503") == Errc::database);
@@ -199,7 +146,7 @@ TEST_CASE("SQLSTATEs map onto keel kinds", "[postgres]") {
 }
 
 TEST_CASE("config validation rejects bad settings with Errc::config", "[postgres]") {
-  const Watchdog wd(30s, "config validation");
+  const Watchdog wd("config validation", 30s);
   const auto bad = [](auto mutate) {
     PoolConfig cfg;
     cfg.conninfo = "host=127.0.0.1";
@@ -234,7 +181,7 @@ TEST_CASE("config validation rejects bad settings with Errc::config", "[postgres
 }
 
 TEST_CASE("reset() returns a connection to the pool; release() is its deprecated name", "[postgres]") {
-  const Watchdog wd(30s, "reset");
+  const Watchdog wd("reset", 30s);
   auto pool = open_pool(config(2, 1));
   auto c = get(pool);
   CHECK(pool.stats().in_use == 1);
@@ -263,7 +210,7 @@ TEST_CASE("reset() returns a connection to the pool; release() is its deprecated
 }
 
 TEST_CASE("timestamps format and parse in every ISO form the server writes", "[postgres]") {
-  const Watchdog wd(30s, "timestamps");
+  const Watchdog wd("timestamps", 30s);
   using keel::pg::Timestamp;
   using keel::pg::detail::parse_timestamp;
   using namespace std::chrono;
@@ -285,7 +232,7 @@ TEST_CASE("timestamps format and parse in every ISO form the server writes", "[p
 // --------------------------------------------------------- with a server ---
 
 TEST_CASE("exec binds typed parameters and reads typed columns, by index and by name", "[postgres]") {
-  const Watchdog wd(60s, "typed parameters");
+  const Watchdog wd("typed parameters", 60s);
   auto pool = open_pool(config());
   auto c = get(pool);
   const std::vector<std::uint8_t> blob{0, 1, 2, 0xfe, 0xff, '\\', '\t'};
@@ -342,7 +289,7 @@ TEST_CASE("exec binds typed parameters and reads typed columns, by index and by 
 }
 
 TEST_CASE("property: values survive a round trip through the server", "[postgres][property]") {
-  const Watchdog wd(120s, "round trip property");
+  const Watchdog wd("round trip property", 120s);
   auto pool = open_pool(config(2, 1));
   auto c = get(pool);
   rc::prop("int64, double, text and bytes round-trip",
@@ -360,7 +307,7 @@ TEST_CASE("property: values survive a round trip through the server", "[postgres
 }
 
 TEST_CASE("server errors carry the kind, SQLSTATE, message, detail and hint", "[postgres]") {
-  const Watchdog wd(60s, "errors");
+  const Watchdog wd("errors", 60s);
   auto pool = open_pool(config());
   auto c = get(pool);
   const auto t = table("errs");
@@ -394,7 +341,7 @@ TEST_CASE("server errors carry the kind, SQLSTATE, message, detail and hint", "[
 }
 
 TEST_CASE("prepare_cached reuses statements, bounds the cache, and re-prepares a stale plan", "[postgres]") {
-  const Watchdog wd(60s, "statement cache");
+  const Watchdog wd("statement cache", 60s);
   auto cfg = config(1, 1);
   cfg.statement_cache_capacity = 2;
   auto pool = open_pool(cfg);
@@ -448,7 +395,7 @@ TEST_CASE("prepare_cached reuses statements, bounds the cache, and re-prepares a
 }
 
 TEST_CASE("a connection comes back without its transaction", "[postgres]") {
-  const Watchdog wd(60s, "returned clean");
+  const Watchdog wd("returned clean", 60s);
   auto pool = open_pool(config(1, 1));
   const auto t = table("clean");
   {
@@ -474,7 +421,7 @@ TEST_CASE("a connection comes back without its transaction", "[postgres]") {
 }
 
 TEST_CASE("transaction commits, rolls back on error and exception, nests as savepoints", "[postgres]") {
-  const Watchdog wd(60s, "transactions");
+  const Watchdog wd("transactions", 60s);
   auto pool = open_pool(config(2, 1));
   auto c = get(pool);
   const auto t = table("tx");
@@ -557,7 +504,7 @@ TEST_CASE("transaction commits, rolls back on error and exception, nests as save
 }
 
 TEST_CASE("4 threads x 250 serializable increments end at exactly 1000", "[postgres][stress]") {
-  const Watchdog wd(240s, "serializable increments");
+  const Watchdog wd("serializable increments", 240s);
   constexpr int kThreads = 4;
   constexpr int kEach = 250;
   auto pool = open_pool(config(kThreads, kThreads));
@@ -610,7 +557,7 @@ TEST_CASE("4 threads x 250 serializable increments end at exactly 1000", "[postg
 }
 
 TEST_CASE("a deadlock (40P01) is retried until both transactions commit", "[postgres]") {
-  const Watchdog wd(60s, "deadlock");
+  const Watchdog wd("deadlock", 60s);
   auto pool = open_pool(config(3, 2));
   const auto t = table("dl");
   {
@@ -650,7 +597,7 @@ TEST_CASE("a deadlock (40P01) is retried until both transactions commit", "[post
 }
 
 TEST_CASE("exhaustion: get_for times out on time, waiters get returned connections", "[postgres]") {
-  const Watchdog wd(60s, "exhaustion");
+  const Watchdog wd("exhaustion", 60s);
   auto pool = open_pool(config(2, 2));
   auto a = get(pool);
   auto b = get(pool);
@@ -675,7 +622,7 @@ TEST_CASE("exhaustion: get_for times out on time, waiters get returned connectio
 }
 
 TEST_CASE("on_connect runs on every new connection and min_idle is kept", "[postgres]") {
-  const Watchdog wd(60s, "on_connect");
+  const Watchdog wd("on_connect", 60s);
   std::atomic<int> calls{0};
   auto cfg = config(3, 2);
   cfg.on_connect = [&](keel::pg::Connection& c) -> Result<void> {
@@ -699,7 +646,7 @@ TEST_CASE("on_connect runs on every new connection and min_idle is kept", "[post
 }
 
 TEST_CASE("migrate applies each version once, checks checksums, refuses a newer database", "[postgres]") {
-  const Watchdog wd(60s, "migrate");
+  const Watchdog wd("migrate", 60s);
   const auto schema = table("mig");
   auto cfg = config(2, 1);
   cfg.on_connect = [&](keel::pg::Connection& c) -> Result<void> {
@@ -747,7 +694,7 @@ TEST_CASE("migrate applies each version once, checks checksums, refuses a newer 
 }
 
 TEST_CASE("several connections migrating at once apply each version once", "[postgres]") {
-  const Watchdog wd(120s, "concurrent migrate");
+  const Watchdog wd("concurrent migrate", 120s);
   const auto schema = table("migc");
   auto cfg = config(4, 4);
   cfg.on_connect = [&](keel::pg::Connection& c) -> Result<void> {
@@ -780,7 +727,7 @@ TEST_CASE("several connections migrating at once apply each version once", "[pos
 }
 
 TEST_CASE("listen delivers notifications in order and stops with the pool", "[postgres]") {
-  const Watchdog wd(60s, "listen");
+  const Watchdog wd("listen", 60s);
   auto pool = open_pool(config(2, 1));
   auto rx = keel::pg::listen(pool, "keel test \"channel\"");
   REQUIRE(rx);
@@ -811,7 +758,7 @@ TEST_CASE("listen delivers notifications in order and stops with the pool", "[po
 }
 
 TEST_CASE("listen reconnects after pg_terminate_backend and reports the gap", "[postgres][fault]") {
-  const Watchdog wd(60s, "listen reconnect");
+  const Watchdog wd("listen reconnect", 60s);
   auto pool = open_pool(config(2, 1));
   auto rx = keel::pg::listen(pool, "jobs");
   REQUIRE(rx);
@@ -849,7 +796,7 @@ TEST_CASE("listen reconnects after pg_terminate_backend and reports the gap", "[
 
 TEST_CASE("pg_terminate_backend: the killed connection errors with unavailable and is replaced",
           "[postgres][fault]") {
-  const Watchdog wd(60s, "terminate backend");
+  const Watchdog wd("terminate backend", 60s);
   auto cfg = config(2, 1);
   cfg.maintenance_interval = 50ms;
   auto pool = open_pool(cfg);
@@ -888,7 +835,7 @@ TEST_CASE("pg_terminate_backend: the killed connection errors with unavailable a
 }
 
 TEST_CASE("a statement timeout gives Errc::timeout and the connection stays usable", "[postgres][fault]") {
-  const Watchdog wd(60s, "statement timeout");
+  const Watchdog wd("statement timeout", 60s);
   auto cfg = config(1, 1);
   cfg.on_connect = [](keel::pg::Connection& c) -> Result<void> {
     return c.exec("SET statement_timeout = '150ms'").transform([](auto&&) {});
@@ -912,10 +859,10 @@ TEST_CASE("a statement timeout gives Errc::timeout and the connection stays usab
 }
 
 TEST_CASE("authentication failure: a clear error at once, and no retry storm", "[postgres][fault]") {
-  const Watchdog wd(60s, "auth failure");
-  const auto dir = cluster_dir();
+  const Watchdog wd("auth failure", 60s);
+  const auto dir = pg_cluster_dir();
   const auto log_count = [&] {
-    const auto log = read_file(dir / "server.log");
+    const auto log = read_text_file(dir / "server.log");
     std::size_t n = 0;
     for (auto p = log.find("password authentication failed"); p != std::string::npos;
          p = log.find("password authentication failed", p + 1)) {
@@ -925,7 +872,7 @@ TEST_CASE("authentication failure: a clear error at once, and no retry storm", "
   };
   const auto before = log_count();
   PoolConfig cfg;
-  cfg.conninfo = read_file(dir / "conninfo_password") + " password=wrong-password";
+  cfg.conninfo = read_text_file(dir / "conninfo_password") + " password=wrong-password";
   cfg.min_idle = 2;
   const auto t0 = std::chrono::steady_clock::now();
   auto p = Pool::open(cfg);
@@ -941,7 +888,7 @@ TEST_CASE("authentication failure: a clear error at once, and no retry storm", "
   auto a = get(admin);
   exec_ok(a, "ALTER ROLE keel_pw PASSWORD 'keel-right-password'");
   PoolConfig good;
-  good.conninfo = read_file(dir / "conninfo_password") + " password=keel-right-password";
+  good.conninfo = read_text_file(dir / "conninfo_password") + " password=keel-right-password";
   good.min_idle = 1;
   good.max_size = 4;
   good.maintenance_interval = 20ms;
@@ -973,7 +920,7 @@ TEST_CASE("authentication failure: a clear error at once, and no retry storm", "
 }
 
 TEST_CASE("server down: get_for fails with unavailable within its timeout", "[postgres][fault]") {
-  const Watchdog wd(60s, "server down");
+  const Watchdog wd("server down", 60s);
   // nothing listens on this port: open fails at once with unavailable
   {
     PoolConfig cfg;
@@ -1010,7 +957,7 @@ TEST_CASE("server down: get_for fails with unavailable within its timeout", "[po
 }
 
 TEST_CASE("server restarted under a busy pool: errors, no hang, connections replaced", "[postgres][fault]") {
-  const Watchdog wd(120s, "restart under load");
+  const Watchdog wd("restart under load", 120s);
   auto cfg = config(4, 2);
   cfg.maintenance_interval = 50ms;
   auto pool = open_pool(cfg);
@@ -1086,7 +1033,7 @@ TEST_CASE("server restarted under a busy pool: errors, no hang, connections repl
 
 TEST_CASE("copy_in stores every row and escapes text, NULL and bytes, and an error stores none",
           "[postgres]") {
-  const Watchdog wd(60s, "copy");
+  const Watchdog wd("copy", 60s);
   auto pool = open_pool(config(1, 1));
   auto c = get(pool);
   const auto t = table("copy");
@@ -1128,7 +1075,7 @@ TEST_CASE("copy_in stores every row and escapes text, NULL and bytes, and an err
 
 TEST_CASE("pipeline runs many statements, reports the first error, and composes with transaction",
           "[postgres]") {
-  const Watchdog wd(60s, "pipeline");
+  const Watchdog wd("pipeline", 60s);
   auto pool = open_pool(config(1, 1));
   auto c = get(pool);
   const auto t = table("pipe");
@@ -1159,7 +1106,7 @@ TEST_CASE("pipeline runs many statements, reports the first error, and composes 
 }
 
 TEST_CASE("idle_timeout and max_lifetime retire connections and min_idle is kept", "[postgres]") {
-  const Watchdog wd(60s, "retirement");
+  const Watchdog wd("retirement", 60s);
   auto cfg = config(3, 1);
   cfg.idle_timeout = 150ms;
   cfg.maintenance_interval = 20ms;

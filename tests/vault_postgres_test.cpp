@@ -22,6 +22,7 @@
 #include <thread>
 #include <vector>
 
+#include "pg_cluster.hpp"
 #include "test_support.hpp"
 #include "watchdog.hpp"
 
@@ -43,32 +44,15 @@ kc::StoreConfig fast_config() {
   return c;
 }
 
-fs::path cluster_dir() {
-  if (const char* d = std::getenv("KEEL_PG_TEST_DIR")) return d;
-  return fs::path(KEEL_TEST_BINARY_DIR) / "pgcluster";
-}
-
-/// The test server's conninfo. A missing server is a failure, never a skip.
-std::string conninfo() {
-  const auto f = cluster_dir() / "conninfo";
-  if (!fs::exists(f)) {
-    FAIL("no PostgreSQL test server: " << f.string()
-                                       << " is missing (ctest starts one through the postgres.cluster.start "
-                                          "fixture; by hand: tests/postgres_cluster.sh start DIR and "
-                                          "KEEL_PG_TEST_DIR=DIR)");
-  }
-  std::ifstream in(f);
-  std::string s;
-  std::getline(in, s);
-  return s;
-}
+using keel_test::pg_cluster_dir;
+using keel_test::pg_conninfo;
 
 /// A fresh schema per case, so cases never see each other's vaults.
 std::string fresh_schema(std::string_view tag) {
   static std::atomic<int> n{0};
   const auto name = fmt::format("vault_{}_{}_{}", tag, static_cast<long>(::getpid()), n.fetch_add(1));
   kp::PoolConfig cfg;
-  cfg.conninfo = conninfo();
+  cfg.conninfo = pg_conninfo();
   cfg.min_idle = 1;
   cfg.max_size = 1;
   auto pool = kp::Pool::open(cfg);
@@ -82,7 +66,7 @@ std::string fresh_schema(std::string_view tag) {
 /// A pool whose connections work in `schema`.
 kp::Pool open_pool(const std::string& schema, std::size_t max_size = 4) {
   kp::PoolConfig cfg;
-  cfg.conninfo = conninfo();
+  cfg.conninfo = pg_conninfo();
   cfg.min_idle = 1;
   cfg.max_size = max_size;
   cfg.connection_timeout = 10s;
@@ -252,7 +236,7 @@ TEST_CASE("vault over PostgreSQL: a rotation in another process", "[vault_postgr
   const auto exe = fs::read_symlink("/proc/self/exe");
   const std::string cmd =
       fmt::format("KEEL_VAULT_PG_CHILD_SCHEMA='{}' KEEL_PG_TEST_DIR='{}' '{}' '{}' >'{}.log' 2>&1", schema,
-                  cluster_dir().string(), exe.string(), "vault over PostgreSQL: the child process rotates",
+                  pg_cluster_dir().string(), exe.string(), "vault over PostgreSQL: the child process rotates",
                   (fs::path(KEEL_TEST_BINARY_DIR) / schema).string());
   const int rc = std::system(cmd.c_str());
   INFO("child log: " << (fs::path(KEEL_TEST_BINARY_DIR) / schema).string() << ".log");
