@@ -17,8 +17,10 @@ include("${KEEL_SOURCE_DIR}/cmake/KeelModules.cmake")
 
 # Core private headers any module may use: they depend on nothing but the
 # standard library (assert, cache-line size and pause, the HTTP status table
-# that json.hpp publishes and Error::http_status() keeps working with).
-set(KEEL_SHARED_DETAIL "keel/detail/assert.hpp" "keel/detail/cpu_relax.hpp" "keel/detail/http_status.hpp")
+# that json.hpp publishes and Error::http_status() keeps working with, the SQL
+# excerpt that the SQLite and PostgreSQL errors quote).
+set(KEEL_SHARED_DETAIL "keel/detail/assert.hpp" "keel/detail/cpu_relax.hpp" "keel/detail/http_status.hpp"
+    "keel/detail/sql_excerpt.hpp")
 # The vocabulary every module's machinery speaks: errors, results, logging.
 set(KEEL_FOUNDATION "keel/errc.hpp" "keel/error.hpp" "keel/result.hpp" "keel/logger.hpp" "keel/backoff.hpp")
 

@@ -14,6 +14,7 @@
 // Thread-safety: pure functions; safe from any thread.
 #pragma once
 
+#include <keel/detail/sql_excerpt.hpp>
 #include <keel/result.hpp>
 
 #include <fmt/format.h>
@@ -65,27 +66,7 @@ namespace keel::pg {
 namespace detail {
 inline constexpr std::string_view kSqlstatePrefix = "SQLSTATE ";
 
-/// SQL as it appears in an error's context: whitespace runs folded, cut at 200 chars.
-[[nodiscard]] inline std::string sql_excerpt(std::string_view sql) {
-  constexpr std::size_t kMax = 200;
-  std::string out;
-  out.reserve(sql.size() < kMax ? sql.size() : kMax + 3);
-  bool space = false;
-  for (char c : sql) {
-    if (c == ' ' || c == '\n' || c == '\t' || c == '\r') {
-      space = !out.empty();
-      continue;
-    }
-    if (space) out.push_back(' ');
-    space = false;
-    if (out.size() >= kMax) {
-      out += "...";
-      break;
-    }
-    out.push_back(c);
-  }
-  return out;
-}
+using keel::detail::sql_excerpt;
 
 /// libpq's messages end with a newline (and may hold several lines); keep the text.
 [[nodiscard]] inline std::string trim_message(const char* m) {

@@ -12,6 +12,7 @@
 // Thread-safety: pure functions; safe from any thread.
 #pragma once
 
+#include <keel/detail/sql_excerpt.hpp>
 #include <keel/result.hpp>
 
 #include <SQLiteCpp/Exception.h>
@@ -121,27 +122,7 @@ namespace keel::sqlite {
 }
 
 namespace detail {
-/// SQL as it appears in an error's context: whitespace runs folded, cut at 200 chars.
-[[nodiscard]] inline std::string sql_excerpt(std::string_view sql) {
-  constexpr std::size_t kMax = 200;
-  std::string out;
-  out.reserve(sql.size() < kMax ? sql.size() : kMax + 3);
-  bool space = false;
-  for (char c : sql) {
-    if (c == ' ' || c == '\n' || c == '\t' || c == '\r') {
-      space = !out.empty();
-      continue;
-    }
-    if (space) out.push_back(' ');
-    space = false;
-    if (out.size() >= kMax) {
-      out += "...";
-      break;
-    }
-    out.push_back(c);
-  }
-  return out;
-}
+using keel::detail::sql_excerpt;
 }  // namespace detail
 
 /// An Error for an SQLite result code: kind from errc_for(), SQLite's message,
