@@ -22,8 +22,9 @@
 // holding NUL bytes are not reported as binary.
 #include <keel/simd.hpp>
 
+#include "mapped_file.hpp"
+
 #include <fcntl.h>
-#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -168,17 +169,7 @@ int grep_stream(int fd, FileGrep& g) {
 
 /// Maps a regular file whole and scans it; other files go to grep_stream.
 int grep_fd(int fd, FileGrep& g) {
-  struct stat st {};
-  if (::fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size > 0) {
-    const auto size = static_cast<std::size_t>(st.st_size);
-    void* map = ::mmap(nullptr, size, PROT_READ, MAP_PRIVATE | MAP_POPULATE, fd, 0);
-    if (map != MAP_FAILED) {
-      ::madvise(map, size, MADV_SEQUENTIAL);
-      g.scan(std::string_view(static_cast<const char*>(map), size));
-      ::munmap(map, size);
-      return 0;
-    }
-  }
+  if (keel_examples::scan_mapped(fd, [&](std::string_view bytes) { g.scan(bytes); })) return 0;
   return grep_stream(fd, g);
 }
 

@@ -8,8 +8,9 @@
 // and the exit status is 1, the other files are still counted (as wc does).
 #include <keel/simd.hpp>
 
+#include "mapped_file.hpp"
+
 #include <fcntl.h>
-#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -48,17 +49,10 @@ Count count_stream(int fd) {
 }
 
 Count count_fd(int fd) {
-  struct stat st {};
-  if (::fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size > 0) {
-    const auto size = static_cast<std::size_t>(st.st_size);
-    void* map = ::mmap(nullptr, size, PROT_READ, MAP_PRIVATE | MAP_POPULATE, fd, 0);
-    if (map != MAP_FAILED) {
-      ::madvise(map, size, MADV_SEQUENTIAL);
-      Count c;
-      c.lines = keel::simd::count(std::string_view(static_cast<const char*>(map), size), '\n');
-      ::munmap(map, size);
-      return c;
-    }
+  Count c;
+  if (keel_examples::scan_mapped(fd,
+                                 [&](std::string_view bytes) { c.lines = keel::simd::count(bytes, '\n'); })) {
+    return c;
   }
   return count_stream(fd);  // pipes, terminals, /proc files reporting size 0
 }
