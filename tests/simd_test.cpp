@@ -476,6 +476,42 @@ TEST_CASE("substring search finds a match in any block of a long haystack, both 
   KEEL_EXPECT_ALL(f);
 }
 
+TEST_CASE("substring search with the same rare byte twice, or two different ones, across groups",
+          "[simd][isa]") {
+  // "q?q" needles (the rare pair is one byte value, a one-instruction pair
+  // test on AVX-512) and "q??z" needles (two values), each planted at every
+  // 97th start of haystacks that cross several groups of 16 blocks, with
+  // decoys holding one rare byte or both at the wrong distance.
+  Failures f;
+  for (const std::string needle : {"qaqee", "eqaqe", "qaaz", "eeqaazee"}) {
+    for (std::size_t n : {std::size_t{1023}, std::size_t{1024 + 77}, std::size_t{3 * 1024 + 5}}) {
+      std::string h(n, 'e');
+      for (std::size_t i = 0; i < n; i += 7) h[i] = 'q';
+      for (std::size_t i = 3; i < n; i += 11) h[i] = 'z';
+      for (std::size_t at = 0; at + needle.size() <= n; at += 97) {
+        std::string g = h;
+        g.replace(at, needle.size(), needle);
+        const std::size_t fwd = naive_sub(g, needle);
+        const std::size_t bwd = naive_rsub(g, needle);
+        for (Isa isa : supported_levels()) {
+          const Kernels& k = ks::detail::kernels_for(isa);
+          const std::size_t got = k.find_sub(u(g), n, u(needle), needle.size());
+          const std::size_t rgot = k.rfind_sub(u(g), n, u(needle), needle.size());
+          f.check(got == fwd, [&] {
+            return std::string(ks::to_string(isa)) + " find " + needle + " at " + std::to_string(at) + ": " +
+                   std::to_string(got) + " want " + std::to_string(fwd);
+          });
+          f.check(rgot == bwd, [&] {
+            return std::string(ks::to_string(isa)) + " rfind " + needle + " at " + std::to_string(at) + ": " +
+                   std::to_string(rgot) + " want " + std::to_string(bwd);
+          });
+        }
+      }
+    }
+  }
+  KEEL_EXPECT_ALL(f);
+}
+
 TEST_CASE("Two-Way matches naive search", "[simd]") {
   rc::prop("two_way == naive", [] {
     const auto alphabet = *rc::gen::element(std::string("ab"), std::string("abc"), std::string("abcdefgh"));

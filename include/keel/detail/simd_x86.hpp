@@ -195,6 +195,11 @@ KEEL_SIMD_FN M test_nz(V a, V b) {
 KEEL_SIMD_FN V pair_diff(V a, V va, V b, V vb) {
   return _mm512_ternarylogic_epi64(_mm512_xor_si512(a, va), b, vb, 0xf6);
 }
+// The same when both bytes are one value v: (a ^ v) | (b ^ v) is a single
+// ternary-logic operation (0x7e is zero only where a == b == v).
+KEEL_SIMD_FN V pair_diff_same(V a, V b, V v) {
+  return _mm512_ternarylogic_epi64(a, b, v, 0x7e);
+}
 KEEL_SIMD_FN V vmin(V a, V b) {
   return _mm512_min_epu8(a, b);
 }
