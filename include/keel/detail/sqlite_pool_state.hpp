@@ -68,7 +68,7 @@ class PoolState {
                  cfg_.connection_timeout.count(), cfg_.busy_timeout.count());
     }
     flags_ = (cfg_.read_only ? SQLITE_OPEN_READONLY : (SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE)) |
-             SQLITE_OPEN_URI | SQLITE_OPEN_NOMUTEX;
+             SQLITE_OPEN_URI | SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_PRIVATECACHE;  // (a "cache=shared" URI wins)
     if (cfg_.path == ":memory:") {
       // One database per pool that every connection sees: the memdb VFS
       // shares a database between the connections of a process when its name
@@ -181,7 +181,9 @@ class PoolState {
         waited = true;
         ++waits_;
       }
+      ++waiting_;
       cv_.wait_until(lock, limit.deadline);
+      --waiting_;
       age_now = Clock::now();
     }
   }
@@ -197,6 +199,7 @@ class PoolState {
   }
 
   void release_conn(std::unique_ptr<Conn> c) noexcept {
+    c->cache.reset_used();  // then the loops below find only statements from elsewhere busy
     sqlite3* h = c->db.getHandle();
     if (sqlite3_get_autocommit(h) == 0) {
       log_->warn("keel::sqlite: connection {} returned with an open transaction; rolling it back", c->id);
@@ -230,8 +233,9 @@ class PoolState {
     }
     c->last_used = now;
     idle_.push_back(std::move(c));
+    const bool wake = waiting_ > 0;
     lock.unlock();
-    cv_.notify_one();
+    if (wake) cv_.notify_one();
   }
 
   /// Closes idle connections, fails waiters with Errc::closed; connections
@@ -442,6 +446,7 @@ class PoolState {
     try {
       SQLite::Database db(name_, flags_, static_cast<int>(cfg_.busy_timeout.count()));
       auto c = std::make_unique<Conn>(std::move(db), id, cfg_.statement_cache_capacity);
+      if (cfg_.check_schema) c->watch_shm();  // before any statement maps the WAL index
       c->reader = role_ == Role::reader;
       c->query_only = c->reader;
       auto& d = c->db;
@@ -470,17 +475,10 @@ class PoolState {
         if (!r) return std::move(r).error().context(fmt::format("{} {}", step, cfg_.path));
       }
       if (cfg_.check_schema) {
-        // After a read transaction (this one), a connection in WAL mode has its WAL open.
         if (c->check_schema(true) != SQLITE_OK) {
           return last_error(d.getHandle(), "PRAGMA schema_version")
               .context(fmt::format("reading the schema version of {}", cfg_.path));
         }
-        step = "reading journal_mode of";
-        std::string mode = d.execAndGet("PRAGMA journal_mode").getString();
-        std::transform(mode.begin(), mode.end(), mode.begin(), [](char ch) {
-          return ch >= 'A' && ch <= 'Z' ? static_cast<char>(ch - 'A' + 'a') : ch;
-        });
-        if (!memory_) c->watch_wal(mode == "wal");
       }
       {
         const std::lock_guard lock(mu_);
@@ -506,6 +504,7 @@ class PoolState {
 
   mutable std::mutex mu_;
   std::condition_variable cv_;               // a connection came back (or the pool closed)
+  std::size_t waiting_ = 0;                  // acquire() calls waiting on cv_
   std::vector<std::unique_ptr<Conn>> idle_;  // back = most recently returned (LIFO keeps them warm)
   std::size_t size_ = 0;                     // open + being opened
   std::size_t in_use_ = 0;
