@@ -591,6 +591,33 @@ TEST_CASE("a connection outlives its pool handle", "[sqlite]") {
   c.reset();
 }
 
+TEST_CASE("a split pool's writer and readers, and a :memory: pool's connections, outlive the pool handle",
+          "[sqlite]") {
+  TempDir dir;
+  auto cfg = config_for(dir.file("split-outlive.db"));
+  cfg.readers = 2;
+  PooledConnection w;
+  PooledConnection r;
+  PooledConnection m;
+  {
+    auto pool = open_pool(cfg);
+    auto memory = open_pool(config_for(":memory:"));
+    auto wc = pool.get_writer();
+    REQUIRE(wc);
+    w = std::move(*wc);
+    auto rc = pool.get_reader();
+    REQUIRE(rc);
+    r = std::move(*rc);
+    m = get(memory);
+  }
+  REQUIRE(w.exec("CREATE TABLE t(x); INSERT INTO t VALUES (1)"));
+  CHECK(r->execAndGet("SELECT count(*) FROM t").getInt() == 1);
+  CHECK(m.exec("CREATE TABLE t(x)"));
+  r.reset();
+  m.reset();
+  w.reset();  // the last one out: the writer, which unlocks the write lock as it goes
+}
+
 TEST_CASE(":memory: pools share one database between their connections", "[sqlite]") {
   auto cfg = config_for(":memory:");
   cfg.max_size = 4;

@@ -108,6 +108,8 @@ struct ShmWatch {
   }
 };
 
+class PoolState;
+
 /// One pooled connection: the database, its statement cache and bookkeeping.
 struct Conn {
   Conn(SQLite::Database&& database, std::uint64_t conn_id, std::size_t cache_capacity)
@@ -259,6 +261,9 @@ struct Conn {
   bool broken = false;
   int last_code = SQLITE_OK;
   std::string last_message;
+  // The pool it belongs to, kept alive while the connection is (checked out
+  // or idle; close() drops the idle ones). Null for a :memory: pool's anchor.
+  std::shared_ptr<PoolState> pool;
 };
 
 }  // namespace keel::sqlite::detail

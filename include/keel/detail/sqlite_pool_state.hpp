@@ -43,7 +43,7 @@ enum class Role : std::uint8_t {
 };
 
 /// The state a Pool's handles, its connections and its maintenance thread share.
-class PoolState {
+class PoolState : public std::enable_shared_from_this<PoolState> {
  public:
   explicit PoolState(PoolConfig config, Role role = Role::any) : cfg_(std::move(config)), role_(role) {
     log_ = keel::resolve_logger(cfg_.logger);
@@ -94,6 +94,7 @@ class PoolState {
     }
     if (memory_) {
       KEEL_TRY_ASSIGN(auto anchor, open_connection(false));
+      anchor->pool.reset();  // owned by this state: no reference back
       anchor_ = std::move(anchor);
     }
     const std::size_t warm = std::max<std::size_t>(cfg_.min_idle, 1);
@@ -190,14 +191,24 @@ class PoolState {
 
   /// Takes a connection back: rolls back an open transaction, resets
   /// statements left mid-step, then makes it idle (or closes it).
+  ///
+  /// Each connection keeps its PoolState alive (Conn::pool), so a checkout
+  /// copies no shared pointer. This may drop the last reference (the pool
+  /// closed, no Pool handle left, this connection the last one out): nothing
+  /// here touches the state after that reference goes.
   void release(std::unique_ptr<Conn> c) noexcept {
     if (!c) return;
-    const bool unlock_writer = c->owns_write_lock;
+    if (!c->owns_write_lock) {
+      release_conn(std::move(c));
+      return;
+    }
     c->owns_write_lock = false;
+    const std::shared_ptr<PoolState> keep = c->pool;  // for the unlock below
     release_conn(std::move(c));
-    if (unlock_writer) writer_.unlock();  // after the connection is idle again, for the next in line
+    writer_.unlock();  // after the connection is idle again, for the next in line
   }
 
+ private:
   void release_conn(std::unique_ptr<Conn> c) noexcept {
     c->cache.reset_used();  // then the loops below find only statements from elsewhere busy
     sqlite3* h = c->db.getHandle();
@@ -225,6 +236,7 @@ class PoolState {
       ++closed_count_;
       const bool closed = closed_;
       lock.unlock();
+      const std::shared_ptr<PoolState> keep = std::move(c->pool);  // goes last
       cv_.notify_one();
       if (!closed) wake_maintenance();
       log_->debug("keel::sqlite: closing connection {}", c->id);
@@ -233,11 +245,12 @@ class PoolState {
     }
     c->last_used = now;
     idle_.push_back(std::move(c));
-    const bool wake = waiting_ > 0;
-    lock.unlock();
-    if (wake) cv_.notify_one();
+    // Under the lock: once it is released, close() may drop this connection
+    // and with it the last reference to this state.
+    if (waiting_ > 0) cv_.notify_one();
   }
 
+ public:
   /// Closes idle connections, fails waiters with Errc::closed; connections
   /// checked out are closed when they come back.
   void close() noexcept {
@@ -447,6 +460,7 @@ class PoolState {
       SQLite::Database db(name_, flags_, static_cast<int>(cfg_.busy_timeout.count()));
       auto c = std::make_unique<Conn>(std::move(db), id, cfg_.statement_cache_capacity);
       if (cfg_.check_schema) c->watch_shm();  // before any statement maps the WAL index
+      c->pool = shared_from_this();
       c->reader = role_ == Role::reader;
       c->query_only = c->reader;
       auto& d = c->db;
