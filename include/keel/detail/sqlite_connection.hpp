@@ -33,8 +33,9 @@ enum class TxStmt : std::uint8_t {
 };
 inline constexpr std::size_t kTxStmtCount = 6;
 
-/// The 48-byte header of a WAL index, as 32-bit words.
-using WalHeader = std::array<std::uint32_t, 12>;
+/// The 48-byte header of a WAL index, as 64-bit words (it starts a region,
+/// which is page-aligned).
+using WalHeader = std::array<std::uint64_t, 6>;
 
 /// Where a connection's WAL index is mapped, learnt by watching its database
 /// file's shared-memory calls rather than asking for it at every checkout.
@@ -53,7 +54,7 @@ using WalHeader = std::array<std::uint32_t, 12>;
 struct ShmWatch {
   sqlite3_io_methods methods{};  // first: the file's pMethods points here
   const sqlite3_io_methods* original = nullptr;
-  const volatile std::uint32_t* region0 = nullptr;  // the WAL index header; null: not mapped
+  const volatile std::uint64_t* region0 = nullptr;  // the WAL index header; null: not mapped
 
   static ShmWatch& of(sqlite3_file* f) noexcept {
     // methods is the first member of this standard-layout struct.
@@ -64,7 +65,7 @@ struct ShmWatch {
     const int rc = w.original->xShmMap(f, region, size, extend, pp);
     if (region == 0)
       w.region0 =
-          rc == SQLITE_OK && *pp != nullptr ? static_cast<const volatile std::uint32_t*>(*pp) : nullptr;
+          rc == SQLITE_OK && *pp != nullptr ? static_cast<const volatile std::uint64_t*>(*pp) : nullptr;
     return rc;
   }
   static int shm_unmap(sqlite3_file* f, int delete_flag) {
@@ -185,13 +186,15 @@ struct Conn {
   /// snapshot), or not initialised.
   bool read_wal_header(WalHeader& out) const noexcept {
     if (shm == nullptr) return false;
-    const volatile std::uint32_t* words = shm->region0;
+    const volatile std::uint64_t* words = shm->region0;
     if (words == nullptr || sqlite3_get_autocommit(db.getHandle()) == 0) return false;
     for (std::size_t i = 0; i < out.size(); ++i) out[i] = words[i];
-    // iVersion 3007000 and isInit (the byte after iChange) set: a header
-    // SQLite wrote, in the format read here (native byte order).
-    constexpr unsigned kInitShift = std::endian::native == std::endian::little ? 0U : 24U;
-    return out[0] == 3007000U && ((out[3] >> kInitShift) & 0xffU) == 1U;
+    // iVersion (bytes 0-3) 3007000 and isInit (byte 12, after iChange) set: a
+    // header SQLite wrote, in the format read here (native byte order).
+    constexpr bool kLittle = std::endian::native == std::endian::little;
+    const auto version = static_cast<std::uint32_t>(kLittle ? out[0] : out[0] >> 32U);
+    const auto init = static_cast<std::uint8_t>(out[1] >> (kLittle ? 32U : 24U));
+    return version == 3007000U && init == 1U;
   }
 
   /// Steps one of the transaction-control statements; returns the SQLite code
