@@ -591,6 +591,33 @@ TEST_CASE("a connection outlives its pool handle", "[sqlite]") {
   c.reset();
 }
 
+TEST_CASE("a split pool's writer and readers, and a :memory: pool's connections, outlive the pool handle",
+          "[sqlite]") {
+  TempDir dir;
+  auto cfg = config_for(dir.file("split-outlive.db"));
+  cfg.readers = 2;
+  PooledConnection w;
+  PooledConnection r;
+  PooledConnection m;
+  {
+    auto pool = open_pool(cfg);
+    auto memory = open_pool(config_for(":memory:"));
+    auto wc = pool.get_writer();
+    REQUIRE(wc);
+    w = std::move(*wc);
+    auto rc = pool.get_reader();
+    REQUIRE(rc);
+    r = std::move(*rc);
+    m = get(memory);
+  }
+  REQUIRE(w.exec("CREATE TABLE t(x); INSERT INTO t VALUES (1)"));
+  CHECK(r->execAndGet("SELECT count(*) FROM t").getInt() == 1);
+  CHECK(m.exec("CREATE TABLE t(x)"));
+  r.reset();
+  m.reset();
+  w.reset();  // the last one out: the writer, which unlocks the write lock as it goes
+}
+
 TEST_CASE(":memory: pools share one database between their connections", "[sqlite]") {
   auto cfg = config_for(":memory:");
   cfg.max_size = 4;
@@ -1340,6 +1367,92 @@ TEST_CASE("a connection that leaves WAL mode keeps checking the schema and makes
   CHECK(st.getColumn("b").getString() == "B");  // not "A" through the old map
   CHECK(st.getColumn("a").getString() == "A");
   CHECK_FALSE(fs::exists(cfg.path + "-shm"));
+}
+
+TEST_CASE("a connection that leaves WAL mode and comes back within one checkout still sees schema changes",
+          "[sqlite]") {
+  TempDir dir;
+  auto cfg = config_for(dir.file("rewal.db"));
+  cfg.min_idle = 1;
+  cfg.max_size = 1;  // the only connection: its WAL index is unmapped when it leaves WAL mode
+  auto pool = open_pool(cfg);
+  const auto mapped = [](const PooledConnection& c) {
+    const auto* shm = keel::sqlite::detail::ConnAccess::conn(c)->shm.get();
+    return shm != nullptr && shm->region0 != nullptr;
+  };
+  {
+    auto c = get(pool);
+    REQUIRE(c.exec("CREATE TABLE t (a TEXT, b TEXT); INSERT INTO t VALUES ('A', 'B')"));
+    CHECK(mapped(c));
+    REQUIRE(c->execAndGet("PRAGMA journal_mode = DELETE").getString() == "delete");
+    CHECK_FALSE(mapped(c));  // xShmUnmap was seen
+    REQUIRE(c->execAndGet("PRAGMA journal_mode = WAL").getString() == "wal");
+    auto& st = c.prepare_cached("SELECT * FROM t").value().get();
+    REQUIRE(st.executeStep());
+    CHECK(st.getColumn("b").getString() == "B");
+    st.reset();
+    CHECK(mapped(c));  // mapped again by SQLite's own read
+  }
+  for (int i = 0; i < 3; ++i) {
+    auto c = get(pool);
+    auto& st = c.prepare_cached("SELECT * FROM t").value().get();
+    REQUIRE(st.executeStep());
+    CHECK(st.getColumn("b").getString() == "B");
+    st.reset();
+  }
+  const int reads = schema_reads(get(pool));
+  {
+    auto c = get(pool);
+    CHECK(schema_reads(c) == reads);  // the header comparison is in use again
+    CHECK(c.cached_statements() == 1);
+  }
+  REQUIRE(sqlite3_shell(cfg.path,
+                        "CREATE TABLE t2 (b TEXT, a TEXT); INSERT INTO t2 SELECT b, a FROM t; DROP TABLE t; "
+                        "ALTER TABLE t2 RENAME TO t")
+              .empty());
+  auto c = get(pool);
+  auto& st = c.prepare_cached("SELECT * FROM t").value().get();
+  REQUIRE(st.executeStep());
+  CHECK(st.getColumn("b").getString() == "B");  // not "A" through the old map
+  CHECK(st.getColumn("a").getString() == "A");
+}
+
+TEST_CASE("a statement handed out again is reset and unbound, whatever it was left doing", "[sqlite]") {
+  TempDir dir;
+  auto cfg = config_for(dir.file("fresh.db"));
+  cfg.min_idle = 1;
+  cfg.max_size = 1;
+  auto pool = open_pool(cfg);
+  REQUIRE(get(pool).exec("CREATE TABLE t (x INTEGER); INSERT INTO t VALUES (1), (2), (3)"));
+  const char* sql = "SELECT count(*) FROM t WHERE x >= ?";
+  {
+    auto c = get(pool);
+    auto& st = c.prepare_cached(sql).value().get();
+    st.bind(1, 2);
+    REQUIRE(st.executeStep());  // left with a row
+    CHECK(st.getColumn(0).getInt() == 2);
+  }
+  {
+    auto c = get(pool);
+    auto& st = c.prepare_cached(sql).value().get();
+    CHECK_FALSE(st.hasRow());
+    REQUIRE(st.executeStep());  // the binding was cleared: x >= NULL matches nothing
+    CHECK(st.getColumn(0).getInt() == 0);
+    CHECK_FALSE(st.executeStep());  // run to the end
+    CHECK(st.isDone());
+    auto& again = c.prepare_cached(sql).value().get();  // within the same checkout
+    CHECK_FALSE(again.isDone());
+    again.bind(1, 3);
+    REQUIRE(again.executeStep());
+    CHECK(again.getColumn(0).getInt() == 1);
+  }
+  auto c = get(pool);
+  auto& st = c.prepare_cached(sql).value().get();
+  CHECK_FALSE(st.isDone());
+  CHECK_FALSE(st.hasRow());
+  st.bind(1, 1);
+  REQUIRE(st.executeStep());
+  CHECK(st.getColumn(0).getInt() == 3);
 }
 
 TEST_CASE("a write transaction on a connection with a statement mid-step is refused at once", "[sqlite]") {

@@ -14,7 +14,10 @@
 #include <bit>
 #include <cstddef>
 #include <cstdint>
+#include <memory>
+#include <new>
 #include <string>
+#include <string_view>
 #include <utility>
 
 namespace keel::sqlite::detail {
@@ -30,10 +33,83 @@ enum class TxStmt : std::uint8_t {
 };
 inline constexpr std::size_t kTxStmtCount = 6;
 
-/// The 48-byte header of a WAL index, as 32-bit words.
-using WalHeader = std::array<std::uint32_t, 12>;
-/// The size of one region of a WAL index in shared memory (SQLite's WALINDEX_PGSZ).
-inline constexpr int kWalIndexRegion = 32768;
+/// The 48-byte header of a WAL index, as 64-bit words (it starts a region,
+/// which is page-aligned).
+using WalHeader = std::array<std::uint64_t, 6>;
+
+/// Where a connection's WAL index is mapped, learnt by watching its database
+/// file's shared-memory calls rather than asking for it at every checkout.
+///
+/// SQLite maps the WAL index with the database file's xShmMap and keeps the
+/// address of each region for as long as its WAL stays open (wal.c caches
+/// them in apWiData and calls xShmMap again only for a region it has not
+/// mapped); a mapping ends only with that file's xShmUnmap (the WAL closes:
+/// journal_mode leaves WAL, or the connection closes). ShmWatch is a copy of
+/// the file's method table, installed in its place, whose xShmMap records
+/// region 0 and whose xShmUnmap and xClose forget it before calling the
+/// originals; every other method is the original. So `region0` is non-null
+/// exactly while it is mapped, and reading it costs no call into SQLite, no
+/// lock and no system call. (SQLite's own recover extension swaps a live
+/// file's method table the same way.)
+struct ShmWatch {
+  sqlite3_io_methods methods{};  // first: the file's pMethods points here
+  const sqlite3_io_methods* original = nullptr;
+  const volatile std::uint64_t* region0 = nullptr;  // the WAL index header; null: not mapped
+
+  static ShmWatch& of(sqlite3_file* f) noexcept {
+    // methods is the first member of this standard-layout struct.
+    return *reinterpret_cast<ShmWatch*>(const_cast<sqlite3_io_methods*>(f->pMethods));
+  }
+  static int shm_map(sqlite3_file* f, int region, int size, int extend, void volatile** pp) {
+    ShmWatch& w = of(f);
+    const int rc = w.original->xShmMap(f, region, size, extend, pp);
+    if (region == 0)
+      w.region0 =
+          rc == SQLITE_OK && *pp != nullptr ? static_cast<const volatile std::uint64_t*>(*pp) : nullptr;
+    return rc;
+  }
+  static int shm_unmap(sqlite3_file* f, int delete_flag) {
+    ShmWatch& w = of(f);
+    w.region0 = nullptr;
+    return w.original->xShmUnmap(f, delete_flag);
+  }
+  static int close(sqlite3_file* f) {
+    ShmWatch& w = of(f);
+    w.region0 = nullptr;
+    return w.original->xClose(f);
+  }
+
+  /// Installs a watch on `db`'s main database file; null when its methods
+  /// have no shared memory (not a unix-like VFS, or the memdb VFS).
+  /// Not in shared-cache mode (connections there share one file, which none
+  /// of them could own): the pool opens with SQLITE_OPEN_PRIVATECACHE, and a
+  /// "cache=shared" URI gets no watch.
+  static std::unique_ptr<ShmWatch> install(sqlite3* db) noexcept {
+    const char* name = sqlite3_db_filename(db, "main");
+    if (name == nullptr) return nullptr;
+    const char* cache = sqlite3_uri_parameter(name, "cache");
+    if (cache != nullptr && std::string_view(cache) != "private") return nullptr;
+    sqlite3_file* f = nullptr;
+    if (sqlite3_file_control(db, "main", SQLITE_FCNTL_FILE_POINTER, &f) != SQLITE_OK || f == nullptr)
+      return nullptr;
+    const sqlite3_io_methods* m = f->pMethods;
+    if (m == nullptr || m->iVersion < 2 || m->xShmMap == nullptr || m->xShmUnmap == nullptr ||
+        m->xClose == nullptr ||
+        m->xShmMap == &shm_map)  // already watched (a shared cache): leave it to its owner
+      return nullptr;
+    auto w = std::unique_ptr<ShmWatch>(new (std::nothrow) ShmWatch);
+    if (!w) return nullptr;
+    w->methods = *m;
+    w->methods.xShmMap = &shm_map;
+    w->methods.xShmUnmap = &shm_unmap;
+    w->methods.xClose = &close;
+    w->original = m;
+    f->pMethods = &w->methods;
+    return w;
+  }
+};
+
+class PoolState;
 
 /// One pooled connection: the database, its statement cache and bookkeeping.
 struct Conn {
@@ -99,49 +175,26 @@ struct Conn {
     return rc == SQLITE_ROW ? SQLITE_OK : rc;
   }
 
-  /// Finds the files behind the WAL fast path of check_schema(); called once
-  /// the connection is configured. Leaves them null unless the connection is
-  /// in WAL mode with its index in shared memory.
-  void watch_wal(bool wal_mode) noexcept {
-    db_file = nullptr;
-    wal_file = nullptr;
-    header_known = false;
-    if (!wal_mode) return;
-    sqlite3* h = db.getHandle();
-    sqlite3_file* main = nullptr;
-    sqlite3_file* journal = nullptr;
-    if (sqlite3_file_control(h, "main", SQLITE_FCNTL_FILE_POINTER, &main) != SQLITE_OK ||
-        sqlite3_file_control(h, "main", SQLITE_FCNTL_JOURNAL_POINTER, &journal) != SQLITE_OK)
-      return;
-    if (main == nullptr || main->pMethods == nullptr || main->pMethods->iVersion < 2 ||
-        main->pMethods->xShmMap == nullptr || journal == nullptr || journal->pMethods == nullptr)
-      return;
-    db_file = main;
-    wal_file = journal;  // the WAL's file while the connection stays in WAL mode
-  }
+  /// Watches the database file's shared memory for the WAL fast path of
+  /// check_schema() (see ShmWatch). Call right after the open, before the
+  /// first statement, so SQLite's own first mapping of the WAL index is seen.
+  void watch_shm() noexcept { shm = ShmWatch::install(db.getHandle()); }
 
   /// The WAL index header (the first of its two copies: SQLite writes the
-  /// second, then this one). False when there is none to trust: not in WAL
-  /// mode (any more), inside a transaction (a snapshot), or not initialised.
-  bool read_wal_header(WalHeader& out) noexcept {
-    if (wal_file == nullptr) return false;
-    sqlite3* h = db.getHandle();
-    if (sqlite3_get_autocommit(h) == 0) return false;
-    // Still the same WAL: a connection that left WAL mode has a rollback
-    // journal here instead (and would create a -shm file if mapped).
-    sqlite3_file* journal = nullptr;
-    if (sqlite3_file_control(h, nullptr, SQLITE_FCNTL_JOURNAL_POINTER, &journal) != SQLITE_OK ||
-        journal != wal_file)
-      return false;
-    void volatile* region = nullptr;
-    if (db_file->pMethods->xShmMap(db_file, 0, kWalIndexRegion, 0, &region) != SQLITE_OK || region == nullptr)
-      return false;
-    const auto* words = static_cast<const volatile std::uint32_t*>(region);
+  /// second, then this one). False when there is none to trust: no WAL index
+  /// mapped (not in WAL mode, or not any more), inside a transaction (a
+  /// snapshot), or not initialised.
+  bool read_wal_header(WalHeader& out) const noexcept {
+    if (shm == nullptr) return false;
+    const volatile std::uint64_t* words = shm->region0;
+    if (words == nullptr || sqlite3_get_autocommit(db.getHandle()) == 0) return false;
     for (std::size_t i = 0; i < out.size(); ++i) out[i] = words[i];
-    // iVersion 3007000 and isInit (the byte after iChange) set: a header
-    // SQLite wrote, in the format read here (native byte order).
-    constexpr unsigned kInitShift = std::endian::native == std::endian::little ? 0U : 24U;
-    return out[0] == 3007000U && ((out[3] >> kInitShift) & 0xffU) == 1U;
+    // iVersion (bytes 0-3) 3007000 and isInit (byte 12, after iChange) set: a
+    // header SQLite wrote, in the format read here (native byte order).
+    constexpr bool kLittle = std::endian::native == std::endian::little;
+    const auto version = static_cast<std::uint32_t>(kLittle ? out[0] : out[0] >> 32U);
+    const auto init = static_cast<std::uint8_t>(out[1] >> (kLittle ? 32U : 24U));
+    return version == 3007000U && init == 1U;
   }
 
   /// Steps one of the transaction-control statements; returns the SQLite code
@@ -192,7 +245,9 @@ struct Conn {
     return "";
   }
 
-  SQLite::Database db;  // declared first: destroyed last
+  // Declared before db: destroyed after it, so the file's methods stay valid while it closes.
+  std::unique_ptr<ShmWatch> shm;
+  SQLite::Database db;
   std::uint64_t id;
   Clock::time_point created;
   Clock::time_point last_used;
@@ -200,8 +255,6 @@ struct Conn {
   std::array<sqlite3_stmt*, kTxStmtCount> tx{};
   sqlite3_stmt* schema_stmt = nullptr;
   std::int64_t schema_version = -1;  // as of the last look; -1: not read yet
-  sqlite3_file* db_file = nullptr;   // the database file, whose shared memory holds the WAL index
-  sqlite3_file* wal_file = nullptr;  // the WAL's file (null: no WAL fast path)
   WalHeader seen_header{};           // the WAL index header at the last schema read
   bool header_known = false;         // seen_header is valid
   int savepoint_depth = 0;
@@ -211,6 +264,9 @@ struct Conn {
   bool broken = false;
   int last_code = SQLITE_OK;
   std::string last_message;
+  // The pool it belongs to, kept alive while the connection is (checked out
+  // or idle; close() drops the idle ones). Null for a :memory: pool's anchor.
+  std::shared_ptr<PoolState> pool;
 };
 
 }  // namespace keel::sqlite::detail

@@ -43,7 +43,7 @@ enum class Role : std::uint8_t {
 };
 
 /// The state a Pool's handles, its connections and its maintenance thread share.
-class PoolState {
+class PoolState : public std::enable_shared_from_this<PoolState> {
  public:
   explicit PoolState(PoolConfig config, Role role = Role::any) : cfg_(std::move(config)), role_(role) {
     log_ = keel::resolve_logger(cfg_.logger);
@@ -68,7 +68,7 @@ class PoolState {
                  cfg_.connection_timeout.count(), cfg_.busy_timeout.count());
     }
     flags_ = (cfg_.read_only ? SQLITE_OPEN_READONLY : (SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE)) |
-             SQLITE_OPEN_URI | SQLITE_OPEN_NOMUTEX;
+             SQLITE_OPEN_URI | SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_PRIVATECACHE;  // (a "cache=shared" URI wins)
     if (cfg_.path == ":memory:") {
       // One database per pool that every connection sees: the memdb VFS
       // shares a database between the connections of a process when its name
@@ -94,6 +94,7 @@ class PoolState {
     }
     if (memory_) {
       KEEL_TRY_ASSIGN(auto anchor, open_connection(false));
+      anchor->pool.reset();  // owned by this state: no reference back
       anchor_ = std::move(anchor);
     }
     const std::size_t warm = std::max<std::size_t>(cfg_.min_idle, 1);
@@ -181,22 +182,35 @@ class PoolState {
         waited = true;
         ++waits_;
       }
+      ++waiting_;
       cv_.wait_until(lock, limit.deadline);
+      --waiting_;
       age_now = Clock::now();
     }
   }
 
   /// Takes a connection back: rolls back an open transaction, resets
   /// statements left mid-step, then makes it idle (or closes it).
+  ///
+  /// Each connection keeps its PoolState alive (Conn::pool), so a checkout
+  /// copies no shared pointer. This may drop the last reference (the pool
+  /// closed, no Pool handle left, this connection the last one out): nothing
+  /// here touches the state after that reference goes.
   void release(std::unique_ptr<Conn> c) noexcept {
     if (!c) return;
-    const bool unlock_writer = c->owns_write_lock;
+    if (!c->owns_write_lock) {
+      release_conn(std::move(c));
+      return;
+    }
     c->owns_write_lock = false;
+    const std::shared_ptr<PoolState> keep = c->pool;  // for the unlock below
     release_conn(std::move(c));
-    if (unlock_writer) writer_.unlock();  // after the connection is idle again, for the next in line
+    writer_.unlock();  // after the connection is idle again, for the next in line
   }
 
+ private:
   void release_conn(std::unique_ptr<Conn> c) noexcept {
+    c->cache.reset_used();  // then the loops below find only statements from elsewhere busy
     sqlite3* h = c->db.getHandle();
     if (sqlite3_get_autocommit(h) == 0) {
       log_->warn("keel::sqlite: connection {} returned with an open transaction; rolling it back", c->id);
@@ -222,6 +236,7 @@ class PoolState {
       ++closed_count_;
       const bool closed = closed_;
       lock.unlock();
+      const std::shared_ptr<PoolState> keep = std::move(c->pool);  // goes last
       cv_.notify_one();
       if (!closed) wake_maintenance();
       log_->debug("keel::sqlite: closing connection {}", c->id);
@@ -230,10 +245,12 @@ class PoolState {
     }
     c->last_used = now;
     idle_.push_back(std::move(c));
-    lock.unlock();
-    cv_.notify_one();
+    // Under the lock: once it is released, close() may drop this connection
+    // and with it the last reference to this state.
+    if (waiting_ > 0) cv_.notify_one();
   }
 
+ public:
   /// Closes idle connections, fails waiters with Errc::closed; connections
   /// checked out are closed when they come back.
   void close() noexcept {
@@ -442,6 +459,8 @@ class PoolState {
     try {
       SQLite::Database db(name_, flags_, static_cast<int>(cfg_.busy_timeout.count()));
       auto c = std::make_unique<Conn>(std::move(db), id, cfg_.statement_cache_capacity);
+      if (cfg_.check_schema) c->watch_shm();  // before any statement maps the WAL index
+      c->pool = shared_from_this();
       c->reader = role_ == Role::reader;
       c->query_only = c->reader;
       auto& d = c->db;
@@ -470,17 +489,10 @@ class PoolState {
         if (!r) return std::move(r).error().context(fmt::format("{} {}", step, cfg_.path));
       }
       if (cfg_.check_schema) {
-        // After a read transaction (this one), a connection in WAL mode has its WAL open.
         if (c->check_schema(true) != SQLITE_OK) {
           return last_error(d.getHandle(), "PRAGMA schema_version")
               .context(fmt::format("reading the schema version of {}", cfg_.path));
         }
-        step = "reading journal_mode of";
-        std::string mode = d.execAndGet("PRAGMA journal_mode").getString();
-        std::transform(mode.begin(), mode.end(), mode.begin(), [](char ch) {
-          return ch >= 'A' && ch <= 'Z' ? static_cast<char>(ch - 'A' + 'a') : ch;
-        });
-        if (!memory_) c->watch_wal(mode == "wal");
       }
       {
         const std::lock_guard lock(mu_);
@@ -506,6 +518,7 @@ class PoolState {
 
   mutable std::mutex mu_;
   std::condition_variable cv_;               // a connection came back (or the pool closed)
+  std::size_t waiting_ = 0;                  // acquire() calls waiting on cv_
   std::vector<std::unique_ptr<Conn>> idle_;  // back = most recently returned (LIFO keeps them warm)
   std::size_t size_ = 0;                     // open + being opened
   std::size_t in_use_ = 0;

@@ -28,10 +28,10 @@ class StatementCache {
   SQLite::Statement& get(SQLite::Database& db, std::string_view sql) {
     // The most recent statement first: a connection often runs the same one
     // again, and a comparison is cheaper than hashing the SQL.
-    if (!lru_.empty() && lru_.front().sql == sql) return fresh(lru_.front().stmt);
+    if (!lru_.empty() && lru_.front().sql == sql) return fresh(lru_.front());
     if (auto it = index_.find(sql); it != index_.end()) {
       lru_.splice(lru_.begin(), lru_, it->second);  // most recent first; iterators stay valid
-      return fresh(it->second->stmt);
+      return fresh(*it->second);
     }
     ++misses_;
     lru_.emplace_front(db, sql);  // prepares (may throw; then nothing was added)
@@ -45,7 +45,24 @@ class StatementCache {
       index_.erase(std::string_view(lru_.back().sql));
       lru_.pop_back();
     }
+    lru_.front().clean = false;
     return lru_.front().stmt;
+  }
+  /// Resets the statements handed out since the last call and clears their
+  /// bindings, so the next get() of each needs neither (run when the
+  /// connection goes back to the pool). get() moves what it hands out to the
+  /// front, so they are the entries before the first clean one.
+  void reset_used() noexcept {
+    for (Entry& e : lru_) {
+      if (e.clean) break;
+      (void)e.stmt.tryReset();
+      try {
+        e.stmt.clearBindings();  // sqlite3_clear_bindings, which cannot fail
+      } catch (...) {
+        continue;  // left dirty: get() tries again
+      }
+      e.clean = true;
+    }
   }
   [[nodiscard]] std::size_t size() const noexcept { return lru_.size(); }
   [[nodiscard]] std::size_t capacity() const noexcept { return capacity_; }
@@ -56,19 +73,23 @@ class StatementCache {
   }
 
  private:
-  static SQLite::Statement& fresh(SQLite::Statement& st) {
-    // tryReset: reset() would rethrow the error of the statement's last
-    // failed step, which is history here.
-    (void)st.tryReset();
-    st.clearBindings();
-    return st;
-  }
-
   struct Entry {
     Entry(SQLite::Database& db, std::string_view s) : sql(s), stmt(db, sql) {}
     std::string sql;
     SQLite::Statement stmt;
+    bool clean = true;  // reset with no bindings since it was last handed out
   };
+
+  static SQLite::Statement& fresh(Entry& e) {
+    if (!e.clean) {
+      // tryReset: reset() would rethrow the error of the statement's last
+      // failed step, which is history here.
+      (void)e.stmt.tryReset();
+      e.stmt.clearBindings();
+    }
+    e.clean = false;
+    return e.stmt;
+  }
   std::list<Entry> lru_;
   std::unordered_map<std::string_view, std::list<Entry>::iterator> index_;
   std::size_t capacity_;

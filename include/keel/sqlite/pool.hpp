@@ -126,11 +126,12 @@ class Pool {
 class PooledConnection {
  public:
   PooledConnection() noexcept = default;
-  PooledConnection(PooledConnection&&) noexcept = default;
+  PooledConnection(PooledConnection&& other) noexcept
+      : pool_(std::exchange(other.pool_, nullptr)), conn_(std::move(other.conn_)) {}
   PooledConnection& operator=(PooledConnection&& other) noexcept {
     if (this != &other) {
       give_back();
-      pool_ = std::move(other.pool_);
+      pool_ = std::exchange(other.pool_, nullptr);
       conn_ = std::move(other.conn_);
     }
     return *this;
@@ -202,15 +203,15 @@ class PooledConnection {
   friend class Pool;
   friend struct detail::ConnAccess;
 
-  PooledConnection(std::shared_ptr<detail::PoolState> pool, std::unique_ptr<detail::Conn> conn) noexcept
-      : pool_(std::move(pool)), conn_(std::move(conn)) {}
+  PooledConnection(detail::PoolState* pool, std::unique_ptr<detail::Conn> conn) noexcept
+      : pool_(pool), conn_(std::move(conn)) {}
 
   void give_back() noexcept {
     if (conn_) pool_->release(std::move(conn_));
-    pool_.reset();
+    pool_ = nullptr;
   }
 
-  std::shared_ptr<detail::PoolState> pool_;
+  detail::PoolState* pool_ = nullptr;  // kept alive by conn_ (detail::Conn::pool)
   std::unique_ptr<detail::Conn> conn_;
 };
 
@@ -293,7 +294,7 @@ Result<PooledConnection> Pool::get_writer_until(std::chrono::time_point<C, D> de
     return std::move(c).error();
   }
   (*c)->owns_write_lock = true;  // unlocked when the connection comes back
-  return checked(PooledConnection(owner_->state(), std::move(*c)));
+  return checked(PooledConnection(owner_->state().get(), std::move(*c)));
 }
 
 inline Result<PooledConnection> Pool::get_reader() const {
@@ -317,7 +318,7 @@ Result<PooledConnection> Pool::get_reader_until(std::chrono::time_point<C, D> de
 inline Result<PooledConnection> Pool::checkout(const detail::PoolOwner& owner, detail::WaitLimit limit) {
   auto c = owner.state()->acquire(limit);
   if (!c) return std::move(c).error();
-  return checked(PooledConnection(owner.state(), std::move(*c)));
+  return checked(PooledConnection(owner.state().get(), std::move(*c)));
 }
 
 // Drops a connection's statement cache when the schema changed since it last
@@ -335,7 +336,7 @@ namespace detail {
 /// How transaction() and migrate() reach a PooledConnection's internals.
 struct ConnAccess {
   static Conn* conn(const PooledConnection& c) noexcept { return c.conn_.get(); }
-  static PoolState* pool(const PooledConnection& c) noexcept { return c.pool_.get(); }
+  static PoolState* pool(const PooledConnection& c) noexcept { return c.pool_; }
 };
 }  // namespace detail
 
