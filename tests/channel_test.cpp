@@ -6,6 +6,7 @@
 #include <rapidcheck/catch.h>
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdint>
@@ -18,6 +19,7 @@
 #include <string>
 #include <thread>
 #include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "test_support.hpp"
@@ -1765,8 +1767,9 @@ double thread_cpu_ms() {
 }  // namespace
 
 TEST_CASE("channel: an idle receiver or sender burns no CPU while it waits", "[channel]") {
-  // The spin before parking is bounded (a microsecond or so): a waiter idle
-  // for half a second uses a tiny fraction of it. The bound is generous
+  // The spin before parking is bounded (at most 100 us for a receiver, a
+  // microsecond or so for a sender): a waiter idle for half a second uses a
+  // tiny fraction of it. The bound is generous
   // (sanitizers, a loaded machine); a waiter that spun would use ~500 ms.
   keel_test::Watchdog dog("channel: idle CPU", 30s);
   constexpr double kBoundMs = 50;
@@ -2174,4 +2177,70 @@ TEST_CASE("rendezvous: matches a model of parked senders and receivers (property
     for (auto& t : threads) t.join();
     for (std::size_t i = 0; i < expect.size(); ++i) RC_ASSERT(outcome[i]->load() == expect[i]);
   });
+}
+
+TEST_CASE("channel: the receivers' spin window adapts within its bounds (property)", "[channel][property]") {
+  using Policy = keel::detail::SpinPolicy;
+  rc::prop("random waits caught while spinning or parked", [] {
+    // true = caught after `elapsed` ns; false = parked.
+    const auto outcomes = *rc::gen::container<std::vector<std::pair<bool, std::uint32_t>>>(
+        rc::gen::pair(rc::gen::arbitrary<bool>(), rc::gen::inRange<std::uint32_t>(0, 200'000)));
+    Policy policy;
+    std::uint32_t every = Policy::kProbeMin;
+    std::uint32_t expected_gap = 1;  // the first wait probes
+    std::uint32_t since_probe = 0;
+    for (const auto& [caught, elapsed] : outcomes) {
+      const std::uint32_t before = policy.window_ns();
+      const Policy::Plan plan = policy.plan();
+      ++since_probe;
+      RC_ASSERT(plan.probe == (since_probe == expected_gap));
+      RC_ASSERT(plan.limit_ns == (plan.probe ? Policy::kMaxNs : before));
+      if (caught) {
+        policy.caught(plan, elapsed);
+        const std::uint32_t target = std::clamp<std::uint32_t>(8 * elapsed, Policy::kMinNs, Policy::kMaxNs);
+        if (target >= before) {
+          RC_ASSERT(policy.window_ns() == target);  // grows at once
+        } else {
+          RC_ASSERT(policy.window_ns() < before);  // shrinks gently
+          RC_ASSERT(policy.window_ns() >= target);
+        }
+      } else {
+        policy.missed(plan);
+        RC_ASSERT(policy.window_ns() == std::max(before / 2, Policy::kMinNs));
+      }
+      RC_ASSERT(policy.window_ns() >= Policy::kMinNs);
+      RC_ASSERT(policy.window_ns() <= Policy::kMaxNs);
+      if (plan.probe) {
+        // A probe that caught its value probes again soon; one that parked
+        // waits twice as long before the next (bounded).
+        every = caught ? Policy::kProbeMin : std::min(2 * every, Policy::kProbeMax);
+        expected_gap = every;
+        since_probe = 0;
+      }
+    }
+  });
+}
+
+TEST_CASE("channel: a receiver fed every millisecond learns not to spin", "[channel]") {
+  // Every wait here outlasts the longest spin (100 us): after the first few
+  // probes the receiver spins only the minimum before it parks. Spinning the
+  // longest window on each of the 200 waits would cost 20 ms of CPU.
+  keel_test::Watchdog dog("channel: periodic receiver CPU", 30s);
+  auto [tx, rx] = keel::channel<int>(16);
+  constexpr int kValues = 200;
+  double ms = -1;
+  int received = 0;
+  std::thread consumer([&, rx = std::move(rx)]() mutable {
+    const double t0 = thread_cpu_ms();
+    while (rx.recv()) ++received;
+    ms = thread_cpu_ms() - t0;
+  });
+  for (int i = 0; i < kValues; ++i) {
+    std::this_thread::sleep_for(1ms);
+    REQUIRE(tx.send(i));
+  }
+  tx.reset();
+  consumer.join();
+  CHECK(received == kValues);
+  CHECK(ms < 10.0);
 }

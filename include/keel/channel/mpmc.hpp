@@ -372,6 +372,7 @@ class Chan {
   }
 
   WaitList& recv_wait() noexcept { return recv_wait_; }
+  SpinPolicy& recv_spin() noexcept { return recv_spin_; }
   WaitList& send_wait() noexcept { return send_wait_; }
   /// Threads waiting for the close itself (Sender::closed()); only close()
   /// notifies it, so the hot paths never touch it.
@@ -605,6 +606,7 @@ class Chan {
   alignas(kCacheLine) std::atomic<std::size_t> high_water_{0};
   std::atomic<std::uint64_t> send_waits_{0};
   std::atomic<std::uint64_t> recv_waits_{0};
+  SpinPolicy recv_spin_;                    // how long a blocked recv spins before it parks
   alignas(kCacheLine) WaitList recv_wait_;  // receivers waiting for a value
   alignas(kCacheLine) WaitList send_wait_;  // senders waiting for room
   WaitList close_wait_;                     // Sender::closed() waiters (rare)
@@ -932,8 +934,9 @@ class Receiver {
     auto sink = [&](T&& v) { out.emplace(std::move(v)); };
     detail::ChanOp op = c.try_pop(sink);
     if (op == detail::ChanOp::would_block && c.spins()) {
-      detail::SpinBudget spin;
+      detail::TimedSpin spin(c.recv_spin());
       while (op == detail::ChanOp::would_block && spin.spin()) op = c.try_pop(sink);
+      spin.finish(op != detail::ChanOp::would_block);
     }
     if (op == detail::ChanOp::would_block) {
       c.count_recv_wait();
