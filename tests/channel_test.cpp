@@ -2181,23 +2181,23 @@ TEST_CASE("rendezvous: matches a model of parked senders and receivers (property
 
 TEST_CASE("channel: the receivers' spin window adapts within its bounds (property)", "[channel][property]") {
   using Policy = keel::detail::SpinPolicy;
-  rc::prop("random waits caught while spinning or parked", [] {
-    // true = caught after `elapsed` ns; false = parked.
-    const auto outcomes = *rc::gen::container<std::vector<std::pair<bool, std::uint32_t>>>(
-        rc::gen::pair(rc::gen::arbitrary<bool>(), rc::gen::inRange<std::uint32_t>(0, 200'000)));
+  rc::prop("random waits caught while spinning, parked, or parked and woken", [] {
+    // (kind, ns): 0 = caught after ns; 1 = parked; 2 = parked, value ns after the wait began.
+    const auto outcomes = *rc::gen::container<std::vector<std::pair<int, std::uint32_t>>>(
+        rc::gen::pair(rc::gen::inRange(0, 3), rc::gen::inRange<std::uint32_t>(0, 200'000)));
     Policy policy;
     std::uint32_t every = Policy::kProbeMin;
     std::uint32_t expected_gap = 1;  // the first wait probes
     std::uint32_t since_probe = 0;
-    for (const auto& [caught, elapsed] : outcomes) {
+    for (const auto& [kind, ns] : outcomes) {
       const std::uint32_t before = policy.window_ns();
       const Policy::Plan plan = policy.plan();
       ++since_probe;
       RC_ASSERT(plan.probe == (since_probe == expected_gap));
       RC_ASSERT(plan.limit_ns == (plan.probe ? Policy::kMaxNs : before));
-      if (caught) {
-        policy.caught(plan, elapsed);
-        const std::uint32_t target = std::clamp<std::uint32_t>(8 * elapsed, Policy::kMinNs, Policy::kMaxNs);
+      if (kind == 0) {
+        policy.caught(plan, ns);
+        const std::uint32_t target = std::clamp<std::uint32_t>(8 * ns, Policy::kMinNs, Policy::kMaxNs);
         if (target >= before) {
           RC_ASSERT(policy.window_ns() == target);  // grows at once
         } else {
@@ -2213,9 +2213,14 @@ TEST_CASE("channel: the receivers' spin window adapts within its bounds (propert
       if (plan.probe) {
         // A probe that caught its value probes again soon; one that parked
         // waits twice as long before the next (bounded).
-        every = caught ? Policy::kProbeMin : std::min(2 * every, Policy::kProbeMax);
+        every = kind == 0 ? Policy::kProbeMin : std::min(2 * every, Policy::kProbeMax);
         expected_gap = every;
         since_probe = 0;
+      }
+      if (kind == 2) {
+        policy.woke(plan, ns);
+        // A probe would have caught it, and probes have been catching: probe next.
+        if (!plan.probe && ns < Policy::kMaxNs && every == Policy::kProbeMin) expected_gap = since_probe + 1;
       }
     }
   });

@@ -128,14 +128,16 @@ class SpinBudget {
 /// varies tenfold between CPUs) adapts, as glibc's adaptive mutex and
 /// WebKit's parking lot do:
 /// - a wait that ends while spinning sets the window to 8x the time it took
-///   (growing at once, shrinking by an eighth per wait), so the next one
-///   covers a similar hand-off with room to spare;
+///   (growing at once, shrinking by 1/64 of the difference per wait), so the
+///   next one covers a similar hand-off with room to spare;
 /// - a spin that ends in parking halves the window, down to kMinNs (about
 ///   the old fixed spin of 32 `pause`s);
 /// - the first wait, and then every probe_every-th, is a probe: it spins up
 ///   to kMaxNs, however short the window. A probe that catches its value resets the probing
 ///   interval to kProbeMin; one that parks doubles it, up to kProbeMax, so on
-///   a loaded machine probes cost about kMaxNs / kProbeMax = 0.1 us a wait.
+///   a loaded machine probes cost about kMaxNs / kProbeMax = 0.1 us a wait;
+/// - a parked wait that a probe would have caught, while probes catch, makes
+///   the next wait a probe (see woke()).
 /// An idle receiver spins at most kMaxNs (100 us) before it sleeps, and
 /// mostly kMinNs. The fields are hints: plain relaxed loads and stores, races
 /// between receivers only blur the estimate.
@@ -166,7 +168,8 @@ class SpinPolicy {
   void caught(Plan p, std::uint64_t elapsed_ns) noexcept {
     const std::uint32_t w = window_.load(std::memory_order_relaxed);
     const auto target = static_cast<std::uint32_t>(std::clamp<std::uint64_t>(8 * elapsed_ns, kMinNs, kMaxNs));
-    window_.store(target >= w ? target : w - (w - target) / 8, std::memory_order_relaxed);
+    window_.store(target >= w ? target : w - std::max<std::uint32_t>((w - target) / 64, 1),
+                  std::memory_order_relaxed);
     if (p.probe) {
       probe_every_.store(kProbeMin, std::memory_order_relaxed);
       until_probe_.store(kProbeMin, std::memory_order_relaxed);
@@ -181,6 +184,17 @@ class SpinPolicy {
     }
     const std::uint32_t w = window_.load(std::memory_order_relaxed);
     window_.store(std::max(w / 2, kMinNs), std::memory_order_relaxed);
+  }
+  /// A receiver that parked after a plan that was not a probe got its value
+  /// `total_ns` after it began to wait. If a probe would have caught it, and
+  /// probes have been catching lately (the interval is at its minimum), the
+  /// next wait probes: on a machine with a core to spare, one late reply
+  /// (an interrupt) would otherwise make both sides of a ping-pong park in
+  /// turn, each missing the other's wake-up, until the next scheduled probe.
+  void woke(Plan p, std::uint64_t total_ns) noexcept {
+    if (!p.probe && total_ns < kMaxNs && probe_every_.load(std::memory_order_relaxed) == kProbeMin) {
+      until_probe_.store(1, std::memory_order_relaxed);
+    }
   }
   /// The current window (tests and stats).
   [[nodiscard]] std::uint32_t window_ns() const noexcept { return window_.load(std::memory_order_relaxed); }
@@ -216,6 +230,8 @@ class TimedSpin {
       policy_.missed(plan_);
     }
   }
+  /// After finish(false): the caller parked and has its value now.
+  void woke() noexcept { policy_.woke(plan_, elapsed_ns()); }
 
  private:
   [[nodiscard]] std::uint64_t elapsed_ns() const noexcept {
