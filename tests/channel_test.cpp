@@ -997,6 +997,20 @@ void ping_pong(int round_trips) {
   echo.join();
 }
 
+// A receive that certainly parks (its value comes 20 ms later, far past the
+// longest spin), so the wake-up barrier is used at least once: a ping-pong
+// with a core to spare may be caught entirely by the receivers' spin.
+void park_once() {
+  auto [tx, rx] = keel::channel<int>(1);
+  std::thread later([tx = std::move(tx)]() mutable {
+    std::this_thread::sleep_for(20ms);
+    (void)tx.send(1);
+  });
+  auto r = rx.recv();
+  later.join();
+  REQUIRE(r.has_value());
+}
+
 #if KEEL_DETAIL_MEMBARRIER
 std::atomic<int> g_register_result{0};
 std::atomic<int> g_expedited_result{0};
@@ -1048,6 +1062,7 @@ TEST_CASE("channel: wake-up barrier refused at registration: fences on both side
   keel_test::Watchdog dog("channel: barrier refused at registration", 30s);
   FakeBarrier fake(-1, -1, -1);
   ping_pong(2000);
+  park_once();
   CHECK(keel::detail::DekkerBarrier::mode() == keel::detail::DekkerBarrier::symmetric);
 }
 
@@ -1055,6 +1070,7 @@ TEST_CASE("channel: expedited barrier refused after registration: the global one
   keel_test::Watchdog dog("channel: barrier refused after registration", 30s);
   FakeBarrier fake(0, -1, 0);
   ping_pong(200);
+  park_once();
   CHECK(keel::detail::DekkerBarrier::mode() == keel::detail::DekkerBarrier::asymmetric);
   CHECK(g_global_calls.load() > 0);
 }
@@ -1063,6 +1079,7 @@ TEST_CASE("channel: every barrier refused after registration: waiters sleep in b
   keel_test::Watchdog dog("channel: barrier degraded", 30s);
   FakeBarrier fake(0, -1, -1);
   ping_pong(500);
+  park_once();
   CHECK(keel::detail::DekkerBarrier::mode() == keel::detail::DekkerBarrier::degraded);
   // A notifier that read the old mode may have skipped its fence, so its
   // notification may be missed: a waiter must then still wake by itself.
@@ -2228,10 +2245,13 @@ TEST_CASE("channel: the receivers' spin window adapts within its bounds (propert
 
 TEST_CASE("channel: a receiver fed every millisecond learns not to spin", "[channel]") {
   // Every wait here outlasts the longest spin (100 us): after the first few
-  // probes the receiver spins only the minimum before it parks. Spinning the
-  // longest window on each of the 200 waits would cost 20 ms of CPU.
+  // probes the receiver spins only the minimum before it parks, so its spin
+  // window ends small and it uses a small part of the 200 ms it waits (a
+  // receiver that spun until each value came would use all of it).
   keel_test::Watchdog dog("channel: periodic receiver CPU", 30s);
+  using Policy = keel::detail::SpinPolicy;
   auto [tx, rx] = keel::channel<int>(16);
+  const auto chan = rx.native_handle();
   constexpr int kValues = 200;
   double ms = -1;
   int received = 0;
@@ -2247,5 +2267,8 @@ TEST_CASE("channel: a receiver fed every millisecond learns not to spin", "[chan
   tx.reset();
   consumer.join();
   CHECK(received == kValues);
-  CHECK(ms < 10.0);
+  // The last probe was dozens of waits ago; each parked wait since halved
+  // the window (one late catch while spinning sets at most 8x the minimum).
+  CHECK(chan->recv_spin().window_ns() <= 16 * Policy::kMinNs);
+  CHECK(ms < 50.0);
 }
