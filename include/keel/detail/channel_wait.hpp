@@ -89,18 +89,14 @@
 namespace keel::detail {
 inline namespace KEEL_DETAIL_CHANNEL_ABI {
 
-/// A bounded spin: up to 32 pause instructions, with the caller re-checking
-/// its condition after each one so a value that arrives mid-spin is taken at
-/// once (about 0.5-1 us in all on current x86, where a pause is 10-40 ns;
-/// moodycamel's semaphore spins about as long). Long enough to catch a reply
-/// from a thread that is running on another core; short enough that on an
-/// oversubscribed machine the spinner soon gives its core to the thread it
-/// waits for: measured on 2 busy vCPUs, a round trip got slower with every
-/// doubling of the spin beyond this. `spin()` returns false once the budget
-/// is spent, and the caller must then block for real (an idle waiter costs
-/// no CPU). No sched_yield: on an oversubscribed machine a yield can give
-/// the CPU away for a whole time slice, milliseconds, which is far worse
-/// than sleeping on a futex and being woken.
+/// A fixed spin, for a sender waiting for room (and drain()): up to 32
+/// pause instructions, the caller re-checking its condition after each one
+/// (0.35-1.7 us in all on current x86, where a pause costs 10-50 ns).
+/// Receivers spin under a SpinPolicy instead (below). `spin()` returns false
+/// once the budget is spent, and the caller must then block for real (an
+/// idle waiter costs no CPU). No sched_yield: on an oversubscribed machine a
+/// yield can give the CPU away for a whole time slice, milliseconds, which
+/// is far worse than sleeping on a futex and being woken.
 class SpinBudget {
  public:
   bool spin() noexcept {
