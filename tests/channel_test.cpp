@@ -997,6 +997,7 @@ void ping_pong(int round_trips) {
   echo.join();
 }
 
+#if KEEL_DETAIL_MEMBARRIER
 // A receive that certainly parks (its value comes 20 ms later, far past the
 // longest spin), so the wake-up barrier is used at least once: a ping-pong
 // with a core to spare may be caught entirely by the receivers' spin.
@@ -1011,7 +1012,6 @@ void park_once() {
   REQUIRE(r.has_value());
 }
 
-#if KEEL_DETAIL_MEMBARRIER
 std::atomic<int> g_register_result{0};
 std::atomic<int> g_expedited_result{0};
 std::atomic<int> g_global_result{0};
