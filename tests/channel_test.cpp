@@ -6,6 +6,7 @@
 #include <rapidcheck/catch.h>
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdint>
@@ -18,6 +19,7 @@
 #include <string>
 #include <thread>
 #include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "test_support.hpp"
@@ -996,6 +998,20 @@ void ping_pong(int round_trips) {
 }
 
 #if KEEL_DETAIL_MEMBARRIER
+// A receive that certainly parks (its value comes 20 ms later, far past the
+// longest spin), so the wake-up barrier is used at least once: a ping-pong
+// with a core to spare may be caught entirely by the receivers' spin.
+void park_once() {
+  auto [tx, rx] = keel::channel<int>(1);
+  std::thread later([tx = std::move(tx)]() mutable {
+    std::this_thread::sleep_for(20ms);
+    (void)tx.send(1);
+  });
+  auto r = rx.recv();
+  later.join();
+  REQUIRE(r.has_value());
+}
+
 std::atomic<int> g_register_result{0};
 std::atomic<int> g_expedited_result{0};
 std::atomic<int> g_global_result{0};
@@ -1046,6 +1062,7 @@ TEST_CASE("channel: wake-up barrier refused at registration: fences on both side
   keel_test::Watchdog dog("channel: barrier refused at registration", 30s);
   FakeBarrier fake(-1, -1, -1);
   ping_pong(2000);
+  park_once();
   CHECK(keel::detail::DekkerBarrier::mode() == keel::detail::DekkerBarrier::symmetric);
 }
 
@@ -1053,6 +1070,7 @@ TEST_CASE("channel: expedited barrier refused after registration: the global one
   keel_test::Watchdog dog("channel: barrier refused after registration", 30s);
   FakeBarrier fake(0, -1, 0);
   ping_pong(200);
+  park_once();
   CHECK(keel::detail::DekkerBarrier::mode() == keel::detail::DekkerBarrier::asymmetric);
   CHECK(g_global_calls.load() > 0);
 }
@@ -1061,6 +1079,7 @@ TEST_CASE("channel: every barrier refused after registration: waiters sleep in b
   keel_test::Watchdog dog("channel: barrier degraded", 30s);
   FakeBarrier fake(0, -1, -1);
   ping_pong(500);
+  park_once();
   CHECK(keel::detail::DekkerBarrier::mode() == keel::detail::DekkerBarrier::degraded);
   // A notifier that read the old mode may have skipped its fence, so its
   // notification may be missed: a waiter must then still wake by itself.
@@ -1765,8 +1784,9 @@ double thread_cpu_ms() {
 }  // namespace
 
 TEST_CASE("channel: an idle receiver or sender burns no CPU while it waits", "[channel]") {
-  // The spin before parking is bounded (a microsecond or so): a waiter idle
-  // for half a second uses a tiny fraction of it. The bound is generous
+  // The spin before parking is bounded (at most 100 us for a receiver, a
+  // microsecond or so for a sender): a waiter idle for half a second uses a
+  // tiny fraction of it. The bound is generous
   // (sanitizers, a loaded machine); a waiter that spun would use ~500 ms.
   keel_test::Watchdog dog("channel: idle CPU", 30s);
   constexpr double kBoundMs = 50;
@@ -2174,4 +2194,81 @@ TEST_CASE("rendezvous: matches a model of parked senders and receivers (property
     for (auto& t : threads) t.join();
     for (std::size_t i = 0; i < expect.size(); ++i) RC_ASSERT(outcome[i]->load() == expect[i]);
   });
+}
+
+TEST_CASE("channel: the receivers' spin window adapts within its bounds (property)", "[channel][property]") {
+  using Policy = keel::detail::SpinPolicy;
+  rc::prop("random waits caught while spinning, parked, or parked and woken", [] {
+    // (kind, ns): 0 = caught after ns; 1 = parked; 2 = parked, value ns after the wait began.
+    const auto outcomes = *rc::gen::container<std::vector<std::pair<int, std::uint32_t>>>(
+        rc::gen::pair(rc::gen::inRange(0, 3), rc::gen::inRange<std::uint32_t>(0, 200'000)));
+    Policy policy;
+    std::uint32_t every = Policy::kProbeMin;
+    std::uint32_t expected_gap = 1;  // the first wait probes
+    std::uint32_t since_probe = 0;
+    for (const auto& [kind, ns] : outcomes) {
+      const std::uint32_t before = policy.window_ns();
+      const Policy::Plan plan = policy.plan();
+      ++since_probe;
+      RC_ASSERT(plan.probe == (since_probe == expected_gap));
+      RC_ASSERT(plan.limit_ns == (plan.probe ? Policy::kMaxNs : before));
+      if (kind == 0) {
+        policy.caught(plan, ns);
+        const std::uint32_t target = std::clamp<std::uint32_t>(8 * ns, Policy::kMinNs, Policy::kMaxNs);
+        if (target >= before) {
+          RC_ASSERT(policy.window_ns() == target);  // grows at once
+        } else {
+          RC_ASSERT(policy.window_ns() < before);  // shrinks gently
+          RC_ASSERT(policy.window_ns() >= target);
+        }
+      } else {
+        policy.missed(plan);
+        RC_ASSERT(policy.window_ns() == std::max(before / 2, Policy::kMinNs));
+      }
+      RC_ASSERT(policy.window_ns() >= Policy::kMinNs);
+      RC_ASSERT(policy.window_ns() <= Policy::kMaxNs);
+      if (plan.probe) {
+        // A probe that caught its value probes again soon; one that parked
+        // waits twice as long before the next (bounded).
+        every = kind == 0 ? Policy::kProbeMin : std::min(2 * every, Policy::kProbeMax);
+        expected_gap = every;
+        since_probe = 0;
+      }
+      if (kind == 2) {
+        policy.woke(plan, ns);
+        // A probe would have caught it, and probes have been catching: probe next.
+        if (!plan.probe && ns < Policy::kMaxNs && every == Policy::kProbeMin) expected_gap = since_probe + 1;
+      }
+    }
+  });
+}
+
+TEST_CASE("channel: a receiver fed every millisecond learns not to spin", "[channel]") {
+  // Every wait here outlasts the longest spin (100 us): after the first few
+  // probes the receiver spins only the minimum before it parks, so its spin
+  // window ends small and it uses a small part of the 200 ms it waits (a
+  // receiver that spun until each value came would use all of it).
+  keel_test::Watchdog dog("channel: periodic receiver CPU", 30s);
+  using Policy = keel::detail::SpinPolicy;
+  auto [tx, rx] = keel::channel<int>(16);
+  const auto chan = rx.native_handle();
+  constexpr int kValues = 200;
+  double ms = -1;
+  int received = 0;
+  std::thread consumer([&, rx = std::move(rx)]() mutable {
+    const double t0 = thread_cpu_ms();
+    while (rx.recv()) ++received;
+    ms = thread_cpu_ms() - t0;
+  });
+  for (int i = 0; i < kValues; ++i) {
+    std::this_thread::sleep_for(1ms);
+    REQUIRE(tx.send(i));
+  }
+  tx.reset();
+  consumer.join();
+  CHECK(received == kValues);
+  // The last probe was dozens of waits ago; each parked wait since halved
+  // the window (one late catch while spinning sets at most 8x the minimum).
+  CHECK(chan->recv_spin().window_ns() <= 16 * Policy::kMinNs);
+  CHECK(ms < 50.0);
 }

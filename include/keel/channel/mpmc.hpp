@@ -372,6 +372,7 @@ class Chan {
   }
 
   WaitList& recv_wait() noexcept { return recv_wait_; }
+  SpinPolicy& recv_spin() noexcept { return recv_spin_; }
   WaitList& send_wait() noexcept { return send_wait_; }
   /// Threads waiting for the close itself (Sender::closed()); only close()
   /// notifies it, so the hot paths never touch it.
@@ -596,6 +597,9 @@ class Chan {
   // high-water bookkeeping (see note_depth).
   std::atomic<std::uint64_t> head_seen_{0};
   alignas(kCacheLine) std::atomic<std::uint64_t> head_{0};  // next position to read
+  // How long a blocked recv spins before it parks: written by receivers as
+  // they wait, so on their line, away from what senders read.
+  SpinPolicy recv_spin_;
   alignas(kCacheLine) const std::size_t cap_;
   const std::size_t batch_;
   const bool pow2_;
@@ -931,9 +935,11 @@ class Receiver {
     if (c.rendezvous()) return finish(c.rv_recv(out, deadline), out, Errc::timeout);
     auto sink = [&](T&& v) { out.emplace(std::move(v)); };
     detail::ChanOp op = c.try_pop(sink);
+    std::optional<detail::TimedSpin> spin;
     if (op == detail::ChanOp::would_block && c.spins()) {
-      detail::SpinBudget spin;
-      while (op == detail::ChanOp::would_block && spin.spin()) op = c.try_pop(sink);
+      spin.emplace(c.recv_spin());
+      while (op == detail::ChanOp::would_block && spin->spin()) op = c.try_pop(sink);
+      spin->finish(op != detail::ChanOp::would_block);
     }
     if (op == detail::ChanOp::would_block) {
       c.count_recv_wait();
@@ -947,7 +953,10 @@ class Receiver {
       // (the woken receiver parks again; the slot's sender then wakes only
       // one): whoever takes a value after waiting wakes one more receiver
       // if another value is ready. Costs nothing when nobody waits.
-      if (op == detail::ChanOp::ok) c.pass_recv_wakeup();
+      if (op == detail::ChanOp::ok) {
+        c.pass_recv_wakeup();
+        if (spin) spin->woke();
+      }
     }
     return finish(op, out, Errc::timeout);
   }

@@ -89,18 +89,14 @@
 namespace keel::detail {
 inline namespace KEEL_DETAIL_CHANNEL_ABI {
 
-/// A bounded spin: up to 32 pause instructions, with the caller re-checking
-/// its condition after each one so a value that arrives mid-spin is taken at
-/// once (about 0.5-1 us in all on current x86, where a pause is 10-40 ns;
-/// moodycamel's semaphore spins about as long). Long enough to catch a reply
-/// from a thread that is running on another core; short enough that on an
-/// oversubscribed machine the spinner soon gives its core to the thread it
-/// waits for: measured on 2 busy vCPUs, a round trip got slower with every
-/// doubling of the spin beyond this. `spin()` returns false once the budget
-/// is spent, and the caller must then block for real (an idle waiter costs
-/// no CPU). No sched_yield: on an oversubscribed machine a yield can give
-/// the CPU away for a whole time slice, milliseconds, which is far worse
-/// than sleeping on a futex and being woken.
+/// A fixed spin, for a sender waiting for room (and drain()): up to 32
+/// pause instructions, the caller re-checking its condition after each one
+/// (0.35-1.7 us in all on current x86, where a pause costs 10-50 ns).
+/// Receivers spin under a SpinPolicy instead (below). `spin()` returns false
+/// once the budget is spent, and the caller must then block for real (an
+/// idle waiter costs no CPU). No sched_yield: on an oversubscribed machine a
+/// yield can give the CPU away for a whole time slice, milliseconds, which
+/// is far worse than sleeping on a futex and being woken.
 class SpinBudget {
  public:
   bool spin() noexcept {
@@ -114,6 +110,134 @@ class SpinBudget {
 
  private:
   static constexpr std::uint32_t kPauses = 32;
+  std::uint32_t n_ = 0;
+};
+
+/// How long the receivers of one channel spin before they park, learned
+/// from how their recent waits ended. Whether a spin pays depends on the
+/// machine, not on the code: with a core to spare, the reply comes in a few
+/// microseconds while the receiver spins, but once it parks, waking it costs
+/// tens of microseconds (an idle virtual CPU has to be woken by the host);
+/// with more runnable threads than cores, a spinning receiver holds the core
+/// the replying thread needs, and every spun microsecond delays the reply.
+/// So the window (wall-clock time, not a count of `pause`s, whose cost
+/// varies tenfold between CPUs) adapts, as glibc's adaptive mutex and
+/// WebKit's parking lot do:
+/// - a wait that ends while spinning sets the window to 8x the time it took
+///   (growing at once, shrinking by 1/64 of the difference per wait), so the
+///   next one covers a similar hand-off with room to spare;
+/// - a spin that ends in parking halves the window, down to kMinNs (about
+///   the old fixed spin of 32 `pause`s);
+/// - the first wait, and then every probe_every-th, is a probe: it spins up
+///   to kMaxNs, however short the window. A probe that catches its value resets the probing
+///   interval to kProbeMin; one that parks doubles it, up to kProbeMax, so on
+///   a loaded machine probes cost about kMaxNs / kProbeMax = 0.1 us a wait;
+/// - a parked wait that a probe would have caught, while probes catch, makes
+///   the next wait a probe (see woke()).
+/// An idle receiver spins at most kMaxNs (100 us) before it sleeps, and
+/// mostly kMinNs. The fields are hints: plain relaxed loads and stores, races
+/// between receivers only blur the estimate.
+class SpinPolicy {
+ public:
+  static constexpr std::uint32_t kMinNs = 500;
+  static constexpr std::uint32_t kMaxNs = 100'000;
+  static constexpr std::uint32_t kProbeMin = 16;
+  static constexpr std::uint32_t kProbeMax = 1024;
+
+  /// What one wait spins for.
+  struct Plan {
+    std::uint32_t limit_ns;
+    bool probe;
+  };
+
+  [[nodiscard]] Plan plan() noexcept {
+    // relaxed (all fields): hints, see the class comment.
+    const std::uint32_t left = until_probe_.load(std::memory_order_relaxed);
+    if (left > 1) {
+      until_probe_.store(left - 1, std::memory_order_relaxed);
+      return {window_.load(std::memory_order_relaxed), false};
+    }
+    until_probe_.store(probe_every_.load(std::memory_order_relaxed), std::memory_order_relaxed);
+    return {kMaxNs, true};
+  }
+  /// The wait ended while spinning, `elapsed_ns` after it began.
+  void caught(Plan p, std::uint64_t elapsed_ns) noexcept {
+    const std::uint32_t w = window_.load(std::memory_order_relaxed);
+    const auto target = static_cast<std::uint32_t>(std::clamp<std::uint64_t>(8 * elapsed_ns, kMinNs, kMaxNs));
+    window_.store(target >= w ? target : w - std::max<std::uint32_t>((w - target) / 64, 1),
+                  std::memory_order_relaxed);
+    if (p.probe) {
+      probe_every_.store(kProbeMin, std::memory_order_relaxed);
+      until_probe_.store(kProbeMin, std::memory_order_relaxed);
+    }
+  }
+  /// The spin ran out and the receiver parked.
+  void missed(Plan p) noexcept {
+    if (p.probe) {
+      const std::uint32_t every = std::min(2 * probe_every_.load(std::memory_order_relaxed), kProbeMax);
+      probe_every_.store(every, std::memory_order_relaxed);
+      until_probe_.store(every, std::memory_order_relaxed);
+    }
+    const std::uint32_t w = window_.load(std::memory_order_relaxed);
+    window_.store(std::max(w / 2, kMinNs), std::memory_order_relaxed);
+  }
+  /// A receiver that parked after a plan that was not a probe got its value
+  /// `total_ns` after it began to wait. If a probe would have caught it, and
+  /// probes have been catching lately (the interval is at its minimum), the
+  /// next wait probes: on a machine with a core to spare, one late reply
+  /// (an interrupt) would otherwise make both sides of a ping-pong park in
+  /// turn, each missing the other's wake-up, until the next scheduled probe.
+  void woke(Plan p, std::uint64_t total_ns) noexcept {
+    if (!p.probe && total_ns < kMaxNs && probe_every_.load(std::memory_order_relaxed) == kProbeMin) {
+      until_probe_.store(1, std::memory_order_relaxed);
+    }
+  }
+  /// The current window (tests and stats).
+  [[nodiscard]] std::uint32_t window_ns() const noexcept { return window_.load(std::memory_order_relaxed); }
+
+ private:
+  std::atomic<std::uint32_t> window_{kMinNs};
+  std::atomic<std::uint32_t> until_probe_{1};  // the first wait probes
+  std::atomic<std::uint32_t> probe_every_{kProbeMin};
+};
+
+/// One wait's spin under a SpinPolicy: `pause`, the caller re-checks its
+/// condition, and every 8 pauses the clock is read (a vDSO call, about as
+/// long as a few pauses); spin() returns false once the plan's time is up.
+/// The caller then reports with finish() and parks if it has to.
+class TimedSpin {
+ public:
+  explicit TimedSpin(SpinPolicy& policy) noexcept
+      : policy_(policy), plan_(policy.plan()), start_(std::chrono::steady_clock::now()) {}
+  TimedSpin(const TimedSpin&) = delete;
+  TimedSpin& operator=(const TimedSpin&) = delete;
+  ~TimedSpin() = default;
+
+  bool spin() noexcept {
+    cpu_relax();
+    if ((++n_ & 7U) != 0) return true;
+    return elapsed_ns() < plan_.limit_ns;
+  }
+  /// `caught`: the condition came true while spinning.
+  void finish(bool caught) noexcept {
+    if (caught) {
+      policy_.caught(plan_, elapsed_ns());
+    } else {
+      policy_.missed(plan_);
+    }
+  }
+  /// After finish(false): the caller parked and has its value now.
+  void woke() noexcept { policy_.woke(plan_, elapsed_ns()); }
+
+ private:
+  [[nodiscard]] std::uint64_t elapsed_ns() const noexcept {
+    const auto d = std::chrono::steady_clock::now() - start_;
+    return static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(d).count());
+  }
+
+  SpinPolicy& policy_;
+  const SpinPolicy::Plan plan_;
+  const std::chrono::steady_clock::time_point start_;
   std::uint32_t n_ = 0;
 };
 
