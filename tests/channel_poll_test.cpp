@@ -30,11 +30,11 @@ constexpr int kScale = keel_test::sanitizer_scale(8);
 class TestWaiter final : public keel::ChannelWaiter {
  public:
   explicit TestWaiter(bool exclusive = true) : exclusive_(exclusive) {}
+  // Notifies under the lock: the sleeping thread may destroy this waiter as
+  // soon as it sees the count, so wake() must not touch it after unlocking.
   void wake() noexcept override {
-    {
-      std::lock_guard lk(m_);
-      ++wakes_;
-    }
+    std::lock_guard lk(m_);
+    ++wakes_;
     cv_.notify_one();
   }
   [[nodiscard]] bool exclusive() const noexcept override { return exclusive_; }
