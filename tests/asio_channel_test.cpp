@@ -44,7 +44,7 @@ TEST_CASE("asio_channel: a coroutine receives values sent from another thread", 
   const bool fenced = GENERATE(false, true);
   CAPTURE(fenced);
   net::io_context io;
-  auto [tx, rx] = keel::detail::make_channel_checked<int>(4, fenced).value();
+  auto [tx, rx] = (fenced ? keel::make_fenced_channel<int>(4) : keel::make_channel<int>(4)).value();
   const int n = 20000 / kScale;
   long long sum = 0;
   int count = 0;

@@ -35,14 +35,14 @@
 // hands its value back. With Boost 1.77 or later a handler's cancellation
 // slot (e.g. boost::asio::bind_cancellation_slot) cancels the same way.
 //
-// How it works: the operation tries the channel; when it would block it
-// registers a one-shot waiter in the channel, and a sender (receiver) that
-// makes progress, or close(), posts the retry to the handler's associated
-// executor (or the executor passed first: async_recv(io.get_executor(), rx,
-// callback)). The completion handler always runs through that executor (never
-// inline in the initiating call). While pending, the operation keeps work
-// on the executor (io_context::run() does not return), like a pending socket
-// read.
+// How it works (through the channel's public keel::PollReceiver /
+// keel::PollSender, <keel/channel/poll.hpp>): the operation tries the
+// channel; when it would block it registers a one-shot waiter in the
+// channel, and a sender (receiver) that makes progress, or close(), posts
+// the retry to the handler's associated executor (or the executor passed
+// first: async_recv(io.get_executor(), rx, callback)). The completion handler always runs through that
+// executor (never inline in the initiating call). While pending, the operation keeps work on the executor
+// (io_context::run() does not return), like a pending socket read.
 //
 // Lifetime: pending operations are tracked by a service of the executor's
 // execution context. Destroying the io_context (its shutdown) destroys them:
