@@ -31,9 +31,11 @@
 //   by every notification, as select's are.
 // - close(), or the last handle of either side going, wakes every waiter;
 //   the next poll_* says closed (a receiver drains what is buffered first).
-// - A waiter stays alive while registered: until its wake() has run, or
-//   cancel_wait() has returned (whatever it returned: once it returns,
-//   wake() is not running and will not run for that registration).
+// - A waiter stays alive while registered: until its wake() has returned,
+//   or cancel_wait() has returned (whatever it returned: once it returns,
+//   wake() is not running and will not run for that registration). A
+//   wake() that lets a sleeping thread go on must not touch the waiter
+//   after that (signal under the waiter's own lock).
 // - One registration at a time per waiter and channel side.
 //
 // Thread-safety: a PollReceiver / PollSender is used by one thread at a time
