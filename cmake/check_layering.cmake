@@ -9,7 +9,13 @@
 #      KEEL_<m>_REQUIRES, and of the core's foundation (KEEL_FOUNDATION); a
 #      private header of the core includes only the foundation;
 #   3. no header includes another module's private (detail/) header, except
-#      the core's dependency-free ones listed in KEEL_SHARED_DETAIL.
+#      the core's dependency-free ones listed in KEEL_SHARED_DETAIL;
+#   4. no header names another module's internals: a qualified use
+#      `...detail::Name` in a header of module Y is an error when every
+#      header that mentions Name unqualified (its declaration among them)
+#      belongs to other modules, unless one of those is a shared detail or
+#      foundation header. (A textual check: comments are skipped; a name
+#      declared in no keel header, such as Boost's, is not looked at.)
 # Forwarding headers kept for old include paths are checked like any other.
 # Prints every violation and fails when there is one.
 cmake_minimum_required(VERSION 3.22)
@@ -63,6 +69,50 @@ foreach(_h IN LISTS _headers)
     endif()
   endforeach()
 endforeach()
+
+# Rule 4: every header's code (comments removed), its module and path.
+set(_ids "")
+foreach(_h IN LISTS _headers)
+  string(MAKE_C_IDENTIFIER "${_h}" _id)
+  list(APPEND _ids ${_id})
+  file(READ "${KEEL_SOURCE_DIR}/include/${_h}" _text)
+  string(REGEX REPLACE "//[^\n]*" "" _text "${_text}")
+  # Keep it out of CMake's list splitting.
+  string(REPLACE ";" " " _text "${_text}")
+  set(_code_${_id} "${_text}")
+  keel_module_of_header("${_h}" _mod_${_id})
+  set(_path_${_id} "${_h}")
+endforeach()
+foreach(_id IN LISTS _ids)
+  set(_m "${_mod_${_id}}")
+  if(_m STREQUAL "keel")
+    continue()
+  endif()
+  string(REGEX MATCHALL "[A-Za-z_:]*detail::[A-Za-z_][A-Za-z0-9_]*" _uses "${_code_${_id}}")
+  list(REMOVE_DUPLICATES _uses)
+  foreach(_u IN LISTS _uses)
+    if(_u MATCHES "^(::)?(boost|std|fmt|spdlog|nlohmann|SQLite)::")
+      continue()
+    endif()
+    string(REGEX REPLACE "^.*detail::" "" _name "${_u}")
+    set(_owners "")
+    set(_shared FALSE)
+    foreach(_oid IN LISTS _ids)
+      if(_code_${_oid} MATCHES "(^|[^:A-Za-z0-9_])${_name}([^A-Za-z0-9_]|$)")
+        list(APPEND _owners "${_mod_${_oid}}")
+        if(_path_${_oid} IN_LIST KEEL_SHARED_DETAIL OR _path_${_oid} IN_LIST KEEL_FOUNDATION)
+          set(_shared TRUE)
+        endif()
+      endif()
+    endforeach()
+    list(REMOVE_DUPLICATES _owners)
+    if(_owners AND NOT _shared AND NOT _m IN_LIST _owners)
+      string(REPLACE ";" ", " _owners "${_owners}")
+      list(APPEND _errors "${_path_${_id}} (module ${_m}) names ${_u}, internal to module ${_owners}")
+    endif()
+  endforeach()
+endforeach()
+
 list(LENGTH _headers _n)
 if(_errors)
   foreach(_e IN LISTS _errors)

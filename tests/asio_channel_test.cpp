@@ -11,6 +11,11 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <boost/version.hpp>
+#if BOOST_VERSION >= 107700
+#include <boost/asio/bind_cancellation_slot.hpp>
+#include <boost/asio/cancellation_signal.hpp>
+#endif
 
 #include <atomic>
 #include <chrono>
@@ -39,7 +44,7 @@ TEST_CASE("asio_channel: a coroutine receives values sent from another thread", 
   const bool fenced = GENERATE(false, true);
   CAPTURE(fenced);
   net::io_context io;
-  auto [tx, rx] = keel::detail::make_channel_checked<int>(4, fenced).value();
+  auto [tx, rx] = (fenced ? keel::make_fenced_channel<int>(4) : keel::make_channel<int>(4)).value();
   const int n = 20000 / kScale;
   long long sum = 0;
   int count = 0;
@@ -541,3 +546,46 @@ TEST_CASE("asio_channel: a cancelled or abandoned receive passes its wake-up on"
   io2.run();
   CHECK(got == 7);
 }
+
+#if BOOST_VERSION >= 107700
+// Per-operation cancellation through the handler's cancellation slot (Boost
+// 1.77 and later; Debian bookworm's default Boost 1.74 compiles none of this).
+TEST_CASE("asio_channel: a cancellation slot cancels a pending receive and a pending send",
+          "[asio_channel]") {
+  net::io_context io;
+  auto [tx, rx] = keel::channel<int>(1);
+  net::cancellation_signal recv_sig;
+  std::optional<keel::Result<int>> got;
+  keel::asio::async_recv(
+      io.get_executor(), rx,
+      net::bind_cancellation_slot(recv_sig.slot(), [&](keel::Result<int> r) { got.emplace(std::move(r)); }));
+  io.poll();
+  REQUIRE_FALSE(got);
+  recv_sig.emit(net::cancellation_type::terminal);
+  io.run();
+  io.restart();
+  REQUIRE(got);
+  REQUIRE_FALSE(*got);
+  CHECK(got->error().code() == keel::Errc::cancelled);
+  CHECK(rx.native_handle()->recv_wait().registered() == 0);
+
+  REQUIRE(tx.send(1));  // full: the next send waits
+  net::cancellation_signal send_sig;
+  int back = 0;
+  keel::Errc code{};
+  keel::asio::async_send(io.get_executor(), tx, 2,
+                         net::bind_cancellation_slot(send_sig.slot(), [&](keel::SendResult<int> r) {
+                           REQUIRE_FALSE(r);
+                           code = r.error().code();
+                           back = std::move(r).error().into_inner();
+                         }));
+  io.poll();
+  send_sig.emit(net::cancellation_type::terminal);
+  io.run();
+  CHECK(code == keel::Errc::cancelled);
+  CHECK(back == 2);
+  CHECK(*rx.try_recv() == 1);  // the cancelled receive took nothing
+  CHECK_FALSE(rx.try_recv());
+  CHECK(keel::asio::detail::pending_operations(io) == 0);
+}
+#endif

@@ -6,6 +6,9 @@
 // - keel::broadcast<T>(capacity): every receiver sees every value; a slow
 //   receiver gets Errc::lagged with the count it missed, then catches up.
 // - keel::Selector / keel::select_for: wait on several receivers at once.
+// - keel::PollReceiver / keel::PollSender (<keel/channel/poll.hpp>): try
+//   now, else register a keel::ChannelWaiter that the channel wakes; for
+//   executors and event loops.
 // - <keel/channel/asio.hpp> (keel::asio target): co_await a send or a
 //   receive from a Boost.Asio coroutine without blocking a thread.
 //
@@ -23,5 +26,6 @@
 #include <keel/channel/broadcast.hpp>
 #include <keel/channel/mpmc.hpp>
 #include <keel/channel/oneshot.hpp>
+#include <keel/channel/poll.hpp>
 #include <keel/channel/select.hpp>
 #include <keel/channel/send_result.hpp>

@@ -35,14 +35,14 @@
 // hands its value back. With Boost 1.77 or later a handler's cancellation
 // slot (e.g. boost::asio::bind_cancellation_slot) cancels the same way.
 //
-// How it works: the operation tries the channel; when it would block it
-// registers a one-shot waiter in the channel, and a sender (receiver) that
-// makes progress, or close(), posts the retry to the handler's associated
-// executor (or the executor passed first: async_recv(io.get_executor(), rx,
-// callback)). The completion handler always runs through that executor (never
-// inline in the initiating call). While pending, the operation keeps work
-// on the executor (io_context::run() does not return), like a pending socket
-// read.
+// How it works (through the channel's public keel::PollReceiver /
+// keel::PollSender, <keel/channel/poll.hpp>): the operation tries the
+// channel; when it would block it registers a one-shot waiter in the
+// channel, and a sender (receiver) that makes progress, or close(), posts
+// the retry to the handler's associated executor (or the executor passed
+// first: async_recv(io.get_executor(), rx, callback)). The completion handler always runs through that
+// executor (never inline in the initiating call). While pending, the operation keeps work on the executor
+// (io_context::run() does not return), like a pending socket read.
 //
 // Lifetime: pending operations are tracked by a service of the executor's
 // execution context. Destroying the io_context (its shutdown) destroys them:
@@ -54,6 +54,7 @@
 #pragma once
 
 #include <keel/channel.hpp>
+#include <keel/channel/poll.hpp>
 
 #include <boost/asio/associated_executor.hpp>
 #include <boost/asio/async_result.hpp>
@@ -84,7 +85,7 @@ namespace keel::asio {
 namespace detail {
 
 /// What the per-context registry and a Cancellation see of an operation.
-class OpBase : public keel::detail::Waiter {
+class OpBase : public keel::ChannelWaiter {
  public:
   /// Ends the operation with Errc::cancelled unless it completed already
   /// (or is completing: a value it took is delivered, never dropped).
@@ -203,10 +204,12 @@ std::shared_ptr<Registry> registry_of(const Ex& ex) {
 /// Shared by the receive and send operations: registration, re-arming,
 /// cancellation, completion. Ex is the executor the handler runs on (its
 /// associated executor, or the default one given to the initiating function).
+/// Derived holds the channel as a keel::PollReceiver or keel::PollSender
+/// (`port_`) and waits through the channel's public waiter interface.
 ///
-/// Locks, always in this order: the operation's m_, a channel wait list's
-/// mutex, the registry's mutex. wake() runs under the list's mutex and so
-/// takes only the registry's.
+/// Locks, always in this order: the operation's m_, the channel's (inside
+/// poll_recv/poll_send, cancel_wait, pass_wakeup), the registry's mutex.
+/// wake() runs under the channel's lock and so takes only the registry's.
 template <class Derived, class Handler, class Ex>
 class AsyncOp : public OpBase, public std::enable_shared_from_this<Derived> {
  public:
@@ -219,20 +222,20 @@ class AsyncOp : public OpBase, public std::enable_shared_from_this<Derived> {
   void wake() noexcept override { post_attempt(); }
   /// A wake-up is used (the retry takes the value or room, or finds that
   /// another consumer did) or passed on (cancelled, abandoned): see
-  /// pass_on().
+  /// keel::ChannelWaiter.
   [[nodiscard]] bool exclusive() const noexcept override { return true; }
 
   void cancel() noexcept override {
     std::lock_guard lk(m_);
     if (done_ || cancelled_) return;
     cancelled_ = true;
-    // Taken back from the wait list: nobody else schedules a retry, so we
+    // Taken back from the channel: nobody else schedules a retry, so we
     // do (it completes with Errc::cancelled). Otherwise a retry is already
     // scheduled (wake() ran, or the first attempt is still to come) and
     // sees cancelled_ before it looks at the channel (and passes the
     // wake-up on).
-    if (armed_ != nullptr && armed_->remove(this)) {
-      armed_ = nullptr;
+    if (armed_ && port().cancel_wait(*this)) {
+      armed_ = false;
       post_attempt();
     }
   }
@@ -240,10 +243,10 @@ class AsyncOp : public OpBase, public std::enable_shared_from_this<Derived> {
   void abandon() noexcept override {
     std::unique_lock lk(m_);
     done_ = true;
-    if (armed_ != nullptr) {
+    if (armed_) {
       // Woken already (its retry will never run): pass the wake-up on.
-      if (!armed_->remove(this)) armed_->notify_one();
-      armed_ = nullptr;
+      if (!port().cancel_wait(*this)) port().pass_wakeup();
+      armed_ = false;
     }
     [[maybe_unused]] auto h = take(handler_);
     [[maybe_unused]] auto w = take(work_);
@@ -265,17 +268,35 @@ class AsyncOp : public OpBase, public std::enable_shared_from_this<Derived> {
   void attempt() {
     std::unique_lock lk(m_);
     if (done_) return;
-    keel::detail::WaitList* const was_armed = armed_;
-    armed_ = nullptr;
+    const bool was_armed = armed_;
+    armed_ = false;
     if (cancelled_) {
-      static_cast<Derived*>(this)->complete_cancelled(lk);
       // A wake-up may have brought us here: we take nothing, so pass it on
-      // (a spare notify only costs another waiter a re-check).
-      if (was_armed != nullptr) was_armed->notify_one();
+      // (a spare notify only costs another waiter a re-check). Before
+      // completing: complete() unlocks m_.
+      if (was_armed) port().pass_wakeup();
+      static_cast<Derived*>(this)->complete_cancelled(lk);
       return;
     }
     try {
-      static_cast<Derived*>(this)->try_once(lk, was_armed != nullptr);
+      // `was_armed`: a wake-up brought us here (the channel then passes one
+      // on if it finds more ready than it takes).
+      switch (static_cast<Derived*>(this)->poll(was_armed)) {
+        case keel::PollStatus::ready:
+          static_cast<Derived*>(this)->complete_ready(lk);
+          return;
+        case keel::PollStatus::closed:
+          static_cast<Derived*>(this)->complete_closed(lk);
+          return;
+        case keel::PollStatus::pending:
+          armed_ = true;  // wake() posts the retry (or has posted it)
+          return;
+        case keel::PollStatus::retry:
+          // Ready again while registering, or a degraded wake-up barrier
+          // (a wake-up could be missed): retry through the executor.
+          post_attempt();
+          return;
+      }
     } catch (...) {
       // Registering failed to allocate: the operation ends here (the
       // exception reaches the initiating call, or io_context::run()).
@@ -289,23 +310,15 @@ class AsyncOp : public OpBase, public std::enable_shared_from_this<Derived> {
     }
   }
 
-  /// Registers in `list`, then re-checks readiness with `poll`. Exactly one
-  /// retry is scheduled in the end: by wake(), by cancel(), or by us when we
-  /// take the registration back because the channel became ready meanwhile.
-  template <class Poll>
-  void arm(keel::detail::WaitList& list, Poll&& poll) {
-    // A degraded wake-up barrier (see DekkerBarrier) may miss the wake-up:
-    // then retry through the executor instead of waiting for it.
-    const bool exact = list.add(this);  // throws: not registered, nothing can wake us
-    armed_ = &list;
-    if (exact && !poll()) return;  // wake() will post the retry
-    if (list.remove(this)) {
-      armed_ = nullptr;
-      post_attempt();
-    }
-    // else: wake() ran already and posted the retry.
-  }
-
+// g++ 12 at -O1 under ThreadSanitizer reports the SendResult<T> moved into
+// the posted completion below as maybe-uninitialized (its
+// std::optional<SendError<T>>, read by the move constructor while Asio moves
+// the handler out of its operation). A false positive of that warning
+// through std::optional: the result is always constructed. GCC only.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
   template <class R>
   void complete(std::unique_lock<std::mutex>& lk, R&& result) {
     done_ = true;
@@ -320,8 +333,10 @@ class AsyncOp : public OpBase, public std::enable_shared_from_this<Derived> {
       w.reset();
     });
   }
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic pop
+#endif
 
- private:
   void post_attempt() noexcept {
     (void)reg_->if_alive(
         [&] { boost::asio::post(ex_, [self = this->shared_from_this()]() { self->attempt(); }); });
@@ -332,9 +347,13 @@ class AsyncOp : public OpBase, public std::enable_shared_from_this<Derived> {
   Ex ex_;
   std::optional<boost::asio::executor_work_guard<Ex>> work_;  // under m_
   std::shared_ptr<Registry> reg_;
-  keel::detail::WaitList* armed_ = nullptr;  // under m_: the list we are registered in
-  bool cancelled_ = false;                   // under m_
-  bool done_ = false;                        // under m_: completed or abandoned
+  bool armed_ = false;      // under m_: registered in the channel (pending)
+  bool cancelled_ = false;  // under m_
+  bool done_ = false;       // under m_: completed or abandoned
+
+  auto& port() noexcept {
+    return static_cast<Derived*>(this)->port_;
+  }
 };
 
 template <class T, class Handler, class Ex>
@@ -343,42 +362,21 @@ class RecvOp final : public AsyncOp<RecvOp<T, Handler, Ex>, Handler, Ex> {
   friend Base;
 
  public:
-  RecvOp(std::shared_ptr<keel::detail::Chan<T>> chan, Handler&& h, const Ex& ex,
-         std::shared_ptr<Registry> reg)
-      : Base(std::move(h), ex, std::move(reg)), chan_(std::move(chan)) {}
+  RecvOp(keel::PollReceiver<T> port, Handler&& h, const Ex& ex, std::shared_ptr<Registry> reg)
+      : Base(std::move(h), ex, std::move(reg)), port_(std::move(port)) {}
 
  private:
+  keel::PollStatus poll(bool woken) { return port_.poll_recv(*this, out_, woken); }
+  void complete_ready(std::unique_lock<std::mutex>& lk) {
+    this->complete(lk, Result<T>(std::in_place, std::move(*out_)));
+  }
+  void complete_closed(std::unique_lock<std::mutex>& lk) { this->complete(lk, Result<T>(Errc::closed)); }
   void complete_cancelled(std::unique_lock<std::mutex>& lk) {
     this->complete(lk, Result<T>(Errc::cancelled));
   }
 
-  /// `woken`: a wake-up brought us here. Having used it, pass one on if
-  /// more values are ready: a notify_one wakes a single async operation,
-  /// and values published while we were on our way must not wait for the
-  /// next send.
-  void try_once(std::unique_lock<std::mutex>& lk, bool woken) {
-    if (!chan_) {
-      this->complete(lk, Result<T>(Errc::closed));
-      return;
-    }
-    std::optional<T> out;
-    const auto op = chan_->try_pop([&](T&& v) noexcept { out.emplace(std::move(v)); });
-    switch (op) {
-      case keel::detail::ChanOp::ok:
-        if (woken && chan_->poll_recv()) chan_->recv_wait().notify_one();
-        this->complete(lk, Result<T>(std::in_place, std::move(*out)));
-        return;
-      case keel::detail::ChanOp::closed:
-        this->complete(lk, Result<T>(Errc::closed));
-        return;
-      case keel::detail::ChanOp::would_block:
-        break;
-    }
-    chan_->count_recv_wait();
-    this->arm(chan_->recv_wait(), [this] { return chan_->poll_recv(); });
-  }
-
-  std::shared_ptr<keel::detail::Chan<T>> chan_;
+  keel::PollReceiver<T> port_;
+  std::optional<T> out_;  // under m_: the value poll_recv took
 };
 
 template <class T, class Handler, class Ex>
@@ -387,38 +385,21 @@ class SendOp final : public AsyncOp<SendOp<T, Handler, Ex>, Handler, Ex> {
   friend Base;
 
  public:
-  SendOp(std::shared_ptr<keel::detail::Chan<T>> chan, T value, Handler&& h, const Ex& ex,
-         std::shared_ptr<Registry> reg)
-      : Base(std::move(h), ex, std::move(reg)), chan_(std::move(chan)), value_(std::move(value)) {}
+  SendOp(keel::PollSender<T> port, T value, Handler&& h, const Ex& ex, std::shared_ptr<Registry> reg)
+      : Base(std::move(h), ex, std::move(reg)), port_(std::move(port)), value_(std::move(value)) {}
 
  private:
+  keel::PollStatus poll(bool woken) { return port_.poll_send(*this, value_, woken); }
+  void complete_ready(std::unique_lock<std::mutex>& lk) { this->complete(lk, SendResult<T>()); }
+  void complete_closed(std::unique_lock<std::mutex>& lk) {
+    this->complete(lk, SendResult<T>(Error(Errc::closed), std::move(value_)));
+  }
   void complete_cancelled(std::unique_lock<std::mutex>& lk) {
     this->complete(lk, SendResult<T>(Error(Errc::cancelled), std::move(value_)));
   }
 
-  /// `woken`: as for RecvOp, with room instead of values.
-  void try_once(std::unique_lock<std::mutex>& lk, bool woken) {
-    if (!chan_) {
-      this->complete(lk, SendResult<T>(Error(Errc::closed), std::move(value_)));
-      return;
-    }
-    switch (chan_->try_push(value_)) {
-      case keel::detail::ChanOp::ok:
-        if (woken && chan_->poll_send()) chan_->send_wait().notify_one();
-        this->complete(lk, SendResult<T>());
-        return;
-      case keel::detail::ChanOp::closed:
-        this->complete(lk, SendResult<T>(Error(Errc::closed), std::move(value_)));
-        return;
-      case keel::detail::ChanOp::would_block:
-        break;
-    }
-    chan_->count_send_wait();
-    this->arm(chan_->send_wait(), [this] { return chan_->poll_send(); });
-  }
-
-  std::shared_ptr<keel::detail::Chan<T>> chan_;
-  T value_;
+  keel::PollSender<T> port_;
+  T value_;  // under m_
 };
 
 /// The state behind keel::asio::Cancellation: the operation bound last.
@@ -461,13 +442,13 @@ struct InitiateRecv {
   DefaultEx ex;
   std::shared_ptr<CancelState> cancel;
   template <class Handler>
-  void operator()(Handler&& handler, std::shared_ptr<keel::detail::Chan<T>> chan) const {
+  void operator()(Handler&& handler, keel::PollReceiver<T> port) const {
     using H = std::decay_t<Handler>;
     auto work_ex = boost::asio::get_associated_executor(handler, ex);
     using Op = RecvOp<T, H, decltype(work_ex)>;
     auto reg = registry_of(work_ex);
     H h(std::forward<Handler>(handler));
-    launch<Op>(cancel, h, std::move(chan), std::move(h), work_ex, std::move(reg));
+    launch<Op>(cancel, h, std::move(port), std::move(h), work_ex, std::move(reg));
   }
 };
 
@@ -476,13 +457,13 @@ struct InitiateSend {
   DefaultEx ex;
   std::shared_ptr<CancelState> cancel;
   template <class Handler>
-  void operator()(Handler&& handler, std::shared_ptr<keel::detail::Chan<T>> chan, T value) const {
+  void operator()(Handler&& handler, keel::PollSender<T> port, T value) const {
     using H = std::decay_t<Handler>;
     auto work_ex = boost::asio::get_associated_executor(handler, ex);
     using Op = SendOp<T, H, decltype(work_ex)>;
     auto reg = registry_of(work_ex);
     H h(std::forward<Handler>(handler));
-    launch<Op>(cancel, h, std::move(chan), std::move(value), std::move(h), work_ex, std::move(reg));
+    launch<Op>(cancel, h, std::move(port), std::move(value), std::move(h), work_ex, std::move(reg));
   }
 };
 
@@ -530,12 +511,12 @@ template <class T, detail::AsioExecutor Executor, class CompletionToken>
 auto async_recv(const Executor& ex, const Receiver<T>& rx, const Cancellation& cancel,
                 CompletionToken&& token) {
   return boost::asio::async_initiate<CompletionToken, void(Result<T>)>(
-      detail::InitiateRecv<T, Executor>{ex, cancel.native_handle()}, token, rx.native_handle());
+      detail::InitiateRecv<T, Executor>{ex, cancel.native_handle()}, token, keel::PollReceiver<T>(rx));
 }
 template <class T, detail::AsioExecutor Executor, class CompletionToken>
 auto async_recv(const Executor& ex, const Receiver<T>& rx, CompletionToken&& token) {
   return boost::asio::async_initiate<CompletionToken, void(Result<T>)>(
-      detail::InitiateRecv<T, Executor>{ex, {}}, token, rx.native_handle());
+      detail::InitiateRecv<T, Executor>{ex, {}}, token, keel::PollReceiver<T>(rx));
 }
 /// async_recv on the handler's associated executor (boost::asio::system_executor
 /// when it has none: pass an executor for plain callbacks).
@@ -557,14 +538,14 @@ template <class T, detail::AsioExecutor Executor, class CompletionToken>
 auto async_send(const Executor& ex, const Sender<T>& tx, const Cancellation& cancel,
                 std::type_identity_t<T> value, CompletionToken&& token) {
   return boost::asio::async_initiate<CompletionToken, void(SendResult<T>)>(
-      detail::InitiateSend<T, Executor>{ex, cancel.native_handle()}, token, tx.native_handle(),
+      detail::InitiateSend<T, Executor>{ex, cancel.native_handle()}, token, keel::PollSender<T>(tx),
       std::move(value));
 }
 template <class T, detail::AsioExecutor Executor, class CompletionToken>
 auto async_send(const Executor& ex, const Sender<T>& tx, std::type_identity_t<T> value,
                 CompletionToken&& token) {
   return boost::asio::async_initiate<CompletionToken, void(SendResult<T>)>(
-      detail::InitiateSend<T, Executor>{ex, {}}, token, tx.native_handle(), std::move(value));
+      detail::InitiateSend<T, Executor>{ex, {}}, token, keel::PollSender<T>(tx), std::move(value));
 }
 template <class T, class CompletionToken>
 auto async_send(const Sender<T>& tx, std::type_identity_t<T> value, CompletionToken&& token) {

@@ -641,10 +641,14 @@ class WaitList {
     if (!waiters_.empty()) {
       // Select waiters are all woken: each re-checks every channel it
       // watches, and none of them can swallow the notification meant for a
-      // thread blocked in recv()/send(). Exclusive waiters (Asio) use or
-      // pass on what wakes them, so notify_one wakes one of them, and none
-      // when a parked thread was signalled (no thundering herd).
-      bool given = !all && signalled;
+      // thread blocked in recv()/send(). Exclusive waiters (Asio, external
+      // pollers) use or pass on what wakes them, so notify_one wakes one of
+      // them (no thundering herd) -- even when a parked thread was signalled
+      // too: `signalled` may have spent the notification on a spare unit
+      // (two threads that saw the same epoch bump both keep theirs, see
+      // wait()), and skipping the exclusive waiter then loses its wake-up
+      // for good. A spare wake-up only costs the woken one a re-check.
+      bool given = false;
       std::size_t kept = 0;
       for (Waiter* w : waiters_) {
         if (!all && w->exclusive()) {
