@@ -1481,7 +1481,9 @@ TEST_CASE(
     std::this_thread::sleep_for(100ms);
     const auto t0 = Clock::now();
     client->close();
-    CHECK(since(t0) <= ms(300) * kSlow);
+    // "At once": well under the 1.4 s the lookup still needs (300 ms was
+    // exceeded at load average 10).
+    CHECK(since(t0) <= ms(1000));
     std::vector<Event> events;
     drain_until_closed(*client, 2s, &events);
     CHECK(events.empty());
@@ -1495,7 +1497,7 @@ TEST_CASE(
     std::this_thread::sleep_for(100ms);
     const auto t0 = Clock::now();
     client->close();
-    CHECK(since(t0) <= ms(300) * kSlow);
+    CHECK(since(t0) <= ms(1000));
     runner.join();  // the io_context ran out of work: the client has finished
     CHECK(finished->load() == 0);
   }
