@@ -22,9 +22,7 @@
 #include <netinet/in.h>
 #include <sys/socket.h>
 
-#include <condition_variable>
 #include <cstdio>
-#include <mutex>
 #include <optional>
 #include <sstream>
 
@@ -40,6 +38,7 @@
 #include <vector>
 
 #include "test_support.hpp"
+#include "watchdog.hpp"
 
 extern char** environ;
 
@@ -71,36 +70,11 @@ bool have_node_ws() {
   return std::filesystem::exists(std::string(KEEL_TEST_SOURCE_DIR) + "/node/node_modules/ws/package.json");
 }
 
-// Fails a test case that is still running after `limit` (a hang must fail
-// in seconds, not at the ctest timeout): prints where and aborts the process.
-class Watchdog {
- public:
-  explicit Watchdog(ms limit)
-      : thread_([this, limit] {
-          std::unique_lock lock(mu_);
-          if (!cv_.wait_for(lock, limit, [this] { return done_; })) {
-            std::fprintf(stderr, "watchdog: test case still running after %lld ms\n",
-                         static_cast<long long>(limit.count()));
-            std::abort();
-          }
-        }) {}
-  Watchdog(const Watchdog&) = delete;
-  Watchdog& operator=(const Watchdog&) = delete;
-  ~Watchdog() {
-    {
-      const std::lock_guard lock(mu_);
-      done_ = true;
-    }
-    cv_.notify_all();
-    thread_.join();
-  }
-
- private:
-  std::mutex mu_;
-  std::condition_variable cv_;
-  bool done_ = false;
-  std::thread thread_;
-};
+// Every test case runs under a watchdog: a hang fails within 30 s (longer
+// under a sanitizer) with the case's name, not at the ctest timeout.
+keel_test::Watchdog case_watchdog() {
+  return keel_test::Watchdog(Catch::getResultCapture().getCurrentTestName(), std::chrono::seconds(30));
+}
 
 // A Node peer in a child process (tests/node/server.js: the npm `ws` server,
 // or tests/node/raw.js: hand-written frames); killed and reaped on destruction.
@@ -278,7 +252,7 @@ std::size_t rss_bytes() {
 // ---------------------------------------------------------------- URL parsing
 
 TEST_CASE("url: ws and wss URLs parse to their parts") {
-  const Watchdog watchdog(ms(30000) * kSlow);
+  const auto watchdog = case_watchdog();
   auto u = Url::parse("ws://Example.COM:9000/a/b?c=d");
   REQUIRE(u);
   CHECK_FALSE(u->secure);
@@ -302,7 +276,7 @@ TEST_CASE("url: ws and wss URLs parse to their parts") {
 }
 
 TEST_CASE("url: bad URLs are rejected with invalid_argument") {
-  const Watchdog watchdog(ms(30000) * kSlow);
+  const auto watchdog = case_watchdog();
   for (const char* bad : {"", "http://x/", "ws:/x", "ws://", "ws://:80/", "ws://h:0/", "ws://h:65536/",
                           "ws://h:/", "ws://h:8a/", "ws://u@h/", "ws://h/#frag", "ws://h /", "ws://[::1/",
                           "ws://[]/", "ws://[::1]x/", "ws://h\n/", "ws://ho$t/", "ws://h:123456/"}) {
@@ -315,7 +289,7 @@ TEST_CASE("url: bad URLs are rejected with invalid_argument") {
 }
 
 TEST_CASE("url: to_string round-trips and parse never crashes") {
-  const Watchdog watchdog(ms(30000) * kSlow);
+  const auto watchdog = case_watchdog();
   rc::prop("parse(to_string(u)) == u", [](bool secure, std::uint16_t port_raw) {
     const auto host = *rc::gen::nonEmpty(rc::gen::container<std::string>(
         rc::gen::elementOf(std::string("abcdefghijklmnopqrstuvwxyz0123456789-."))));
@@ -337,7 +311,7 @@ TEST_CASE("url: to_string round-trips and parse never crashes") {
 }
 
 TEST_CASE("config: a bad URL or config fails start, naming the problem") {
-  const Watchdog watchdog(ms(30000) * kSlow);
+  const auto watchdog = case_watchdog();
   auto bad_url = Client::start(ClientConfig{.url = "http://x"});
   REQUIRE_FALSE(bad_url);
   CHECK(bad_url.error().code() == Errc::invalid_argument);
@@ -390,7 +364,7 @@ TEST_CASE("config: every config struct validates itself with Errc::config") {
 // ---------------------------------------------------------------- echo
 
 TEST_CASE("echo: text, binary, empty, 1 MiB and many small messages come back in order") {
-  const Watchdog watchdog(ms(30000) * kSlow);
+  const auto watchdog = case_watchdog();
   REQUIRE_NODE();
   NodeServer server("echo");
   auto cfg = test_config(server.url());
@@ -439,7 +413,7 @@ TEST_CASE("echo: text, binary, empty, 1 MiB and many small messages come back in
 }
 
 TEST_CASE("echo: a client on the caller's io_context") {
-  const Watchdog watchdog(ms(30000) * kSlow);
+  const auto watchdog = case_watchdog();
   REQUIRE_NODE();
   NodeServer server("echo");
   boost::asio::io_context io;
@@ -461,7 +435,7 @@ TEST_CASE("echo: a client on the caller's io_context") {
 }
 
 TEST_CASE("echo: a client driven and closed from a coroutine on its own one-thread io_context") {
-  const Watchdog watchdog(ms(30000) * kSlow);
+  const auto watchdog = case_watchdog();
   REQUIRE_NODE();
   NodeServer server("echo");
   namespace net = boost::asio;
@@ -504,7 +478,7 @@ TEST_CASE("echo: a client driven and closed from a coroutine on its own one-thre
 }
 
 TEST_CASE("close: a client whose io_context was stopped is closed and destroyed at once") {
-  const Watchdog watchdog(ms(30000) * kSlow);
+  const auto watchdog = case_watchdog();
   REQUIRE_NODE();
   NodeServer server("echo");
   boost::asio::io_context io;
@@ -525,7 +499,7 @@ TEST_CASE("close: a client whose io_context was stopped is closed and destroyed 
 // ---------------------------------------------------------------- heartbeat
 
 TEST_CASE("heartbeat: a peer that stops answering pings is dead within the bound, then reconnects") {
-  const Watchdog watchdog(ms(30000) * kSlow);
+  const auto watchdog = case_watchdog();
   REQUIRE_NODE();
   NodeServer server("echo");
   auto client = Client::start(test_config(server.url()));
@@ -553,7 +527,7 @@ TEST_CASE("heartbeat: a peer that stops answering pings is dead within the bound
 }
 
 TEST_CASE("heartbeat: late pongs inside the window cause no false disconnect") {
-  const Watchdog watchdog(ms(30000) * kSlow);
+  const auto watchdog = case_watchdog();
   REQUIRE_NODE();
   NodeServer server("echo");
   auto client = Client::start(test_config(server.url()));
@@ -572,7 +546,7 @@ TEST_CASE("heartbeat: late pongs inside the window cause no false disconnect") {
 // ---------------------------------------------------------------- reconnect
 
 TEST_CASE("reconnect: a TCP reset without a close frame is a disconnect, then a reconnect") {
-  const Watchdog watchdog(ms(30000) * kSlow);
+  const auto watchdog = case_watchdog();
   REQUIRE_NODE();
   NodeServer server("echo");
   auto client = Client::start(test_config(server.url()));
@@ -594,7 +568,7 @@ TEST_CASE("reconnect: a TCP reset without a close frame is a disconnect, then a 
 }
 
 TEST_CASE("reconnect: a refused connection backs off with full jitter, then gives up after max_retries") {
-  const Watchdog watchdog(ms(30000) * kSlow);
+  const auto watchdog = case_watchdog();
   auto cfg = test_config(fmt::format("ws://127.0.0.1:{}/", refused_port()));
   cfg.backoff = {.initial = ms(40), .factor = 2.0, .max = ms(160), .jitter = true};
   cfg.max_retries = 5;
@@ -623,7 +597,7 @@ TEST_CASE("reconnect: a refused connection backs off with full jitter, then give
 }
 
 TEST_CASE("reconnect: the gaps between attempts follow the reported delays") {
-  const Watchdog watchdog(ms(30000) * kSlow);
+  const auto watchdog = case_watchdog();
   auto cfg = test_config(fmt::format("ws://127.0.0.1:{}/", refused_port()));
   cfg.backoff = {.initial = ms(100), .factor = 2.0, .max = ms(400), .jitter = true};
   cfg.max_retries = 4;
@@ -648,7 +622,7 @@ TEST_CASE("reconnect: the gaps between attempts follow the reported delays") {
 }
 
 TEST_CASE("reconnect: a server that accepts then closes at once does not reset the backoff") {
-  const Watchdog watchdog(ms(30000) * kSlow);
+  const auto watchdog = case_watchdog();
   REQUIRE_NODE();
   NodeServer server("accept-close");
   auto cfg = test_config(server.url());
@@ -675,7 +649,7 @@ TEST_CASE("reconnect: a server that accepts then closes at once does not reset t
 }
 
 TEST_CASE("reconnect: messages queued while the server is down go out after it restarts, after the hook") {
-  const Watchdog watchdog(ms(30000) * kSlow);
+  const auto watchdog = case_watchdog();
   REQUIRE_NODE();
   NodeServer server("echo");
   auto cfg = test_config(server.url());
@@ -705,7 +679,7 @@ TEST_CASE("reconnect: messages queued while the server is down go out after it r
 // ---------------------------------------------------------------- timeouts and limits
 
 TEST_CASE("timeout: a handshake that is never answered times out") {
-  const Watchdog watchdog(ms(30000) * kSlow);
+  const auto watchdog = case_watchdog();
   REQUIRE_NODE();
   NodeServer server("silent");
   auto cfg = test_config(server.url());
@@ -725,7 +699,7 @@ TEST_CASE("timeout: a handshake that is never answered times out") {
 }
 
 TEST_CASE("limits: an inbound message over max_message_size fails the connection with 1009") {
-  const Watchdog watchdog(ms(30000) * kSlow);
+  const auto watchdog = case_watchdog();
   REQUIRE_NODE();
   NodeServer server("echo");
   auto cfg = test_config(server.url());
@@ -746,7 +720,7 @@ TEST_CASE("limits: an inbound message over max_message_size fails the connection
 }
 
 TEST_CASE("close: a close frame from the peer reports its code and reason") {
-  const Watchdog watchdog(ms(30000) * kSlow);
+  const auto watchdog = case_watchdog();
   REQUIRE_NODE();
   NodeServer server("echo");
   auto client = Client::start(test_config(server.url()));
@@ -762,7 +736,7 @@ TEST_CASE("close: a close frame from the peer reports its code and reason") {
 // ---------------------------------------------------------------- close in every state
 
 TEST_CASE("close: prompt while connecting (handshake pending)") {
-  const Watchdog watchdog(ms(30000) * kSlow);
+  const auto watchdog = case_watchdog();
   REQUIRE_NODE();
   NodeServer server("silent");
   auto client = Client::start(test_config(server.url()));
@@ -777,7 +751,7 @@ TEST_CASE("close: prompt while connecting (handshake pending)") {
 }
 
 TEST_CASE("close: prompt while waiting to retry, idempotent, and sends fail after it") {
-  const Watchdog watchdog(ms(30000) * kSlow);
+  const auto watchdog = case_watchdog();
   auto cfg = test_config(fmt::format("ws://127.0.0.1:{}/", refused_port()));
   cfg.backoff = {.initial = ms(10'000), .factor = 2.0, .max = ms(10'000), .jitter = false};
   auto client = Client::start(cfg);
@@ -796,7 +770,7 @@ TEST_CASE("close: prompt while waiting to retry, idempotent, and sends fail afte
 }
 
 TEST_CASE("close: clean and bounded while open with writes pending") {
-  const Watchdog watchdog(ms(30000) * kSlow);
+  const auto watchdog = case_watchdog();
   REQUIRE_NODE();
   NodeServer server("echo");
   auto cfg = test_config(server.url());
@@ -822,7 +796,7 @@ TEST_CASE("close: clean and bounded while open with writes pending") {
 }
 
 TEST_CASE("close: the destructor closes, and a client that gave up closes at once") {
-  const Watchdog watchdog(ms(30000) * kSlow);
+  const auto watchdog = case_watchdog();
   auto cfg = test_config(fmt::format("ws://127.0.0.1:{}/", refused_port()));
   cfg.max_retries = 1;
   {
@@ -844,7 +818,7 @@ TEST_CASE("close: the destructor closes, and a client that gave up closes at onc
 // ---------------------------------------------------------------- backpressure and threads
 
 TEST_CASE("send: a full queue pushes back (try_send, send_for) and hands the message back") {
-  const Watchdog watchdog(ms(30000) * kSlow);
+  const auto watchdog = case_watchdog();
   auto cfg = test_config(fmt::format("ws://127.0.0.1:{}/", refused_port()));
   cfg.backoff = {.initial = ms(10'000), .factor = 2.0, .max = ms(10'000), .jitter = false};
   cfg.send_queue_capacity = 4;
@@ -875,11 +849,15 @@ TEST_CASE("send: a full queue pushes back (try_send, send_for) and hands the mes
 }
 
 TEST_CASE("send: 8 threads at once (with flushes), every message echoed once, per-thread order kept") {
-  const Watchdog watchdog(ms(30000) * kSlow);
+  const auto watchdog = case_watchdog();
   REQUIRE_NODE();
   NodeServer server("echo");
   auto cfg = test_config(server.url());
   cfg.send_queue_capacity = 16;  // small, so senders block on backpressure
+  // Not a heartbeat test: on a loaded machine the 100 ms heartbeat can
+  // declare the echo server dead, and the messages lost with the connection
+  // would never come back.
+  cfg.ping_interval = 2s;
   auto client = Client::start(cfg);
   REQUIRE(client);
   REQUIRE(wait_for(*client, EventKind::connected, 10s * kSlow));
@@ -897,7 +875,8 @@ TEST_CASE("send: 8 threads at once (with flushes), every message echoed once, pe
       }
     });
   }
-  auto got = read_messages(*client, static_cast<std::size_t>(threads * per), 30s);
+  // (well inside the watchdog, so a shortfall fails with the counts)
+  auto got = read_messages(*client, static_cast<std::size_t>(threads * per), 20s * kSlow);
   for (auto& th : ts) th.join();
   CHECK(failures.load() == 0);
   REQUIRE(got.size() == static_cast<std::size_t>(threads * per));
@@ -943,7 +922,7 @@ struct TestPki {
 }  // namespace
 
 TEST_CASE("tls: wss with a test CA echoes and an unknown CA or a wrong name is refused") {
-  const Watchdog watchdog(ms(30000) * kSlow);
+  const auto watchdog = case_watchdog();
   REQUIRE_NODE();
   TestPki pki;
   if (!pki.ok) {
@@ -997,7 +976,7 @@ TEST_CASE("tls: wss with a test CA echoes and an unknown CA or a wrong name is r
 // ---------------------------------------------------------------- hostile and broken peers
 
 TEST_CASE("close: two threads closing at once join the I/O thread once") {
-  const Watchdog watchdog(ms(30000) * kSlow);
+  const auto watchdog = case_watchdog();
   for (int round = 0; round < 20; ++round) {
     auto client = Client::start(test_config(fmt::format("ws://127.0.0.1:{}/", refused_port())));
     REQUIRE(client);
@@ -1016,7 +995,7 @@ TEST_CASE("close: two threads closing at once join the I/O thread once") {
 }
 
 TEST_CASE("close: a moved-from client answers as a closed one") {
-  const Watchdog watchdog(ms(30000) * kSlow);
+  const auto watchdog = case_watchdog();
   auto client = Client::start(test_config(fmt::format("ws://127.0.0.1:{}/", refused_port())));
   REQUIRE(client);
   Client other = std::move(*client);
@@ -1034,7 +1013,7 @@ TEST_CASE("close: a moved-from client answers as a closed one") {
 }
 
 TEST_CASE("on_connect: an exception of any type closes the connection and gives up") {
-  const Watchdog watchdog(ms(30000) * kSlow);
+  const auto watchdog = case_watchdog();
   REQUIRE_NODE();
   struct NotStd {};
   for (const bool std_exception : {false, true}) {
@@ -1058,7 +1037,7 @@ TEST_CASE("on_connect: an exception of any type closes the connection and gives 
 }
 
 TEST_CASE("flush: messages dropped when the client ends make flush fail, once") {
-  const Watchdog watchdog(ms(30000) * kSlow);
+  const auto watchdog = case_watchdog();
   SECTION("close() with messages queued") {
     auto cfg = test_config(fmt::format("ws://127.0.0.1:{}/", refused_port()));
     cfg.max_retries = keel::ws::ClientConfig{}.max_retries;
@@ -1090,7 +1069,7 @@ TEST_CASE("flush: messages dropped when the client ends make flush fail, once") 
 }
 
 TEST_CASE("flush: written messages flush, with any duration type") {
-  const Watchdog watchdog(ms(30000) * kSlow);
+  const auto watchdog = case_watchdog();
   REQUIRE_NODE();
   auto client = Client::start(test_config(raw_url("/echo")));
   REQUIRE(client);
@@ -1106,7 +1085,7 @@ TEST_CASE("flush: written messages flush, with any duration type") {
 }
 
 TEST_CASE("close: a peer that sends Close and keeps TCP open is cut after close_timeout, with its code") {
-  const Watchdog watchdog(ms(30000) * kSlow);
+  const auto watchdog = case_watchdog();
   REQUIRE_NODE();
   for (const auto ping : {ms(100), ms(0)}) {
     auto cfg = test_config(raw_url("/close-keep-open"));
@@ -1128,7 +1107,7 @@ TEST_CASE("close: a peer that sends Close and keeps TCP open is cut after close_
 }
 
 TEST_CASE("protocol: invalid UTF-8 from the server fails the connection with 1007, bounded") {
-  const Watchdog watchdog(ms(30000) * kSlow);
+  const auto watchdog = case_watchdog();
   REQUIRE_NODE();
   SECTION("a server that answers the close") {
     auto client = Client::start(test_config(raw_url("/bad-utf8-polite")));
@@ -1155,7 +1134,7 @@ TEST_CASE("protocol: invalid UTF-8 from the server fails the connection with 100
 }
 
 TEST_CASE("protocol: a close frame with an invalid code is a protocol error (1002)") {
-  const Watchdog watchdog(ms(30000) * kSlow);
+  const auto watchdog = case_watchdog();
   REQUIRE_NODE();
   auto client = Client::start(test_config(raw_url("/bad-close-code")));
   REQUIRE(client);
@@ -1165,7 +1144,7 @@ TEST_CASE("protocol: a close frame with an invalid code is a protocol error (100
 }
 
 TEST_CASE("limits: a fragmented message over max_message_size fails with 1009") {
-  const Watchdog watchdog(ms(30000) * kSlow);
+  const auto watchdog = case_watchdog();
   REQUIRE_NODE();
   auto client = Client::start(test_config(raw_url("/too-big-fragments")));
   REQUIRE(client);
@@ -1176,7 +1155,7 @@ TEST_CASE("limits: a fragmented message over max_message_size fails with 1009") 
 }
 
 TEST_CASE("heartbeat: a ping flood is answered and unsolicited pongs are ignored") {
-  const Watchdog watchdog(ms(30000) * kSlow);
+  const auto watchdog = case_watchdog();
   REQUIRE_NODE();
   auto client = Client::start(test_config(raw_url("/ping-flood")));
   REQUIRE(client);
@@ -1190,7 +1169,7 @@ TEST_CASE("heartbeat: a ping flood is answered and unsolicited pongs are ignored
 }
 
 TEST_CASE("limits: a flood of large messages to a slow consumer stays inside the inbound budget") {
-  const Watchdog watchdog(ms(30000) * kSlow);
+  const auto watchdog = case_watchdog();
   REQUIRE_NODE();
   NodeServer server("echo");
   auto cfg = test_config(server.url());
@@ -1238,7 +1217,7 @@ TEST_CASE("limits: a flood of large messages to a slow consumer stays inside the
 }
 
 TEST_CASE("send: a large message goes out in 64 KiB frames with pings between them") {
-  const Watchdog watchdog(ms(30000) * kSlow);
+  const auto watchdog = case_watchdog();
   REQUIRE_NODE();
   auto cfg = test_config(raw_url("/frames"));
   cfg.ping_interval = 50ms;
@@ -1263,7 +1242,7 @@ TEST_CASE("send: a large message goes out in 64 KiB frames with pings between th
 // ---------------------------------------------------------------- failures classified
 
 TEST_CASE("reconnect: max_retries 0 means no reconnect at all") {
-  const Watchdog watchdog(ms(30000) * kSlow);
+  const auto watchdog = case_watchdog();
   auto cfg = test_config(fmt::format("ws://127.0.0.1:{}/", refused_port()));
   cfg.max_retries = 0;
   auto client = Client::start(cfg);
@@ -1278,7 +1257,7 @@ TEST_CASE("reconnect: max_retries 0 means no reconnect at all") {
 }
 
 TEST_CASE("handshake: HTTP 401, 403 and 404 give up at once with the status and an error code") {
-  const Watchdog watchdog(ms(30000) * kSlow);
+  const auto watchdog = case_watchdog();
   REQUIRE_NODE();
   for (const auto& [status, code] : {std::pair{401, Errc::auth_failed}, std::pair{403, Errc::auth_failed},
                                      std::pair{404, Errc::not_found}, std::pair{426, Errc::protocol}}) {
@@ -1297,7 +1276,7 @@ TEST_CASE("handshake: HTTP 401, 403 and 404 give up at once with the status and 
 }
 
 TEST_CASE("handshake: HTTP 503 is retried on the backoff schedule, with the status in the events") {
-  const Watchdog watchdog(ms(30000) * kSlow);
+  const auto watchdog = case_watchdog();
   REQUIRE_NODE();
   auto cfg = test_config(raw_url("/http/503"));
   cfg.max_retries = 2;
@@ -1317,7 +1296,7 @@ TEST_CASE("handshake: HTTP 503 is retried on the backoff schedule, with the stat
 }
 
 TEST_CASE("handshake: a 302 redirect to the same scheme is followed, a bounded number of times") {
-  const Watchdog watchdog(ms(30000) * kSlow);
+  const auto watchdog = case_watchdog();
   REQUIRE_NODE();
   {
     auto client = Client::start(test_config(raw_url("/http/302")));
@@ -1341,7 +1320,7 @@ TEST_CASE("handshake: a 302 redirect to the same scheme is followed, a bounded n
 }
 
 TEST_CASE("resolve: a name that does not exist gives up at once (not_found)") {
-  const Watchdog watchdog(ms(30000) * kSlow);
+  const auto watchdog = case_watchdog();
   auto cfg = test_config("ws://keel-test-no-such-host.invalid/");
   auto client = Client::start(cfg);
   REQUIRE(client);
@@ -1355,7 +1334,7 @@ TEST_CASE("resolve: a name that does not exist gives up at once (not_found)") {
 }
 
 TEST_CASE("connect: a server on [::1]") {
-  const Watchdog watchdog(ms(30000) * kSlow);
+  const auto watchdog = case_watchdog();
   REQUIRE_NODE();
   (void)raw_url("/");
   if (raw_port6() == 0) {
@@ -1433,7 +1412,7 @@ class ResolveHook {
 };
 
 TEST_CASE("connect: a blackholed first address does not hold the connection back (Happy Eyeballs)") {
-  const Watchdog watchdog(ms(30000) * kSlow);
+  const auto watchdog = case_watchdog();
   REQUIRE_NODE();
   (void)raw_url("/");
   const Blackhole hole;
@@ -1461,7 +1440,7 @@ TEST_CASE("connect: a blackholed first address does not hold the connection back
 }
 
 TEST_CASE("connect: connect_timeout bounds the whole attempt when every address is blackholed") {
-  const Watchdog watchdog(ms(30000) * kSlow);
+  const auto watchdog = case_watchdog();
   const Blackhole hole;
   const Blackhole other;
   const ResolveHook hook(
@@ -1486,7 +1465,7 @@ TEST_CASE("connect: connect_timeout bounds the whole attempt when every address 
 
 TEST_CASE(
     "resolve: close() during a slow lookup returns at once and the lookup never touches a dead io_context") {
-  const Watchdog watchdog(ms(30000) * kSlow);
+  const auto watchdog = case_watchdog();
   auto finished = std::make_shared<std::atomic<int>>(0);
   const ResolveHook hook(
       [finished](const std::string&, std::uint16_t port, std::vector<boost::asio::ip::tcp::endpoint>& out) {
@@ -1502,7 +1481,9 @@ TEST_CASE(
     std::this_thread::sleep_for(100ms);
     const auto t0 = Clock::now();
     client->close();
-    CHECK(since(t0) <= ms(300) * kSlow);
+    // "At once": well under the 1.4 s the lookup still needs (300 ms was
+    // exceeded at load average 10).
+    CHECK(since(t0) <= ms(1000));
     std::vector<Event> events;
     drain_until_closed(*client, 2s, &events);
     CHECK(events.empty());
@@ -1516,7 +1497,7 @@ TEST_CASE(
     std::this_thread::sleep_for(100ms);
     const auto t0 = Clock::now();
     client->close();
-    CHECK(since(t0) <= ms(300) * kSlow);
+    CHECK(since(t0) <= ms(1000));
     runner.join();  // the io_context ran out of work: the client has finished
     CHECK(finished->load() == 0);
   }
@@ -1531,7 +1512,7 @@ TEST_CASE(
 // ---------------------------------------------------------------- the handshake request
 
 TEST_CASE("handshake: headers and subprotocols reach the server and the chosen one is reported") {
-  const Watchdog watchdog(ms(30000) * kSlow);
+  const auto watchdog = case_watchdog();
   REQUIRE_NODE();
   auto cfg = test_config(raw_url("/headers"));
   cfg.headers = {{"X-Keel-Test", "abc"}, {"Authorization", "Bearer t0"}};
@@ -1550,7 +1531,7 @@ TEST_CASE("handshake: headers and subprotocols reach the server and the chosen o
 }
 
 TEST_CASE("handshake: a subprotocol the client did not offer fails permanently") {
-  const Watchdog watchdog(ms(30000) * kSlow);
+  const auto watchdog = case_watchdog();
   REQUIRE_NODE();
   auto cfg = test_config(raw_url("/bad-subprotocol"));
   cfg.subprotocols = {"chat.v1"};
@@ -1564,7 +1545,7 @@ TEST_CASE("handshake: a subprotocol the client did not offer fails permanently")
 }
 
 TEST_CASE("config: headers the client sets itself are refused") {
-  const Watchdog watchdog(ms(30000) * kSlow);
+  const auto watchdog = case_watchdog();
   for (const char* name : {"Host", "sec-websocket-key", "Sec-WebSocket-Protocol", "Upgrade", "Connection"}) {
     auto cfg = test_config("ws://127.0.0.1:1/");
     cfg.headers = {{name, "x"}};
@@ -1578,7 +1559,7 @@ TEST_CASE("config: headers the client sets itself are refused") {
 }
 
 TEST_CASE("handshake: before_connect changes the URL and headers of each attempt") {
-  const Watchdog watchdog(ms(30000) * kSlow);
+  const auto watchdog = case_watchdog();
   REQUIRE_NODE();
   auto cfg = test_config(raw_url("/http/401"));
   std::vector<std::uint32_t> calls;
@@ -1617,7 +1598,7 @@ TEST_CASE("handshake: before_connect changes the URL and headers of each attempt
 }
 
 TEST_CASE("url: query values are redacted in logs and in the text form for them") {
-  const Watchdog watchdog(ms(30000) * kSlow);
+  const auto watchdog = case_watchdog();
   auto u = Url::parse("wss://example.com/feed?token=s3cret&v=2&flag");
   REQUIRE(u);
   CHECK(u->redacted() == "wss://example.com:443/feed?token=***&v=***&flag");
@@ -1643,7 +1624,7 @@ TEST_CASE("url: query values are redacted in logs and in the text form for them"
 }
 
 TEST_CASE("reconnect: a connection that lasted stable_after resets the backoff") {
-  const Watchdog watchdog(ms(30000) * kSlow);
+  const auto watchdog = case_watchdog();
   REQUIRE_NODE();
   NodeServer server("accept-close");
   auto cfg = test_config(server.url());
@@ -1753,7 +1734,7 @@ class ScopedEnv {
 };
 
 TEST_CASE("proxy: no_proxy rules and the environment as curl reads them") {
-  const Watchdog watchdog(ms(30000) * kSlow);
+  const auto watchdog = case_watchdog();
   using keel::ws::no_proxy_matches;
   CHECK(no_proxy_matches("*", "anything.example", 80));
   CHECK(no_proxy_matches("example.com", "example.com", 443));
@@ -1801,7 +1782,7 @@ TEST_CASE("proxy: no_proxy rules and the environment as curl reads them") {
 }
 
 TEST_CASE("proxy: ws:// through tinyproxy, from the config and from http_proxy, and no_proxy bypasses it") {
-  const Watchdog watchdog(ms(30000) * kSlow);
+  const auto watchdog = case_watchdog();
   REQUIRE_NODE();
   const auto target = raw_url("/echo");
   const auto connect_line = fmt::format("CONNECT 127.0.0.1:{}", raw_server().port());
@@ -1837,7 +1818,7 @@ TEST_CASE("proxy: ws:// through tinyproxy, from the config and from http_proxy, 
 }
 
 TEST_CASE("proxy: basic auth from the proxy URL and wrong credentials give up at once (407)") {
-  const Watchdog watchdog(ms(30000) * kSlow);
+  const auto watchdog = case_watchdog();
   REQUIRE_NODE();
   {
     auto cfg = test_config(raw_url("/echo"));
@@ -1866,7 +1847,7 @@ TEST_CASE("proxy: basic auth from the proxy URL and wrong credentials give up at
 }
 
 TEST_CASE("proxy: wss:// through tinyproxy, TLS inside the tunnel") {
-  const Watchdog watchdog(ms(30000) * kSlow);
+  const auto watchdog = case_watchdog();
   REQUIRE_NODE();
   TestPki pki;
   NodeServer server("echo", {"--tls", (pki.dir / "srv.pem").string(), (pki.dir / "srv.key").string()});
@@ -1883,7 +1864,7 @@ TEST_CASE("proxy: wss:// through tinyproxy, TLS inside the tunnel") {
 
 TEST_CASE(
     "timeout: connect_timeout bounds TCP, TLS and the upgrade together (a server silent mid-handshake)") {
-  const Watchdog watchdog(ms(30000) * kSlow);
+  const auto watchdog = case_watchdog();
   REQUIRE_NODE();
   NodeServer server("silent");
   for (const char* scheme : {"wss", "ws"}) {
@@ -1905,7 +1886,7 @@ TEST_CASE(
 }
 
 TEST_CASE("timeout: an open connection outlives connect_timeout") {
-  const Watchdog watchdog(ms(30000) * kSlow);
+  const auto watchdog = case_watchdog();
   REQUIRE_NODE();
   auto cfg = test_config(raw_url("/echo"));
   cfg.connect_timeout = 300ms * kSlow;

@@ -95,13 +95,4 @@ inline bool is_strand(const net::any_io_executor& ex) noexcept {
          ex.target<net::strand<net::any_io_executor>>() != nullptr;
 }
 
-// One CPU "pause" hint in a polling loop (ClientConfig::busy_poll).
-inline void spin_pause() noexcept {
-#if defined(__x86_64__) || defined(__i386__)
-  __builtin_ia32_pause();
-#elif defined(__aarch64__)
-  asm volatile("yield" ::: "memory");
-#endif
-}
-
 }  // namespace keel::ws::detail

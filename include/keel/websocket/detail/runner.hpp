@@ -4,6 +4,8 @@
 
 #include <keel/websocket/detail/net.hpp>
 
+#include <keel/detail/cpu_relax.hpp>
+
 #include <atomic>
 #include <chrono>
 #include <thread>
@@ -30,7 +32,7 @@ inline void run_busy(net::io_context& ioc, std::chrono::microseconds spin) {
     }
     if (ioc.stopped()) return;  // out of work, or stop(): as run() would return
     if (Clock::now() - idle_since < spin) {
-      for (int i = 0; i < 16; ++i) spin_pause();
+      for (int i = 0; i < 16; ++i) keel::detail::cpu_relax();
       continue;
     }
     if (ioc.run_one() == 0) return;
