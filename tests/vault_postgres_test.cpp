@@ -397,7 +397,7 @@ TEST_CASE("vault over PostgreSQL: the same bytes open over SQLite and PostgreSQL
   {
     auto pc = pool.get();
     REQUIRE(pc);
-    REQUIRE(pc->exec(kc::detail::kPgVaultSchema));
+    REQUIRE(pc->exec(kc::pg_detail::kPgVaultSchema));
     auto sc = spool.get().value();
     SQLite::Statement m(*sc,
                         "SELECT format, store_id, kdf, salt, iterations, key_check, key_epoch, seal_count "

@@ -48,7 +48,6 @@
 #include <keel/result.hpp>
 #include <keel/vault.hpp>
 #include <keel/vault/backend.hpp>
-#include <keel/vault/record.hpp>
 
 #include <cstddef>
 #include <cstdint>
@@ -60,7 +59,7 @@
 #include <utility>
 #include <vector>
 
-namespace keel::crypto::detail {
+namespace keel::crypto::pg_detail {
 
 /// The PostgreSQL schema: the SQLite one's columns, blobs as bytea.
 inline constexpr std::string_view kPgVaultSchema =
@@ -86,14 +85,15 @@ inline constexpr std::string_view kPgVaultSchema =
 inline constexpr std::string_view kPgNow =
     "to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')";
 
-/// The PostgreSQL backend.
+/// The PostgreSQL backend: stores the bytes CredentialStore hands it (see
+/// <keel/vault/backend.hpp> for the contract).
 class PgBackend final : public VaultBackend {
  public:
   explicit PgBackend(pg::Pool pool) : pool_(std::move(pool)) {}
 
   Result<void> prepare(const keel::Logger& /*log*/) override { return {}; }
 
-  Result<Meta> read_meta() override {
+  Result<MetaRow> read_meta() override {
     KEEL_TRY_ASSIGN(auto conn, pool_.get());
     KEEL_TRY_ASSIGN(auto tables, conn.exec("SELECT to_regclass('keel_vault_meta') IS NOT NULL, "
                                            "to_regclass('keel_vault_secrets') IS NOT NULL"));
@@ -104,7 +104,7 @@ class PgBackend final : public VaultBackend {
                       conn.exec("SELECT format, store_id, kdf, salt, iterations, key_check, key_epoch, "
                                 "seal_count FROM keel_vault_meta WHERE id = 1"));
       if (!r.empty()) {
-        RawMeta raw;
+        MetaRow raw;
         KEEL_TRY_ASSIGN(raw.format, r.get<std::int64_t>(0, 0));
         KEEL_TRY_ASSIGN(raw.store_id, r.get<std::vector<std::uint8_t>>(0, 1));
         KEEL_TRY_ASSIGN(raw.kdf, r.get<std::string>(0, 2));
@@ -113,7 +113,7 @@ class PgBackend final : public VaultBackend {
         KEEL_TRY_ASSIGN(raw.key_check, r.get<std::vector<std::uint8_t>>(0, 5));
         KEEL_TRY_ASSIGN(raw.key_epoch, r.get<std::int64_t>(0, 6));
         KEEL_TRY_ASSIGN(raw.seal_count, r.get<std::int64_t>(0, 7));
-        return parse_meta(raw);
+        return raw;
       }
     }
     if (has_secrets) {
@@ -128,13 +128,13 @@ class PgBackend final : public VaultBackend {
     return fail(Errc::not_found, "no keel vault in this database");
   }
 
-  Result<MetaExtra> read_extra() override {
+  Result<Extra> read_extra() override {
     KEEL_TRY_ASSIGN(auto conn, pool_.get());
     KEEL_TRY_ASSIGN(auto r,
                     conn.exec("SELECT (SELECT COUNT(*) FROM keel_vault_secrets), created_at, rotated_at "
                               "FROM keel_vault_meta WHERE id = 1"));
     if (r.empty()) return fail(Errc::data_loss, "damaged vault: the metadata row is gone");
-    MetaExtra out;
+    Extra out;
     KEEL_TRY_ASSIGN(std::int64_t n, r.get<std::int64_t>(0, 0));
     out.records = static_cast<std::uint64_t>(n);
     KEEL_TRY_ASSIGN(out.created_at, r.get<std::string>(0, 1));
@@ -272,15 +272,14 @@ class PgBackend final : public VaultBackend {
   pg::Pool pool_;
 };
 
-}  // namespace keel::crypto::detail
+}  // namespace keel::crypto::pg_detail
 
 namespace keel::pg {
 
 /// Lets keel::crypto::CredentialStore's create, open, open_or_create, exists
 /// and info take a keel::pg::Pool (found by argument-dependent lookup).
-[[nodiscard]] inline std::unique_ptr<keel::crypto::detail::VaultBackend> make_vault_backend(
-    const Pool& pool) {
-  return std::make_unique<keel::crypto::detail::PgBackend>(pool);
+[[nodiscard]] inline std::unique_ptr<keel::crypto::VaultBackend> make_vault_backend(const Pool& pool) {
+  return std::make_unique<keel::crypto::pg_detail::PgBackend>(pool);
 }
 
 }  // namespace keel::pg

@@ -14,6 +14,7 @@
 #include <keel/crypto/aead.hpp>
 #include <keel/crypto/key.hpp>
 #include <keel/result.hpp>
+#include <keel/vault/backend.hpp>
 #include <keel/vault/kdf.hpp>
 
 #include <algorithm>
@@ -49,16 +50,7 @@ inline constexpr std::size_t kMaxSaltSize = 1024;
 }
 
 /// The meta row as read from the database, not yet validated.
-struct RawMeta {
-  std::int64_t format = 0;
-  std::vector<std::uint8_t> store_id;
-  std::string kdf;
-  std::vector<std::uint8_t> salt;
-  std::int64_t iterations = 0;
-  std::vector<std::uint8_t> key_check;
-  std::int64_t key_epoch = 0;
-  std::int64_t seal_count = 0;
-};
+using RawMeta = VaultBackend::MetaRow;
 
 /// The meta row, validated.
 struct Meta {

@@ -75,10 +75,10 @@ inline void bind_blob(SQLite::Statement& st, int index, std::span<const std::uin
   return fail(Errc::not_found, "no keel vault in this database");
 }
 
-/// Reads the meta row; Errc::not_found when the database holds no vault,
-/// Errc::data_loss when it holds a damaged one.
-[[nodiscard]] inline Result<Meta> read_meta(sqlite::PooledConnection& c) {
-  return sqlite::try_sql([&]() -> Result<Meta> {
+/// Reads the meta row (unvalidated); Errc::not_found when the database holds
+/// no vault, Errc::data_loss when it holds secret rows without one.
+[[nodiscard]] inline Result<RawMeta> read_meta(sqlite::PooledConnection& c) {
+  return sqlite::try_sql([&]() -> Result<RawMeta> {
     if (!c->tableExists("keel_vault_meta")) {
       KEEL_TRY(no_meta(c, "no metadata table"));
     }
@@ -99,7 +99,7 @@ inline void bind_blob(SQLite::Statement& st, int index, std::span<const std::uin
     raw.key_epoch = st.getColumn(6).getInt64();
     raw.seal_count = st.getColumn(7).getInt64();
     st.reset();
-    return parse_meta(raw);
+    return raw;
   });
 }
 
@@ -152,14 +152,14 @@ class SqliteBackend final : public VaultBackend {
     return secure_files(conn, log_);
   }
 
-  Result<Meta> read_meta() override {
+  Result<MetaRow> read_meta() override {
     KEEL_TRY_ASSIGN(auto conn, pool_.get());
     return detail::read_meta(conn);
   }
 
-  Result<MetaExtra> read_extra() override {
+  Result<Extra> read_extra() override {
     KEEL_TRY_ASSIGN(auto conn, pool_.get());
-    MetaExtra out;
+    Extra out;
     KEEL_TRY_ASSIGN(std::int64_t n,
                     sqlite::query_one<std::int64_t>(conn, "SELECT COUNT(*) FROM keel_vault_secrets"));
     out.records = static_cast<std::uint64_t>(n);

@@ -97,9 +97,10 @@ struct StoreInfo {
 
 namespace detail {
 
-/// A pool type another header teaches the store to use: it provides
+/// A pool type the store can use besides sqlite::Pool: it provides
 /// make_vault_backend(pool) -> std::unique_ptr<VaultBackend>, found by
-/// argument-dependent lookup (<keel/vault/postgres.hpp> does for keel::pg::Pool).
+/// argument-dependent lookup (<keel/vault/postgres.hpp> does for keel::pg::Pool;
+/// see <keel/vault/backend.hpp>).
 template <class P>
 concept VaultPool = !std::same_as<std::remove_cvref_t<P>, sqlite::Pool> && requires(const P& p) {
   { make_vault_backend(p) } -> std::convertible_to<std::unique_ptr<VaultBackend>>;
@@ -226,7 +227,7 @@ class CredentialStore {
     std::shared_lock lock(state_->mu);
     KEEL_TRY_ASSIGN(auto rec, state_->db->get(name));
     if (!rec.key_epoch) return fail(Errc::data_loss, "damaged vault: the metadata row is gone");
-    if (*rec.key_epoch != state_->epoch) return fail(Errc::auth_failed, "{}", detail::kRekeyed);
+    if (*rec.key_epoch != state_->epoch) return fail(Errc::auth_failed, "{}", VaultBackend::kRekeyed);
     return detail::open_record(*state_->key, state_->id, name, rec.envelope);
   }
 
@@ -273,12 +274,12 @@ class CredentialStore {
                     seal(new_key, as_bytes(detail::kKeyCheckPlain), detail::check_aad(state_->id)));
     std::unique_lock lock(state_->mu);
     const auto kdf_text = detail::kdf_column(kdf);
-    const detail::KeyRow row{.format = detail::format_for(kdf),
-                             .kdf = kdf_text,
-                             .salt = salt,
-                             .iterations = static_cast<std::int64_t>(kdf.iterations),
-                             .key_check = check};
-    const detail::Reseal reseal =
+    const VaultBackend::KeyRow row{.format = detail::format_for(kdf),
+                                   .kdf = kdf_text,
+                                   .salt = salt,
+                                   .iterations = static_cast<std::int64_t>(kdf.iterations),
+                                   .key_check = check};
+    const VaultBackend::Reseal reseal =
         [&](std::string_view name, std::span<const std::uint8_t> env) -> Result<std::vector<std::uint8_t>> {
       KEEL_TRY_ASSIGN(auto plain, detail::open_record(*state_->key, state_->id, name, env));
       return seal(new_key, plain.expose_secret(), detail::record_aad(state_->id, name));
@@ -304,16 +305,16 @@ class CredentialStore {
 
   /// Envelopes sealed under the current key, as recorded in the database.
   [[nodiscard]] Result<std::uint64_t> seal_count() const {
-    KEEL_TRY_ASSIGN(auto meta, state_->db->read_meta());
+    KEEL_TRY_ASSIGN(auto meta, read_meta(*state_->db));
     return meta.seal_count;
   }
 
  private:
   struct State {
-    State(std::unique_ptr<detail::VaultBackend> b, StoreConfig c) : db(std::move(b)), cfg(std::move(c)) {}
+    State(std::unique_ptr<VaultBackend> b, StoreConfig c) : db(std::move(b)), cfg(std::move(c)) {}
     keel::Logger log() const { return keel::resolve_logger(cfg.logger); }
 
-    std::unique_ptr<detail::VaultBackend> db;
+    std::unique_ptr<VaultBackend> db;
     StoreConfig cfg;
     std::array<std::uint8_t, kStoreIdSize> id{};
     std::optional<SecretKey> key;
@@ -323,7 +324,7 @@ class CredentialStore {
 
   explicit CredentialStore(std::unique_ptr<State> st) noexcept : state_(std::move(st)) {}
 
-  [[nodiscard]] static Result<CredentialStore> create_in(std::unique_ptr<detail::VaultBackend> db,
+  [[nodiscard]] static Result<CredentialStore> create_in(std::unique_ptr<VaultBackend> db,
                                                          std::string_view password, StoreConfig config) {
     KEEL_TRY(detail::check_new_password(password).context("creating a vault"));
     KEEL_TRY(config.validate().context("creating a vault"));
@@ -335,11 +336,11 @@ class CredentialStore {
     KEEL_TRY_ASSIGN(auto key, derive_vault_key(password, salt, st->cfg.kdf).context("creating a vault"));
     KEEL_TRY_ASSIGN(auto check, seal(key, as_bytes(detail::kKeyCheckPlain), detail::check_aad(st->id)));
     const auto kdf_text = detail::kdf_column(st->cfg.kdf);
-    const detail::KeyRow row{.format = detail::format_for(st->cfg.kdf),
-                             .kdf = kdf_text,
-                             .salt = salt,
-                             .iterations = static_cast<std::int64_t>(st->cfg.kdf.iterations),
-                             .key_check = check};
+    const VaultBackend::KeyRow row{.format = detail::format_for(st->cfg.kdf),
+                                   .kdf = kdf_text,
+                                   .salt = salt,
+                                   .iterations = static_cast<std::int64_t>(st->cfg.kdf.iterations),
+                                   .key_check = check};
     KEEL_TRY(st->db->create(st->id, row).context("creating a vault"));
     st->key = std::move(key);
     st->epoch = 1;
@@ -347,10 +348,10 @@ class CredentialStore {
     return CredentialStore(std::move(st));
   }
 
-  [[nodiscard]] static Result<CredentialStore> open_in(std::unique_ptr<detail::VaultBackend> db,
+  [[nodiscard]] static Result<CredentialStore> open_in(std::unique_ptr<VaultBackend> db,
                                                        std::string_view password, StoreConfig config) {
     auto st = std::make_unique<State>(std::move(db), std::move(config));
-    KEEL_TRY_ASSIGN(auto meta, st->db->read_meta().context("opening a vault"));
+    KEEL_TRY_ASSIGN(auto meta, read_meta(*st->db).context("opening a vault"));
     KEEL_TRY(st->db->prepare(st->log()).context("opening a vault"));
     // Stored parameters may predate today's minimums: honour them (bounded).
     KEEL_TRY_ASSIGN(
@@ -368,15 +369,21 @@ class CredentialStore {
     return CredentialStore(std::move(st));
   }
 
-  [[nodiscard]] static Result<bool> exists_in(detail::VaultBackend& db) {
-    auto meta = db.read_meta();
+  // The backend's metadata row, validated (the backend stores bytes only).
+  [[nodiscard]] static Result<detail::Meta> read_meta(VaultBackend& db) {
+    KEEL_TRY_ASSIGN(auto raw, db.read_meta());
+    return detail::parse_meta(raw);
+  }
+
+  [[nodiscard]] static Result<bool> exists_in(VaultBackend& db) {
+    auto meta = read_meta(db);
     if (meta) return true;
     if (meta.error().code() == Errc::not_found) return false;
     return std::move(meta).error();
   }
 
-  [[nodiscard]] static Result<StoreInfo> info_in(detail::VaultBackend& db) {
-    KEEL_TRY_ASSIGN(auto meta, db.read_meta());
+  [[nodiscard]] static Result<StoreInfo> info_in(VaultBackend& db) {
+    KEEL_TRY_ASSIGN(auto meta, read_meta(db));
     KEEL_TRY_ASSIGN(auto extra, db.read_extra());
     StoreInfo out;
     out.format = meta.format;
