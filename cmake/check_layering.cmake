@@ -12,9 +12,10 @@
 #      the core's dependency-free ones listed in KEEL_SHARED_DETAIL;
 #   4. no header names another module's internals: a qualified use
 #      `...detail::Name` in a header of module Y is an error when every
-#      header that mentions Name unqualified (its declaration among them)
-#      belongs to other modules, unless one of those is a shared detail or
-#      foundation header. (A textual check: comments are skipped; a name
+#      header that mentions Name unqualified (its declaration among them;
+#      the using header itself only if it seems to declare Name) belongs to
+#      other modules, unless one of those is a shared detail or foundation
+#      header. (A textual check: comments are skipped; a name
 #      declared in no keel header, such as Boost's, is not looked at.)
 # Forwarding headers kept for old include paths are checked like any other.
 # Prints every violation and fails when there is one.
@@ -98,6 +99,17 @@ foreach(_id IN LISTS _ids)
     set(_owners "")
     set(_shared FALSE)
     foreach(_oid IN LISTS _ids)
+      # The using header itself counts only where it declares the name: code
+      # reopening another module's detail namespace mentions it unqualified.
+      if(_oid STREQUAL _id)
+        string(REGEX REPLACE
+                             "(^|[^A-Za-z0-9_])(return|co_return|co_await|co_yield|throw|else|case|new|delete|not|and|or|public|protected|private|virtual)[ \t\n]"
+                             "\\1#" _decl "${_code_${_oid}}")
+        if(NOT _decl MATCHES "(class|struct|union|enum|concept|namespace|using)[ \t\n]+${_name}([^A-Za-z0-9_]|$)"
+           AND NOT _decl MATCHES "[A-Za-z0-9_>&*][ \t\n]+${_name}[ \t\n]*[=({]")
+          continue()
+        endif()
+      endif()
       if(_code_${_oid} MATCHES "(^|[^:A-Za-z0-9_])${_name}([^A-Za-z0-9_]|$)")
         list(APPEND _owners "${_mod_${_oid}}")
         if(_path_${_oid} IN_LIST KEEL_SHARED_DETAIL OR _path_${_oid} IN_LIST KEEL_FOUNDATION)
