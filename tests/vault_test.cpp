@@ -15,6 +15,10 @@
 #include <atomic>
 #include <cstdio>
 #include <fstream>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
 #include <set>
 #include <sstream>
 #include <stdexcept>
@@ -713,4 +717,158 @@ TEST_CASE("new vaults use Argon2id; PBKDF2 vaults keep opening; rotate moves bet
   REQUIRE(kc::CredentialStore::create(p2, kPw, argon));
   CHECK(kc::CredentialStore::info(p2)->format == 2);
   CHECK(kc::CredentialStore::open(p2, "nope", argon).error().code() == Errc::auth_failed);
+}
+
+// A user's own storage through the public seam (<keel/vault/backend.hpp>):
+// rows in memory, reachable from every backend made from one MemVault.
+namespace memvault {
+
+struct Rows {
+  std::mutex mu;
+  std::optional<kc::VaultBackend::MetaRow> meta;
+  std::map<std::string, Bytes> records;
+};
+struct MemVault {
+  std::shared_ptr<Rows> rows = std::make_shared<Rows>();
+};
+
+class MemBackend final : public kc::VaultBackend {
+ public:
+  explicit MemBackend(std::shared_ptr<Rows> r) : r_(std::move(r)) {}
+  keel::Result<void> prepare(const keel::Logger&) override { return {}; }
+  keel::Result<MetaRow> read_meta() override {
+    std::lock_guard lock(r_->mu);
+    if (!r_->meta) return keel::fail(Errc::not_found, "no vault");
+    return *r_->meta;
+  }
+  keel::Result<Extra> read_extra() override {
+    std::lock_guard lock(r_->mu);
+    Extra e;
+    e.records = r_->records.size();
+    e.created_at = "then";
+    return e;
+  }
+  keel::Result<void> create(std::span<const std::uint8_t> id, const KeyRow& row) override {
+    std::lock_guard lock(r_->mu);
+    if (r_->meta) return keel::fail(Errc::already_exists, "a vault is here");
+    r_->meta.emplace();
+    r_->meta->store_id.assign(id.begin(), id.end());
+    set_key(row, 1, 1);
+    return {};
+  }
+  keel::Result<std::int64_t> put(std::string_view name, std::span<const std::uint8_t> env,
+                                 std::int64_t epoch) override {
+    std::lock_guard lock(r_->mu);
+    KEEL_TRY(check_epoch(epoch));
+    r_->records[std::string(name)].assign(env.begin(), env.end());
+    return ++r_->meta->seal_count;
+  }
+  keel::Result<StoredRecord> get(std::string_view name) override {
+    std::lock_guard lock(r_->mu);
+    auto it = r_->records.find(std::string(name));
+    if (it == r_->records.end()) return keel::fail(Errc::not_found, "no record");
+    return StoredRecord{it->second, r_->meta ? std::optional(r_->meta->key_epoch) : std::nullopt};
+  }
+  keel::Result<bool> contains(std::string_view name) override {
+    std::lock_guard lock(r_->mu);
+    return r_->records.count(std::string(name)) != 0;
+  }
+  keel::Result<void> remove(std::string_view name) override {
+    std::lock_guard lock(r_->mu);
+    if (r_->records.erase(std::string(name)) == 0) return keel::fail(Errc::not_found, "no record");
+    return {};
+  }
+  keel::Result<std::vector<std::string>> list() override {
+    std::lock_guard lock(r_->mu);
+    std::vector<std::string> out;
+    for (const auto& kv : r_->records) out.push_back(kv.first);
+    return out;
+  }
+  keel::Result<std::size_t> rotate(std::int64_t epoch, const KeyRow& row, const Reseal& reseal,
+                                   const Progress& progress) override {
+    std::lock_guard lock(r_->mu);
+    KEEL_TRY(check_epoch(epoch));
+    auto fresh = r_->records;
+    std::size_t done = 0;
+    for (auto& [name, env] : fresh) {
+      KEEL_TRY_ASSIGN(env, reseal(name, env));
+      if (progress) progress(++done, fresh.size());
+    }
+    r_->records = std::move(fresh);
+    set_key(row, r_->meta->key_epoch + 1, static_cast<std::int64_t>(r_->records.size()) + 1);
+    return r_->records.size();
+  }
+  keel::Result<void> checkpoint() override { return {}; }
+
+ private:
+  keel::Result<void> check_epoch(std::int64_t expected) const {
+    if (!r_->meta) return keel::fail(Errc::data_loss, "the metadata row is gone");
+    if (r_->meta->key_epoch != expected) return keel::fail(Errc::auth_failed, "{}", kRekeyed);
+    return {};
+  }
+  void set_key(const KeyRow& row, std::int64_t epoch, std::int64_t seals) {
+    auto& m = *r_->meta;
+    m.format = row.format;
+    m.kdf = row.kdf;
+    m.salt.assign(row.salt.begin(), row.salt.end());
+    m.iterations = row.iterations;
+    m.key_check.assign(row.key_check.begin(), row.key_check.end());
+    m.key_epoch = epoch;
+    m.seal_count = seals;
+  }
+  std::shared_ptr<Rows> r_;
+};
+
+std::unique_ptr<kc::VaultBackend> make_vault_backend(const MemVault& v) {
+  return std::make_unique<MemBackend>(v.rows);
+}
+
+}  // namespace memvault
+
+TEST_CASE("a user's backend through make_vault_backend: round trip, validation and re-keying by the store") {
+  memvault::MemVault v;
+  CHECK(*kc::CredentialStore::exists(v) == false);
+  auto s = kc::CredentialStore::open_or_create(v, "pw", fast_config());
+  REQUIRE(s);
+  REQUIRE(s->put("b", "two"));
+  REQUIRE(s->put("a", "one"));
+  CHECK(*s->list() == std::vector<std::string>{"a", "b"});
+  CHECK(kc::CredentialStore::create(v, "pw", fast_config()).error().code() == Errc::already_exists);
+  CHECK(kc::CredentialStore::open(v, "wrong", fast_config()).error().code() == Errc::auth_failed);
+  std::size_t progress_calls = 0;
+  kc::StoreConfig cfg = fast_config();
+  cfg.on_rotate_progress = [&](std::size_t, std::size_t) { ++progress_calls; };
+  auto r = kc::CredentialStore::open(v, "pw", cfg);
+  REQUIRE(r);
+  REQUIRE(r->rotate("pw2"));
+  CHECK(progress_calls == 2);
+  // The first store still holds the old key: refused on write and on read.
+  auto stale = s->put("c", "three");
+  REQUIRE(!stale);
+  CHECK(stale.error().code() == Errc::auth_failed);
+  CHECK(stale.error().message().find(kc::VaultBackend::kRekeyed) != std::string::npos);
+  CHECK(s->get("a").error().code() == Errc::auth_failed);
+  auto again = kc::CredentialStore::open(v, "pw2", fast_config());
+  REQUIRE(again);
+  CHECK(again->get("b")->view() == "two");
+  auto info = kc::CredentialStore::info(v);
+  REQUIRE(info);
+  CHECK(info->key_epoch == 2);
+  CHECK(info->records == 2);
+  CHECK(info->seal_count == 3);
+  CHECK(*again->seal_count() == 3);
+
+  // The backend hands the metadata back unchanged; the store validates it.
+  v.rows->meta->store_id.pop_back();
+  CHECK(kc::CredentialStore::exists(v).error().code() == Errc::data_loss);
+  CHECK(kc::CredentialStore::info(v).error().code() == Errc::data_loss);
+  CHECK(kc::CredentialStore::open(v, "pw2", fast_config()).error().code() == Errc::data_loss);
+  v.rows->meta->store_id.push_back(0);
+  CHECK(kc::CredentialStore::open(v, "pw2", fast_config()).error().code() == Errc::auth_failed);  // AAD moved
+  // A record moved to another name does not open.
+  {
+    std::lock_guard lock(v.rows->mu);
+    v.rows->records["a"] = v.rows->records["b"];
+  }
+  CHECK(again->get("a").error().code() == Errc::data_loss);
 }
