@@ -859,11 +859,12 @@ TEST_CASE("a user's backend through make_vault_backend: round trip, validation a
   CHECK(*again->seal_count() == 3);
 
   // The backend hands the metadata back unchanged; the store validates it.
+  const std::uint8_t last = v.rows->meta->store_id.back();
   v.rows->meta->store_id.pop_back();
   CHECK(kc::CredentialStore::exists(v).error().code() == Errc::data_loss);
   CHECK(kc::CredentialStore::info(v).error().code() == Errc::data_loss);
   CHECK(kc::CredentialStore::open(v, "pw2", fast_config()).error().code() == Errc::data_loss);
-  v.rows->meta->store_id.push_back(0);
+  v.rows->meta->store_id.push_back(static_cast<std::uint8_t>(last ^ 0xffU));  // another store's id
   CHECK(kc::CredentialStore::open(v, "pw2", fast_config()).error().code() == Errc::auth_failed);  // AAD moved
   // A record moved to another name does not open.
   {
