@@ -122,10 +122,11 @@ class PoolState : public std::enable_shared_from_this<PoolState> {
     // Ages need no precision; the precise clock is read only to wait.
     auto age_now = cfg_.max_lifetime.count() > 0 ? coarse_now() : Clock::time_point{};
     // The fast path: an idle connection taken from its slot without the lock.
-    std::unique_ptr<Conn> c(claim_idle(false));
+    std::size_t at = 0;
+    std::unique_ptr<Conn> c(claim_idle(false, &at));
     if (c && !too_old(*c, age_now)) {
-      in_use_.fetch_add(1, std::memory_order_relaxed);
-      gets_.fetch_add(1, std::memory_order_relaxed);
+      // relaxed: a statistic; the slot's line is this thread's after the claim.
+      slots_[at].gets.fetch_add(1, std::memory_order_relaxed);
       return c;
     }
     std::unique_lock lock(mu_);
@@ -150,10 +151,12 @@ class PoolState : public std::enable_shared_from_this<PoolState> {
       }
       if (size_ < cfg_.max_size) {
         ++size_;
+        ++opening_;
         lock.unlock();
         expired.clear();
         auto opened = open_connection(false);
         lock.lock();
+        --opening_;
         if (!opened) {
           --size_;
           lock.unlock();
@@ -246,7 +249,6 @@ class PoolState : public std::enable_shared_from_this<PoolState> {
     }
     c->savepoint_depth = 0;
     const auto now = coarse_now();  // for ages only
-    in_use_.fetch_sub(1, std::memory_order_relaxed);
     if (!c->broken && !too_old(*c, now)) {
       // The fast path: into an empty slot, without the lock. Nothing here
       // touches the state once the connection is in its slot (close() may
@@ -312,12 +314,16 @@ class PoolState : public std::enable_shared_from_this<PoolState> {
     const std::lock_guard lock(mu_);
     PoolStats s;
     s.size = size_;
-    s.idle = 0;
+    std::size_t idle = 0;
     for (std::size_t i = 0; i < nslots_; ++i)
-      s.idle += is_conn(slots_[i].conn.load(std::memory_order_relaxed)) ? std::size_t{1} : std::size_t{0};
-    s.in_use = in_use_.load(std::memory_order_relaxed);
+      idle += is_conn(slots_[i].conn.load(std::memory_order_relaxed)) ? std::size_t{1} : std::size_t{0};
+    s.idle = idle;
+    // Out of a slot, not being opened: checked out. Checkouts and returns in
+    // flight can make the idle count lag (then this is 0, not negative).
+    s.in_use = size_ >= idle + opening_ ? size_ - idle - opening_ : 0;
     s.max_size = cfg_.max_size;
-    s.gets = gets_.load(std::memory_order_relaxed);
+    s.gets = gets_;
+    for (std::size_t i = 0; i < nslots_; ++i) s.gets += slots_[i].gets.load(std::memory_order_relaxed);
     s.waits = waits_;
     s.timeouts = timeouts_;
     s.longest_wait = longest_wait_;
@@ -378,6 +384,7 @@ class PoolState : public std::enable_shared_from_this<PoolState> {
       if (idle < cfg_.min_idle) {
         need = std::min(cfg_.min_idle - idle, cfg_.max_size - size_);
         size_ += need;
+        opening_ += need;
       }
     }
     if (!retired.empty())
@@ -389,12 +396,14 @@ class PoolState : public std::enable_shared_from_this<PoolState> {
       std::unique_lock lock(mu_);
       if (!c || closed_) {
         size_ -= need - i;
+        opening_ -= need - i;
         if (c) ++closed_count_;
         lock.unlock();
         if (!c) log_->warn("keel::sqlite: could not top up the pool: {}", c.error());
         cv_.notify_all();
         return;  // c (if any) closes here, outside the lock
       }
+      --opening_;
       c.value()->last_used = Clock::now();
       place(std::move(*c));
       lock.unlock();
@@ -423,7 +432,6 @@ class PoolState : public std::enable_shared_from_this<PoolState> {
     {
       const std::lock_guard lock(mu_);
       if (!closed_) c.reset(claim_idle(waiting_ > 0));
-      if (c) in_use_.fetch_add(1, std::memory_order_relaxed);
     }
     if (!c) {
       writer_.unlock();
@@ -470,8 +478,7 @@ class PoolState : public std::enable_shared_from_this<PoolState> {
 
  private:
   void checked_out(bool waited, Clock::time_point start) {
-    in_use_.fetch_add(1, std::memory_order_relaxed);
-    gets_.fetch_add(1, std::memory_order_relaxed);
+    ++gets_;
     if (waited) record_wait(Clock::now() - start);
   }
   [[nodiscard]] bool too_old(const Conn& c, Clock::time_point now) const noexcept {
@@ -497,14 +504,16 @@ class PoolState : public std::enable_shared_from_this<PoolState> {
   /// Takes an idle connection from a slot (nullptr: none); with `mark` (under
   /// mu_), leaves the slots it passes empty marked instead, and the one it
   /// takes from too.
-  Conn* claim_idle(bool mark) noexcept {
+  Conn* claim_idle(bool mark, std::size_t* at = nullptr) noexcept {
     Conn* const left = mark ? wait_mark() : nullptr;
     const std::size_t h = hint();
     for (std::size_t k = 0; k < nslots_; ++k) {
-      auto& slot = slots_[(h + k) % nslots_].conn;
+      const std::size_t i = (h + k) % nslots_;
+      auto& slot = slots_[i].conn;
       Conn* v = slot.load(std::memory_order_relaxed);
       for (;;) {
         if (is_conn(v)) {
+          if (at != nullptr) *at = i;
           // acquire: the connection as its returner left it.
           if (slot.compare_exchange_weak(v, left, std::memory_order_acquire, std::memory_order_relaxed))
             return v;
@@ -637,14 +646,15 @@ class PoolState : public std::enable_shared_from_this<PoolState> {
   std::size_t waiting_ = 0;     // acquire() calls waiting on cv_
   struct alignas(64) Slot {
     std::atomic<Conn*> conn{nullptr};
+    std::atomic<std::uint64_t> gets{0};  // checkouts that took no lock
   };
   std::unique_ptr<Slot[]> slots_;  // the idle connections (see claim_idle)
   std::size_t nslots_ = 0;
-  std::size_t size_ = 0;  // open + being opened
-  alignas(64) std::atomic<std::size_t> in_use_{0};
+  std::size_t size_ = 0;     // open + being opened
+  std::size_t opening_ = 0;  // of size_: being opened
   bool closed_ = false;
   alignas(64) std::uint64_t next_id_ = 1;
-  std::atomic<std::uint64_t> gets_{0};
+  std::uint64_t gets_ = 0;  // locked checkouts (fast ones count in their slot)
   std::uint64_t waits_ = 0;
   std::uint64_t timeouts_ = 0;
   std::uint64_t opened_ = 0;
