@@ -1756,6 +1756,7 @@ struct Churn {
   std::atomic<int> most{0};  // most connections out at once
   std::atomic<int> out{0};
   Owners owners;
+  bool yield = false;  // let go of the CPU while holding a connection (so others wait)
   void run(const Pool& pool, int threads, int rounds) {
     std::vector<std::thread> ts;
     for (int t = 0; t < threads; ++t) {
@@ -1772,6 +1773,7 @@ struct Churn {
           }
           owners.take(c->handle());
           if ((i + t) % 64 == 0 && (*c)->execAndGet("SELECT 1").getInt() != 1) ++errors;
+          if (yield) std::this_thread::yield();
           owners.give(c->handle());
           --out;
         }
@@ -1784,15 +1786,21 @@ struct Churn {
 
 TEST_CASE("checkout and return race on one connection: never shared, no wake-up lost", "[sqlite][stress]") {
   const keel_test::Watchdog watchdog("the one-connection churn test", std::chrono::seconds(120));
-  auto pool = open_pool(
-      {.path = ":memory:", .max_size = 1, .min_idle = 1, .connection_timeout = std::chrono::minutes(10)});
+  auto cfg = config_for(":memory:");
+  cfg.max_size = 1;
+  cfg.min_idle = 1;
+  cfg.connection_timeout = std::chrono::minutes(10);
+  cfg.maintenance_interval = std::chrono::hours(1);  // no pass that would wake a waiter by chance
+  auto pool = open_pool(cfg);
   const int rounds = 20'000 / keel_test::sanitizer_scale(10);
   Churn churn;
+  churn.yield = true;          // the others wait while it is held
   churn.run(pool, 4, rounds);  // a lost wake-up leaves a thread waiting for ten minutes
   CHECK(churn.errors == 0);
   CHECK(churn.owners.twice == 0);
   CHECK(churn.most == 1);
   const auto s = pool.stats();
+  CHECK(s.waits > 0);  // the locked path was taken too
   CHECK(s.size == 1);
   CHECK(s.idle == 1);
   CHECK(s.in_use == 0);
