@@ -1728,3 +1728,145 @@ TEST_CASE("the write lock is handed out in arrival order, and a waiter that give
   CHECK(order == std::vector<int>{0, 1, 3});
   CHECK(lock.queued() == 0);
 }
+
+namespace {
+/// Marks each connection as held while a test thread has it: a connection
+/// handed to two threads at once is counted in `twice`.
+class Owners {
+ public:
+  void take(sqlite3* h) {
+    if (flag(h).exchange(true)) ++twice;
+  }
+  void give(sqlite3* h) { flag(h).store(false); }
+  std::atomic<int> twice{0};
+
+ private:
+  std::atomic<bool>& flag(sqlite3* h) {
+    const std::lock_guard lock(mu_);
+    return flags_[h];  // nodes stay put
+  }
+  std::mutex mu_;
+  std::map<sqlite3*, std::atomic<bool>> flags_;
+};
+
+/// `threads` threads each check a connection out and return it `rounds`
+/// times; the counters say what went wrong.
+struct Churn {
+  std::atomic<int> errors{0};
+  std::atomic<int> most{0};  // most connections out at once
+  std::atomic<int> out{0};
+  Owners owners;
+  bool yield = false;  // let go of the CPU while holding a connection (so others wait)
+  void run(const Pool& pool, int threads, int rounds) {
+    std::vector<std::thread> ts;
+    for (int t = 0; t < threads; ++t) {
+      ts.emplace_back([&, t] {
+        for (int i = 0; i < rounds; ++i) {
+          auto c = pool.get();
+          if (!c) {
+            ++errors;
+            continue;
+          }
+          const int now = ++out;
+          int seen = most.load();
+          while (now > seen && !most.compare_exchange_weak(seen, now)) {
+          }
+          owners.take(c->handle());
+          if ((i + t) % 64 == 0 && (*c)->execAndGet("SELECT 1").getInt() != 1) ++errors;
+          if (yield) std::this_thread::yield();
+          owners.give(c->handle());
+          --out;
+        }
+      });
+    }
+    for (auto& th : ts) th.join();
+  }
+};
+}  // namespace
+
+TEST_CASE("checkout and return race on one connection: never shared, no wake-up lost", "[sqlite][stress]") {
+  const keel_test::Watchdog watchdog("the one-connection churn test", std::chrono::seconds(120));
+  auto cfg = config_for(":memory:");
+  cfg.max_size = 1;
+  cfg.min_idle = 1;
+  cfg.connection_timeout = std::chrono::minutes(10);
+  cfg.maintenance_interval = std::chrono::hours(1);  // no pass that would wake a waiter by chance
+  auto pool = open_pool(cfg);
+  const int rounds = 20'000 / keel_test::sanitizer_scale(10);
+  Churn churn;
+  churn.yield = true;          // the others wait while it is held
+  churn.run(pool, 4, rounds);  // a lost wake-up leaves a thread waiting for ten minutes
+  CHECK(churn.errors == 0);
+  CHECK(churn.owners.twice == 0);
+  CHECK(churn.most == 1);
+  const auto s = pool.stats();
+  CHECK(s.waits > 0);  // the locked path was taken too
+  CHECK(s.size == 1);
+  CHECK(s.idle == 1);
+  CHECK(s.in_use == 0);
+  CHECK(s.gets == static_cast<std::uint64_t>(4 * rounds) + 0);
+}
+
+TEST_CASE("checkout and return race with retirement and top-up: max_size holds, never shared",
+          "[sqlite][stress]") {
+  const keel_test::Watchdog watchdog("the retiring churn test", std::chrono::seconds(120));
+  TempDir dir;
+  auto cfg = config_for(dir.file("churn.db"));
+  cfg.max_size = 3;
+  cfg.min_idle = 2;
+  cfg.connection_timeout = std::chrono::minutes(10);
+  cfg.max_lifetime =
+      std::chrono::milliseconds(5);  // retired all the time, on return, checkout and by maintenance
+  cfg.idle_timeout = std::chrono::milliseconds(1);
+  cfg.maintenance_interval = std::chrono::milliseconds(1);
+  auto pool = open_pool(cfg);
+  const int rounds = 3'000 / keel_test::sanitizer_scale(5);
+  Churn churn;
+  std::atomic<bool> stop{false};
+  std::size_t biggest = 0;
+  std::thread watcher([&] {
+    while (!stop.load()) biggest = std::max(biggest, pool.stats().size);
+  });
+  churn.run(pool, 6, rounds);
+  stop = true;
+  watcher.join();
+  CHECK(churn.errors == 0);
+  CHECK(churn.owners.twice == 0);
+  CHECK(churn.most <= 3);
+  CHECK(biggest <= 3);
+  const auto s = pool.stats();
+  CHECK(s.in_use == 0);
+  CHECK(s.size <= 3);
+  CHECK(s.gets >= static_cast<std::uint64_t>(6 * rounds));
+}
+
+TEST_CASE("close() while connections churn: later checkouts fail, returned ones close", "[sqlite][stress]") {
+  const keel_test::Watchdog watchdog("the close churn test", std::chrono::seconds(120));
+  for (int round = 0; round < 20 / keel_test::sanitizer_scale(4); ++round) {
+    auto pool = open_pool(
+        {.path = ":memory:", .max_size = 2, .min_idle = 1, .connection_timeout = std::chrono::minutes(10)});
+    std::atomic<int> closed_errors{0};
+    std::atomic<int> other_errors{0};
+    std::vector<std::thread> ts;
+    for (int t = 0; t < 4; ++t) {
+      ts.emplace_back([&] {
+        for (int i = 0; i < 2'000; ++i) {
+          auto c = pool.get();
+          if (!c) {
+            (c.error().code() == Errc::closed ? closed_errors : other_errors)++;
+            break;
+          }
+        }
+      });
+    }
+    std::this_thread::sleep_for(std::chrono::microseconds(200 * round));
+    pool.close();
+    for (auto& th : ts) th.join();
+    CHECK(other_errors == 0);
+    const auto s = pool.stats();
+    CHECK(s.size == 0);
+    CHECK(s.idle == 0);
+    CHECK(s.in_use == 0);
+    CHECK(!pool.get());
+  }
+}

@@ -98,7 +98,8 @@ class PoolState : public std::enable_shared_from_this<PoolState> {
       anchor_ = std::move(anchor);
     }
     const std::size_t warm = std::max<std::size_t>(cfg_.min_idle, 1);
-    idle_.reserve(cfg_.max_size + 1);  // release() never allocates
+    nslots_ = std::max<std::size_t>(cfg_.max_size, warm);
+    slots_ = std::make_unique<Slot[]>(nslots_);
     std::vector<std::unique_ptr<Conn>> conns;
     conns.push_back(std::move(first));
     while (conns.size() < warm) {
@@ -108,7 +109,7 @@ class PoolState : public std::enable_shared_from_this<PoolState> {
     {
       const std::lock_guard lock(mu_);
       size_ = conns.size();
-      for (auto& c : conns) idle_.push_back(std::move(c));
+      for (auto& c : conns) place(std::move(c));
     }
     log_->debug("keel::sqlite: pool opened on {} ({} connections, max {})", cfg_.path, warm, cfg_.max_size);
     return {};
@@ -120,21 +121,29 @@ class PoolState : public std::enable_shared_from_this<PoolState> {
     std::vector<std::unique_ptr<Conn>> expired;  // closed after the lock is released
     // Ages need no precision; the precise clock is read only to wait.
     auto age_now = cfg_.max_lifetime.count() > 0 ? coarse_now() : Clock::time_point{};
+    // The fast path: an idle connection taken from its slot without the lock.
+    std::size_t at = 0;
+    std::unique_ptr<Conn> c(claim_idle(false, &at));
+    if (c && !too_old(*c, age_now)) {
+      // relaxed: a statistic; the slot's line is this thread's after the claim.
+      slots_[at].gets.fetch_add(1, std::memory_order_relaxed);
+      return c;
+    }
     std::unique_lock lock(mu_);
     bool waited = false;
     bool started = false;       // the clock was read for a wait
     Clock::time_point start{};  // then: the deadline's base for a timeout, the wait's start
     for (;;) {
+      if (c) {  // past max_lifetime
+        --size_;
+        ++closed_count_;
+        expired.push_back(std::move(c));
+      }
       if (closed_) return fail(Errc::closed, "the pool on {} is closed", cfg_.path);
-      while (!idle_.empty()) {
-        std::unique_ptr<Conn> c = std::move(idle_.back());
-        idle_.pop_back();
-        if (cfg_.max_lifetime.count() > 0 && age_now - c->created >= cfg_.max_lifetime) {
-          --size_;
-          ++closed_count_;
-          expired.push_back(std::move(c));
-          continue;
-        }
+      // While others wait, slots left empty are marked (see claim_idle).
+      c.reset(claim_idle(waiting_ > 0));
+      if (c) {
+        if (too_old(*c, age_now)) continue;
         checked_out(waited, start);
         lock.unlock();
         expired.clear();
@@ -142,15 +151,17 @@ class PoolState : public std::enable_shared_from_this<PoolState> {
       }
       if (size_ < cfg_.max_size) {
         ++size_;
+        ++opening_;
         lock.unlock();
         expired.clear();
-        auto c = open_connection(false);
+        auto opened = open_connection(false);
         lock.lock();
-        if (!c) {
+        --opening_;
+        if (!opened) {
           --size_;
           lock.unlock();
           cv_.notify_one();  // someone else may open one, or take a returned one
-          return std::move(c).error().context(fmt::format("checking out a connection to {}", cfg_.path));
+          return std::move(opened).error().context(fmt::format("checking out a connection to {}", cfg_.path));
         }
         if (closed_) {
           --size_;
@@ -159,7 +170,7 @@ class PoolState : public std::enable_shared_from_this<PoolState> {
           return fail(Errc::closed, "the pool on {} is closed", cfg_.path);
         }
         checked_out(waited, start);
-        return c;
+        return opened;
       }
       const auto now = Clock::now();
       if (!started) {
@@ -178,13 +189,22 @@ class PoolState : public std::enable_shared_from_this<PoolState> {
         return fail(Errc::timeout, "no connection to {} became free within {} ms (max_size {})", cfg_.path,
                     timeout.count(), cfg_.max_size);
       }
+      // Counted as a waiter, look once more, marking every empty slot: a
+      // connection coming back then finds no empty slot, takes the locked
+      // path and wakes a waiter. (A connection put in a slot before the mark
+      // is found by this look.)
+      ++waiting_;
+      c.reset(claim_idle(true));
+      if (c) {
+        leave_waiting();
+        continue;
+      }
       if (!waited) {
         waited = true;
         ++waits_;
       }
-      ++waiting_;
       cv_.wait_until(lock, limit.deadline);
-      --waiting_;
+      leave_waiting();
       age_now = Clock::now();
     }
   }
@@ -229,9 +249,27 @@ class PoolState : public std::enable_shared_from_this<PoolState> {
     }
     c->savepoint_depth = 0;
     const auto now = coarse_now();  // for ages only
+    if (!c->broken && !too_old(*c, now)) {
+      // The fast path: into an empty slot, without the lock. Nothing here
+      // touches the state once the connection is in its slot (close() may
+      // take it and drop the last reference). A marked or closed slot sends
+      // it the locked way.
+      c->last_used = now;
+      const std::size_t first = hint();
+      for (std::size_t k = 0; k < nslots_; ++k) {
+        auto& slot = slots_[(first + k) % nslots_].conn;
+        Conn* v = slot.load(std::memory_order_relaxed);
+        if (v == wait_mark() || v == closed_mark()) break;
+        if (v == nullptr &&
+            slot.compare_exchange_strong(v, c.get(), std::memory_order_release, std::memory_order_relaxed)) {
+          (void)c.release();  // owned by the slot now
+          return;
+        }
+        if (v == wait_mark() || v == closed_mark()) break;
+      }
+    }
     std::unique_lock lock(mu_);
-    --in_use_;
-    if (closed_ || c->broken || (cfg_.max_lifetime.count() > 0 && now - c->created >= cfg_.max_lifetime)) {
+    if (closed_ || c->broken || too_old(*c, now)) {
       --size_;
       ++closed_count_;
       const bool closed = closed_;
@@ -243,8 +281,7 @@ class PoolState : public std::enable_shared_from_this<PoolState> {
       c.reset();
       return;
     }
-    c->last_used = now;
-    idle_.push_back(std::move(c));
+    place(std::move(c));
     // Under the lock: once it is released, close() may drop this connection
     // and with it the last reference to this state.
     if (waiting_ > 0) cv_.notify_one();
@@ -259,7 +296,11 @@ class PoolState : public std::enable_shared_from_this<PoolState> {
       const std::lock_guard lock(mu_);
       if (closed_) return;
       closed_ = true;
-      idle.swap(idle_);
+      for (std::size_t i = 0; i < nslots_; ++i) {
+        // Closed slots send every connection coming back the locked way.
+        Conn* v = slots_[i].conn.exchange(closed_mark(), std::memory_order_acq_rel);
+        if (is_conn(v)) idle.emplace_back(v);
+      }
       size_ -= idle.size();
       closed_count_ += idle.size();
     }
@@ -273,10 +314,16 @@ class PoolState : public std::enable_shared_from_this<PoolState> {
     const std::lock_guard lock(mu_);
     PoolStats s;
     s.size = size_;
-    s.idle = idle_.size();
-    s.in_use = in_use_;
+    std::size_t idle = 0;
+    for (std::size_t i = 0; i < nslots_; ++i)
+      idle += is_conn(slots_[i].conn.load(std::memory_order_relaxed)) ? std::size_t{1} : std::size_t{0};
+    s.idle = idle;
+    // Out of a slot, not being opened: checked out. Checkouts and returns in
+    // flight can make the idle count lag (then this is 0, not negative).
+    s.in_use = size_ >= idle + opening_ ? size_ - idle - opening_ : 0;
     s.max_size = cfg_.max_size;
     s.gets = gets_;
+    for (std::size_t i = 0; i < nslots_; ++i) s.gets += slots_[i].gets.load(std::memory_order_relaxed);
     s.waits = waits_;
     s.timeouts = timeouts_;
     s.longest_wait = longest_wait_;
@@ -311,24 +358,33 @@ class PoolState : public std::enable_shared_from_this<PoolState> {
       const std::lock_guard lock(mu_);
       if (closed_) return;
       const auto now = Clock::now();
-      // idle_ front holds the least recently used.
-      for (auto it = idle_.begin(); it != idle_.end();) {
-        Conn& c = **it;
-        const bool too_old = cfg_.max_lifetime.count() > 0 && now - c.created >= cfg_.max_lifetime;
-        const bool unused = cfg_.idle_timeout.count() > 0 && now - c.last_used >= cfg_.idle_timeout &&
-                            idle_.size() > cfg_.min_idle;
-        if (too_old || unused) {
-          retired.push_back(std::move(*it));
-          it = idle_.erase(it);
+      // Each idle connection is taken from its slot to be looked at (it is
+      // then no one else's), and put back unless retired.
+      std::vector<std::unique_ptr<Conn>> kept;
+      std::size_t idle = 0;
+      for (std::size_t i = 0; i < nslots_; ++i)
+        idle += is_conn(slots_[i].conn.load(std::memory_order_relaxed)) ? std::size_t{1} : std::size_t{0};
+      while (Conn* p = claim_idle(waiting_ > 0)) {
+        std::unique_ptr<Conn> c(p);
+        const bool old = too_old(*c, now);
+        const bool unused =
+            cfg_.idle_timeout.count() > 0 && now - c->last_used >= cfg_.idle_timeout && idle > cfg_.min_idle;
+        if (old || unused) {
+          retired.push_back(std::move(c));
+          if (idle > 0) --idle;
           --size_;
           ++closed_count_;
         } else {
-          ++it;
+          kept.push_back(std::move(c));
         }
       }
-      if (idle_.size() < cfg_.min_idle) {
-        need = std::min(cfg_.min_idle - idle_.size(), cfg_.max_size - size_);
+      for (auto& c : kept) place(std::move(c));
+      if (!kept.empty() && waiting_ > 0) cv_.notify_all();
+      idle = kept.size();
+      if (idle < cfg_.min_idle) {
+        need = std::min(cfg_.min_idle - idle, cfg_.max_size - size_);
         size_ += need;
+        opening_ += need;
       }
     }
     if (!retired.empty())
@@ -340,14 +396,16 @@ class PoolState : public std::enable_shared_from_this<PoolState> {
       std::unique_lock lock(mu_);
       if (!c || closed_) {
         size_ -= need - i;
+        opening_ -= need - i;
         if (c) ++closed_count_;
         lock.unlock();
         if (!c) log_->warn("keel::sqlite: could not top up the pool: {}", c.error());
         cv_.notify_all();
         return;  // c (if any) closes here, outside the lock
       }
+      --opening_;
       c.value()->last_used = Clock::now();
-      idle_.push_back(std::move(*c));
+      place(std::move(*c));
       lock.unlock();
       cv_.notify_one();
     }
@@ -373,11 +431,7 @@ class PoolState : public std::enable_shared_from_this<PoolState> {
     std::unique_ptr<Conn> c;
     {
       const std::lock_guard lock(mu_);
-      if (!closed_ && !idle_.empty()) {
-        c = std::move(idle_.back());
-        idle_.pop_back();
-        ++in_use_;
-      }
+      if (!closed_) c.reset(claim_idle(waiting_ > 0));
     }
     if (!c) {
       writer_.unlock();
@@ -424,10 +478,81 @@ class PoolState : public std::enable_shared_from_this<PoolState> {
 
  private:
   void checked_out(bool waited, Clock::time_point start) {
-    ++in_use_;
     ++gets_;
     if (waited) record_wait(Clock::now() - start);
   }
+  [[nodiscard]] bool too_old(const Conn& c, Clock::time_point now) const noexcept {
+    return cfg_.max_lifetime.count() > 0 && now - c.created >= cfg_.max_lifetime;
+  }
+
+  // Idle connections live in slots_ (one per connection max_size allows), so
+  // that checkout and return take no lock when an idle connection is there and
+  // no one waits. A slot holds a connection, nothing, wait_mark() (empty while
+  // a checkout waits: a return then takes the locked path and wakes it) or
+  // closed_mark() (after close()). Marks are set and cleared under mu_.
+  static Conn* wait_mark() noexcept { return reinterpret_cast<Conn*>(std::uintptr_t{1}); }
+  static Conn* closed_mark() noexcept { return reinterpret_cast<Conn*>(std::uintptr_t{2}); }
+  static bool is_conn(const Conn* v) noexcept { return reinterpret_cast<std::uintptr_t>(v) > 2; }
+  /// Where this thread starts looking: a thread returns a connection to the
+  /// slot it takes it from, so it mostly gets the same (warm) one back.
+  [[nodiscard]] std::size_t hint() const noexcept {
+    static std::atomic<std::size_t> threads{0};
+    // relaxed: only spreading matters.
+    thread_local const std::size_t mine = threads.fetch_add(1, std::memory_order_relaxed);
+    return mine % nslots_;
+  }
+  /// Takes an idle connection from a slot (nullptr: none); with `mark` (under
+  /// mu_), leaves the slots it passes empty marked instead, and the one it
+  /// takes from too.
+  Conn* claim_idle(bool mark, std::size_t* at = nullptr) noexcept {
+    Conn* const left = mark ? wait_mark() : nullptr;
+    const std::size_t h = hint();
+    for (std::size_t k = 0; k < nslots_; ++k) {
+      const std::size_t i = (h + k) % nslots_;
+      auto& slot = slots_[i].conn;
+      Conn* v = slot.load(std::memory_order_relaxed);
+      for (;;) {
+        if (is_conn(v)) {
+          if (at != nullptr) *at = i;
+          // acquire: the connection as its returner left it.
+          if (slot.compare_exchange_weak(v, left, std::memory_order_acquire, std::memory_order_relaxed))
+            return v;
+        } else if (mark && v == nullptr) {
+          if (slot.compare_exchange_weak(v, left, std::memory_order_relaxed, std::memory_order_relaxed))
+            break;
+        } else {
+          break;
+        }
+      }
+    }
+    return nullptr;
+  }
+  /// Puts an idle connection in a free slot (under mu_; there is always one).
+  void place(std::unique_ptr<Conn> c) noexcept {
+    const std::size_t h = hint();
+    for (;;) {
+      for (std::size_t k = 0; k < nslots_; ++k) {
+        auto& slot = slots_[(h + k) % nslots_].conn;
+        Conn* v = slot.load(std::memory_order_relaxed);
+        while (v == nullptr || v == wait_mark()) {
+          if (slot.compare_exchange_weak(v, c.get(), std::memory_order_release, std::memory_order_relaxed)) {
+            (void)c.release();
+            return;
+          }
+        }
+      }
+    }
+  }
+  /// One waiter fewer; the last one clears the marks (under mu_).
+  void leave_waiting() noexcept {
+    if (--waiting_ > 0) return;
+    for (std::size_t i = 0; i < nslots_; ++i) {
+      Conn* v = wait_mark();
+      slots_[i].conn.compare_exchange_strong(v, nullptr, std::memory_order_relaxed,
+                                             std::memory_order_relaxed);
+    }
+  }
+
   void record_wait(Clock::duration d) {
     const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(d);
     if (ns > longest_wait_) longest_wait_ = ns;
@@ -517,14 +642,19 @@ class PoolState : public std::enable_shared_from_this<PoolState> {
   std::unique_ptr<Conn> anchor_;  // keeps a :memory: database alive
 
   mutable std::mutex mu_;
-  std::condition_variable cv_;               // a connection came back (or the pool closed)
-  std::size_t waiting_ = 0;                  // acquire() calls waiting on cv_
-  std::vector<std::unique_ptr<Conn>> idle_;  // back = most recently returned (LIFO keeps them warm)
-  std::size_t size_ = 0;                     // open + being opened
-  std::size_t in_use_ = 0;
+  std::condition_variable cv_;  // a connection came back (or the pool closed)
+  std::size_t waiting_ = 0;     // acquire() calls waiting on cv_
+  struct alignas(64) Slot {
+    std::atomic<Conn*> conn{nullptr};
+    std::atomic<std::uint64_t> gets{0};  // checkouts that took no lock
+  };
+  std::unique_ptr<Slot[]> slots_;  // the idle connections (see claim_idle)
+  std::size_t nslots_ = 0;
+  std::size_t size_ = 0;     // open + being opened
+  std::size_t opening_ = 0;  // of size_: being opened
   bool closed_ = false;
-  std::uint64_t next_id_ = 1;
-  std::uint64_t gets_ = 0;
+  alignas(64) std::uint64_t next_id_ = 1;
+  std::uint64_t gets_ = 0;  // locked checkouts (fast ones count in their slot)
   std::uint64_t waits_ = 0;
   std::uint64_t timeouts_ = 0;
   std::uint64_t opened_ = 0;

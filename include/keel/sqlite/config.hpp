@@ -128,7 +128,10 @@ struct PoolConfig {
   }
 };
 
-/// A snapshot of a pool's counters.
+/// A snapshot of a pool's counters. Checkouts that find an idle connection
+/// take no lock, so while they run, `size`, `idle` and `in_use` are each read
+/// at a slightly different moment and need not add up; they do once the pool
+/// is quiet.
 struct PoolStats {
   std::size_t size = 0;                      ///< connections open or being opened
   std::size_t idle = 0;                      ///< ready in the pool
