@@ -99,6 +99,22 @@ std::string sqlite3_shell(const std::string& db, const std::string& sql) {
   return out;
 }
 
+/// The column swap the stale-cache tests make: table t (a, b) becomes t (b, a).
+constexpr const char* kSwapColumns =
+    "CREATE TABLE t2 (b TEXT, a TEXT); INSERT INTO t2 SELECT b, a FROM t; DROP TABLE t; "
+    "ALTER TABLE t2 RENAME TO t";
+
+/// Another process swaps t's columns; then the pool's next checkout reads
+/// them by name through a cached `SELECT *` and must see the new layout.
+void swap_columns_elsewhere_and_read(Pool& pool, const std::string& path) {
+  REQUIRE(sqlite3_shell(path, kSwapColumns).empty());
+  auto c = get(pool);
+  auto& st = c.prepare_cached("SELECT * FROM t").value().get();
+  REQUIRE(st.executeStep());
+  CHECK(st.getColumn("b").getString() == "B");  // not "A" through the old map
+  CHECK(st.getColumn("a").getString() == "A");
+}
+
 std::int64_t count_rows(PooledConnection& c, const std::string& table) {
   return c->execAndGet("SELECT count(*) FROM " + table).getInt64();
 }
@@ -1285,10 +1301,7 @@ TEST_CASE("in WAL mode the schema check reads the schema only after something wa
     CHECK(schema_reads(c) == reads + 1);
   }
   // Another process swaps the columns: the next checkout drops the cache.
-  REQUIRE(sqlite3_shell(cfg.path,
-                        "CREATE TABLE t2 (b TEXT, a TEXT); INSERT INTO t2 SELECT b, a FROM t; DROP TABLE t; "
-                        "ALTER TABLE t2 RENAME TO t")
-              .empty());
+  REQUIRE(sqlite3_shell(cfg.path, kSwapColumns).empty());
   auto c = get(pool);
   CHECK(schema_reads(c) == reads + 2);
   CHECK(c.cached_statements() == 0);
@@ -1357,15 +1370,7 @@ TEST_CASE("a connection that leaves WAL mode keeps checking the schema and makes
   }
   CHECK_FALSE(fs::exists(cfg.path + "-shm"));
   CHECK_FALSE(fs::exists(cfg.path + "-wal"));
-  REQUIRE(sqlite3_shell(cfg.path,
-                        "CREATE TABLE t2 (b TEXT, a TEXT); INSERT INTO t2 SELECT b, a FROM t; DROP TABLE t; "
-                        "ALTER TABLE t2 RENAME TO t")
-              .empty());
-  auto c = get(pool);
-  auto& st = c.prepare_cached("SELECT * FROM t").value().get();
-  REQUIRE(st.executeStep());
-  CHECK(st.getColumn("b").getString() == "B");  // not "A" through the old map
-  CHECK(st.getColumn("a").getString() == "A");
+  swap_columns_elsewhere_and_read(pool, cfg.path);
   CHECK_FALSE(fs::exists(cfg.path + "-shm"));
 }
 
@@ -1406,15 +1411,7 @@ TEST_CASE("a connection that leaves WAL mode and comes back within one checkout 
     CHECK(schema_reads(c) == reads);  // the header comparison is in use again
     CHECK(c.cached_statements() == 1);
   }
-  REQUIRE(sqlite3_shell(cfg.path,
-                        "CREATE TABLE t2 (b TEXT, a TEXT); INSERT INTO t2 SELECT b, a FROM t; DROP TABLE t; "
-                        "ALTER TABLE t2 RENAME TO t")
-              .empty());
-  auto c = get(pool);
-  auto& st = c.prepare_cached("SELECT * FROM t").value().get();
-  REQUIRE(st.executeStep());
-  CHECK(st.getColumn("b").getString() == "B");  // not "A" through the old map
-  CHECK(st.getColumn("a").getString() == "A");
+  swap_columns_elsewhere_and_read(pool, cfg.path);
 }
 
 TEST_CASE("a statement handed out again is reset and unbound, whatever it was left doing", "[sqlite]") {
