@@ -314,9 +314,7 @@ class PoolState : public std::enable_shared_from_this<PoolState> {
     const std::lock_guard lock(mu_);
     PoolStats s;
     s.size = size_;
-    std::size_t idle = 0;
-    for (std::size_t i = 0; i < nslots_; ++i)
-      idle += is_conn(slots_[i].conn.load(std::memory_order_relaxed)) ? std::size_t{1} : std::size_t{0};
+    const std::size_t idle = idle_in_slots();
     s.idle = idle;
     // Out of a slot, not being opened: checked out. Checkouts and returns in
     // flight can make the idle count lag (then this is 0, not negative).
@@ -361,9 +359,7 @@ class PoolState : public std::enable_shared_from_this<PoolState> {
       // Each idle connection is taken from its slot to be looked at (it is
       // then no one else's), and put back unless retired.
       std::vector<std::unique_ptr<Conn>> kept;
-      std::size_t idle = 0;
-      for (std::size_t i = 0; i < nslots_; ++i)
-        idle += is_conn(slots_[i].conn.load(std::memory_order_relaxed)) ? std::size_t{1} : std::size_t{0};
+      std::size_t idle = idle_in_slots();
       while (Conn* p = claim_idle(waiting_ > 0)) {
         std::unique_ptr<Conn> c(p);
         const bool old = too_old(*c, now);
@@ -493,6 +489,13 @@ class PoolState : public std::enable_shared_from_this<PoolState> {
   static Conn* wait_mark() noexcept { return reinterpret_cast<Conn*>(std::uintptr_t{1}); }
   static Conn* closed_mark() noexcept { return reinterpret_cast<Conn*>(std::uintptr_t{2}); }
   static bool is_conn(const Conn* v) noexcept { return reinterpret_cast<std::uintptr_t>(v) > 2; }
+  /// Idle connections now in their slots (a snapshot while checkouts run).
+  [[nodiscard]] std::size_t idle_in_slots() const noexcept {
+    std::size_t n = 0;
+    for (std::size_t i = 0; i < nslots_; ++i)
+      n += is_conn(slots_[i].conn.load(std::memory_order_relaxed)) ? std::size_t{1} : std::size_t{0};
+    return n;
+  }
   /// Where this thread starts looking: a thread returns a connection to the
   /// slot it takes it from, so it mostly gets the same (warm) one back.
   [[nodiscard]] std::size_t hint() const noexcept {
