@@ -118,7 +118,6 @@ class PoolState : public std::enable_shared_from_this<PoolState> {
   /// Checks a connection out, waiting until `deadline`; `start` is now (the
   /// caller has usually just read the clock).
   Result<std::unique_ptr<Conn>> acquire(WaitLimit limit) {
-    std::vector<std::unique_ptr<Conn>> expired;  // closed after the lock is released
     // Ages need no precision; the precise clock is read only to wait.
     auto age_now = cfg_.max_lifetime.count() > 0 ? coarse_now() : Clock::time_point{};
     // The fast path: an idle connection taken from its slot without the lock.
@@ -129,6 +128,15 @@ class PoolState : public std::enable_shared_from_this<PoolState> {
       slots_[at].gets.fetch_add(1, std::memory_order_relaxed);
       return c;
     }
+    return acquire_locked(limit, std::move(c), age_now);
+  }
+
+ private:
+  /// acquire() past the fast path, with what that took (a connection past
+  /// max_lifetime, or none). Out of line, so that acquire() inlines small.
+  [[gnu::noinline]] Result<std::unique_ptr<Conn>> acquire_locked(WaitLimit limit, std::unique_ptr<Conn> c,
+                                                                 Clock::time_point age_now) {
+    std::vector<std::unique_ptr<Conn>> expired;  // closed after the lock is released
     std::unique_lock lock(mu_);
     bool waited = false;
     bool started = false;       // the clock was read for a wait
@@ -209,6 +217,7 @@ class PoolState : public std::enable_shared_from_this<PoolState> {
     }
   }
 
+ public:
   /// Takes a connection back: rolls back an open transaction, resets
   /// statements left mid-step, then makes it idle (or closes it).
   ///
@@ -216,7 +225,7 @@ class PoolState : public std::enable_shared_from_this<PoolState> {
   /// copies no shared pointer. This may drop the last reference (the pool
   /// closed, no Pool handle left, this connection the last one out): nothing
   /// here touches the state after that reference goes.
-  void release(std::unique_ptr<Conn> c) noexcept {
+  void release(std::unique_ptr<Conn>&& c) noexcept {
     if (!c) return;
     if (!c->owns_write_lock) {
       release_conn(std::move(c));
@@ -229,7 +238,9 @@ class PoolState : public std::enable_shared_from_this<PoolState> {
   }
 
  private:
-  void release_conn(std::unique_ptr<Conn> c) noexcept {
+  // Takes c by reference (it is empty on return): moving it through by value
+  // would leave a moved-from pointer to destroy at every call.
+  void release_conn(std::unique_ptr<Conn>&& c) noexcept {
     c->cache.reset_used();  // then the loops below find only statements from elsewhere busy
     sqlite3* h = c->db.getHandle();
     if (sqlite3_get_autocommit(h) == 0) {
@@ -242,7 +253,13 @@ class PoolState : public std::enable_shared_from_this<PoolState> {
         sqlite3_exec(h, "PRAGMA query_only = 0", nullptr, nullptr, nullptr);
         c->query_only = false;
       }
-    } else {
+    } else if (sqlite3_txn_state(h, nullptr) != SQLITE_TXN_NONE) {
+      // Outside a transaction, a read transaction is open only while a
+      // statement is mid-step on the database (it holds that snapshot): one
+      // call rules that out instead of walking every statement at every
+      // return. (Statements mid-step without reading the database, such as
+      // `SELECT 1`, hold nothing; they can only be the caller's own, which
+      // must be finalized before the connection goes back.)
       for (sqlite3_stmt* s = sqlite3_next_stmt(h, nullptr); s != nullptr; s = sqlite3_next_stmt(h, s)) {
         if (sqlite3_stmt_busy(s) != 0) sqlite3_reset(s);
       }
@@ -255,9 +272,9 @@ class PoolState : public std::enable_shared_from_this<PoolState> {
       // take it and drop the last reference). A marked or closed slot sends
       // it the locked way.
       c->last_used = now;
-      const std::size_t first = hint();
-      for (std::size_t k = 0; k < nslots_; ++k) {
-        auto& slot = slots_[(first + k) % nslots_].conn;
+      std::size_t i = hint();
+      for (std::size_t k = 0; k < nslots_; ++k, i = next_slot(i)) {
+        auto& slot = slots_[i].conn;
         Conn* v = slot.load(std::memory_order_relaxed);
         if (v == wait_mark() || v == closed_mark()) break;
         if (v == nullptr &&
@@ -498,20 +515,32 @@ class PoolState : public std::enable_shared_from_this<PoolState> {
   }
   /// Where this thread starts looking: a thread returns a connection to the
   /// slot it takes it from, so it mostly gets the same (warm) one back.
+  /// (Worked out once per thread and pool size: a division costs more than
+  /// the rest of a checkout's bookkeeping.)
   [[nodiscard]] std::size_t hint() const noexcept {
-    static std::atomic<std::size_t> threads{0};
-    // relaxed: only spreading matters.
-    thread_local const std::size_t mine = threads.fetch_add(1, std::memory_order_relaxed);
-    return mine % nslots_;
+    struct Hint {
+      std::size_t slots;  // the pool size `slot` is for (0: none yet)
+      std::size_t slot;
+    };
+    thread_local Hint h{0, 0};  // constant-initialised: no guard at each access
+    if (h.slots != nslots_) {
+      static std::atomic<std::size_t> threads{0};
+      thread_local const std::size_t mine =
+          threads.fetch_add(1, std::memory_order_relaxed);  // relaxed: only spreading matters
+      h.slots = nslots_;
+      h.slot = mine % nslots_;
+    }
+    return h.slot;
   }
+  /// The slot after i, wrapping (without a division).
+  [[nodiscard]] std::size_t next_slot(std::size_t i) const noexcept { return i + 1 == nslots_ ? 0 : i + 1; }
   /// Takes an idle connection from a slot (nullptr: none); with `mark` (under
   /// mu_), leaves the slots it passes empty marked instead, and the one it
   /// takes from too.
   Conn* claim_idle(bool mark, std::size_t* at = nullptr) noexcept {
     Conn* const left = mark ? wait_mark() : nullptr;
-    const std::size_t h = hint();
-    for (std::size_t k = 0; k < nslots_; ++k) {
-      const std::size_t i = (h + k) % nslots_;
+    std::size_t i = hint();
+    for (std::size_t k = 0; k < nslots_; ++k, i = next_slot(i)) {
       auto& slot = slots_[i].conn;
       Conn* v = slot.load(std::memory_order_relaxed);
       for (;;) {
@@ -534,8 +563,9 @@ class PoolState : public std::enable_shared_from_this<PoolState> {
   void place(std::unique_ptr<Conn> c) noexcept {
     const std::size_t h = hint();
     for (;;) {
-      for (std::size_t k = 0; k < nslots_; ++k) {
-        auto& slot = slots_[(h + k) % nslots_].conn;
+      std::size_t i = h;
+      for (std::size_t k = 0; k < nslots_; ++k, i = next_slot(i)) {
+        auto& slot = slots_[i].conn;
         Conn* v = slot.load(std::memory_order_relaxed);
         while (v == nullptr || v == wait_mark()) {
           if (slot.compare_exchange_weak(v, c.get(), std::memory_order_release, std::memory_order_relaxed)) {
