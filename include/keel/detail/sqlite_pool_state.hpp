@@ -272,7 +272,8 @@ class PoolState : public std::enable_shared_from_this<PoolState> {
       // take it and drop the last reference). A marked or closed slot sends
       // it the locked way.
       c->last_used = now;
-      std::size_t i = hint();
+      std::size_t& home = hint();
+      std::size_t i = home;
       for (std::size_t k = 0; k < nslots_; ++k, i = next_slot(i)) {
         auto& slot = slots_[i].conn;
         Conn* v = slot.load(std::memory_order_relaxed);
@@ -280,6 +281,7 @@ class PoolState : public std::enable_shared_from_this<PoolState> {
         if (v == nullptr &&
             slot.compare_exchange_strong(v, c.get(), std::memory_order_release, std::memory_order_relaxed)) {
           (void)c.release();  // owned by the slot now
+          home = i;           // (thread-local: not the state)
           return;
         }
         if (v == wait_mark() || v == closed_mark()) break;
@@ -513,11 +515,17 @@ class PoolState : public std::enable_shared_from_this<PoolState> {
       n += is_conn(slots_[i].conn.load(std::memory_order_relaxed)) ? std::size_t{1} : std::size_t{0};
     return n;
   }
-  /// Where this thread starts looking: a thread returns a connection to the
-  /// slot it takes it from, so it mostly gets the same (warm) one back.
-  /// (Worked out once per thread and pool size: a division costs more than
-  /// the rest of a checkout's bookkeeping.)
-  [[nodiscard]] std::size_t hint() const noexcept {
+  /// Where this thread starts looking (its home slot) and, at each checkout
+  /// and return, where it last found or left a connection. A thread gives a
+  /// connection back to the slot it took it from, so it gets the same one
+  /// (warm in its core's cache) next time; two threads that start at the
+  /// same slot part at their first clash, since the one that finds it empty
+  /// moves on and makes its home where it takes a connection. Threads are
+  /// numbered in the order they first check out, spread over the slots.
+  /// (One per thread for every pool of that size: worked out again only when
+  /// the size differs, since a division costs more than the rest of a
+  /// checkout's bookkeeping.)
+  [[nodiscard]] std::size_t& hint() const noexcept {
     struct Hint {
       std::size_t slots;  // the pool size `slot` is for (0: none yet)
       std::size_t slot;
@@ -539,7 +547,8 @@ class PoolState : public std::enable_shared_from_this<PoolState> {
   /// takes from too.
   Conn* claim_idle(bool mark, std::size_t* at = nullptr) noexcept {
     Conn* const left = mark ? wait_mark() : nullptr;
-    std::size_t i = hint();
+    std::size_t& home = hint();
+    std::size_t i = home;
     for (std::size_t k = 0; k < nslots_; ++k, i = next_slot(i)) {
       auto& slot = slots_[i].conn;
       Conn* v = slot.load(std::memory_order_relaxed);
@@ -547,8 +556,10 @@ class PoolState : public std::enable_shared_from_this<PoolState> {
         if (is_conn(v)) {
           if (at != nullptr) *at = i;
           // acquire: the connection as its returner left it.
-          if (slot.compare_exchange_weak(v, left, std::memory_order_acquire, std::memory_order_relaxed))
+          if (slot.compare_exchange_weak(v, left, std::memory_order_acquire, std::memory_order_relaxed)) {
+            home = i;
             return v;
+          }
         } else if (mark && v == nullptr) {
           if (slot.compare_exchange_weak(v, left, std::memory_order_relaxed, std::memory_order_relaxed))
             break;
