@@ -377,9 +377,12 @@ class PoolState : public std::enable_shared_from_this<PoolState> {
       const auto now = Clock::now();
       // Each idle connection is taken from its slot to be looked at (it is
       // then no one else's), and put back unless retired.
-      std::vector<std::unique_ptr<Conn>> kept;
+      // Those kept go back to the slot they came from, where the thread that
+      // uses them looks first.
+      std::vector<std::pair<std::unique_ptr<Conn>, std::size_t>> kept;
       std::size_t idle = idle_in_slots();
-      while (Conn* p = claim_idle(waiting_ > 0)) {
+      std::size_t at = 0;
+      while (Conn* p = claim_idle(waiting_ > 0, &at)) {
         std::unique_ptr<Conn> c(p);
         const bool old = too_old(*c, now);
         const bool unused =
@@ -390,10 +393,10 @@ class PoolState : public std::enable_shared_from_this<PoolState> {
           --size_;
           ++closed_count_;
         } else {
-          kept.push_back(std::move(c));
+          kept.emplace_back(std::move(c), at);
         }
       }
-      for (auto& c : kept) place(std::move(c));
+      for (auto& [c, slot] : kept) place(std::move(c), slot);
       if (!kept.empty() && waiting_ > 0) cv_.notify_all();
       idle = kept.size();
       if (idle < cfg_.min_idle) {
@@ -570,9 +573,11 @@ class PoolState : public std::enable_shared_from_this<PoolState> {
     }
     return nullptr;
   }
-  /// Puts an idle connection in a free slot (under mu_; there is always one).
-  void place(std::unique_ptr<Conn> c) noexcept {
-    const std::size_t h = hint();
+  /// Puts an idle connection in a free slot (under mu_; there is always
+  /// one), looking from `from` on.
+  void place(std::unique_ptr<Conn> c) noexcept { place(std::move(c), hint()); }
+  void place(std::unique_ptr<Conn> c, std::size_t from) noexcept {
+    const std::size_t h = from;
     for (;;) {
       std::size_t i = h;
       for (std::size_t k = 0; k < nslots_; ++k, i = next_slot(i)) {
