@@ -357,6 +357,38 @@ TEST_CASE("a connection comes back without its transaction or a statement mid-st
   }
 }
 
+TEST_CASE("a statement of the caller's left mid-step outside a transaction is reset at return", "[sqlite]") {
+  TempDir dir;
+  auto cfg = config_for(dir.file("m.db"));
+  cfg.min_idle = 1;
+  cfg.max_size = 1;
+  auto pool = open_pool(cfg);
+  sqlite3_stmt* own = nullptr;
+  sqlite3_stmt* none = nullptr;
+  {
+    auto c = get(pool);
+    REQUIRE(c.exec("CREATE TABLE t(id INTEGER PRIMARY KEY, v INTEGER)"));
+    REQUIRE(c.exec("INSERT INTO t(v) VALUES (1), (2), (3)"));
+    REQUIRE(sqlite3_prepare_v2(c.handle(), "SELECT v FROM t", -1, &own, nullptr) == SQLITE_OK);
+    REQUIRE(sqlite3_step(own) == SQLITE_ROW);  // holds a read snapshot
+    REQUIRE(sqlite3_prepare_v2(c.handle(), "SELECT 1", -1, &none, nullptr) == SQLITE_OK);
+    CHECK(sqlite3_txn_state(c.handle(), nullptr) == SQLITE_TXN_READ);
+    CHECK_FALSE(c.in_transaction());
+  }  // returned with `own` mid-step
+  auto c = get(pool);
+  CHECK(sqlite3_stmt_busy(own) == 0);
+  CHECK(sqlite3_txn_state(c.handle(), nullptr) == SQLITE_TXN_NONE);
+  // A write transaction is not refused for a statement that was left behind.
+  auto w = keel::sqlite::transaction(c, [](PooledConnection& cc) -> Result<void> {
+    KEEL_TRY(cc.exec("INSERT INTO t(v) VALUES (4)"));
+    return {};
+  });
+  CHECK(w);
+  CHECK(count_rows(c, "t") == 4);
+  sqlite3_finalize(own);
+  sqlite3_finalize(none);
+}
+
 TEST_CASE("transaction commits on success and rolls back on error or exception", "[sqlite]") {
   TempDir dir;
   auto pool = open_pool(config_for(dir.file("tx.db")));

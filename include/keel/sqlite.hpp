@@ -27,7 +27,8 @@
 //   mmap_size=256 MiB by default); journal_mode is set once, at Pool::open.
 // - get() waits at most connection_timeout, then Errc::timeout.
 // - A connection goes back to the pool with no transaction open (one left open
-//   is rolled back) and no statement mid-step.
+//   is rolled back) and no statement mid-step on the database (cached ones
+//   are reset; so is any other still holding a read snapshot).
 // - Write transactions take the pool's write lock (fair: first come, first
 //   served) and BEGIN IMMEDIATE, so writers in one process queue instead of
 //   failing with SQLITE_BUSY; writers in other processes are waited out up to

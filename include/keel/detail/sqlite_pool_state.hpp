@@ -118,7 +118,6 @@ class PoolState : public std::enable_shared_from_this<PoolState> {
   /// Checks a connection out, waiting until `deadline`; `start` is now (the
   /// caller has usually just read the clock).
   Result<std::unique_ptr<Conn>> acquire(WaitLimit limit) {
-    std::vector<std::unique_ptr<Conn>> expired;  // closed after the lock is released
     // Ages need no precision; the precise clock is read only to wait.
     auto age_now = cfg_.max_lifetime.count() > 0 ? coarse_now() : Clock::time_point{};
     // The fast path: an idle connection taken from its slot without the lock.
@@ -129,6 +128,15 @@ class PoolState : public std::enable_shared_from_this<PoolState> {
       slots_[at].gets.fetch_add(1, std::memory_order_relaxed);
       return c;
     }
+    return acquire_locked(limit, std::move(c), age_now);
+  }
+
+ private:
+  /// acquire() past the fast path, with what that took (a connection past
+  /// max_lifetime, or none). Out of line, so that acquire() inlines small.
+  [[gnu::noinline]] Result<std::unique_ptr<Conn>> acquire_locked(WaitLimit limit, std::unique_ptr<Conn> c,
+                                                                 Clock::time_point age_now) {
+    std::vector<std::unique_ptr<Conn>> expired;  // closed after the lock is released
     std::unique_lock lock(mu_);
     bool waited = false;
     bool started = false;       // the clock was read for a wait
@@ -209,6 +217,7 @@ class PoolState : public std::enable_shared_from_this<PoolState> {
     }
   }
 
+ public:
   /// Takes a connection back: rolls back an open transaction, resets
   /// statements left mid-step, then makes it idle (or closes it).
   ///
@@ -216,7 +225,7 @@ class PoolState : public std::enable_shared_from_this<PoolState> {
   /// copies no shared pointer. This may drop the last reference (the pool
   /// closed, no Pool handle left, this connection the last one out): nothing
   /// here touches the state after that reference goes.
-  void release(std::unique_ptr<Conn> c) noexcept {
+  void release(std::unique_ptr<Conn>&& c) noexcept {
     if (!c) return;
     if (!c->owns_write_lock) {
       release_conn(std::move(c));
@@ -229,7 +238,9 @@ class PoolState : public std::enable_shared_from_this<PoolState> {
   }
 
  private:
-  void release_conn(std::unique_ptr<Conn> c) noexcept {
+  // Takes c by reference (it is empty on return): moving it through by value
+  // would leave a moved-from pointer to destroy at every call.
+  void release_conn(std::unique_ptr<Conn>&& c) noexcept {
     c->cache.reset_used();  // then the loops below find only statements from elsewhere busy
     sqlite3* h = c->db.getHandle();
     if (sqlite3_get_autocommit(h) == 0) {
@@ -242,7 +253,13 @@ class PoolState : public std::enable_shared_from_this<PoolState> {
         sqlite3_exec(h, "PRAGMA query_only = 0", nullptr, nullptr, nullptr);
         c->query_only = false;
       }
-    } else {
+    } else if (sqlite3_txn_state(h, nullptr) != SQLITE_TXN_NONE) {
+      // Outside a transaction, a read transaction is open only while a
+      // statement is mid-step on the database (it holds that snapshot): one
+      // call rules that out instead of walking every statement at every
+      // return. (Statements mid-step without reading the database, such as
+      // `SELECT 1`, hold nothing; they can only be the caller's own, which
+      // must be finalized before the connection goes back.)
       for (sqlite3_stmt* s = sqlite3_next_stmt(h, nullptr); s != nullptr; s = sqlite3_next_stmt(h, s)) {
         if (sqlite3_stmt_busy(s) != 0) sqlite3_reset(s);
       }
@@ -255,14 +272,16 @@ class PoolState : public std::enable_shared_from_this<PoolState> {
       // take it and drop the last reference). A marked or closed slot sends
       // it the locked way.
       c->last_used = now;
-      const std::size_t first = hint();
-      for (std::size_t k = 0; k < nslots_; ++k) {
-        auto& slot = slots_[(first + k) % nslots_].conn;
+      std::size_t& home = hint();
+      std::size_t i = home;
+      for (std::size_t k = 0; k < nslots_; ++k, i = next_slot(i)) {
+        auto& slot = slots_[i].conn;
         Conn* v = slot.load(std::memory_order_relaxed);
         if (v == wait_mark() || v == closed_mark()) break;
         if (v == nullptr &&
             slot.compare_exchange_strong(v, c.get(), std::memory_order_release, std::memory_order_relaxed)) {
           (void)c.release();  // owned by the slot now
+          home = i;           // (thread-local: not the state)
           return;
         }
         if (v == wait_mark() || v == closed_mark()) break;
@@ -358,9 +377,12 @@ class PoolState : public std::enable_shared_from_this<PoolState> {
       const auto now = Clock::now();
       // Each idle connection is taken from its slot to be looked at (it is
       // then no one else's), and put back unless retired.
-      std::vector<std::unique_ptr<Conn>> kept;
+      // Those kept go back to the slot they came from, where the thread that
+      // uses them looks first.
+      std::vector<std::pair<std::unique_ptr<Conn>, std::size_t>> kept;
       std::size_t idle = idle_in_slots();
-      while (Conn* p = claim_idle(waiting_ > 0)) {
+      std::size_t at = 0;
+      while (Conn* p = claim_idle(waiting_ > 0, &at)) {
         std::unique_ptr<Conn> c(p);
         const bool old = too_old(*c, now);
         const bool unused =
@@ -371,10 +393,10 @@ class PoolState : public std::enable_shared_from_this<PoolState> {
           --size_;
           ++closed_count_;
         } else {
-          kept.push_back(std::move(c));
+          kept.emplace_back(std::move(c), at);
         }
       }
-      for (auto& c : kept) place(std::move(c));
+      for (auto& [c, slot] : kept) place(std::move(c), slot);
       if (!kept.empty() && waiting_ > 0) cv_.notify_all();
       idle = kept.size();
       if (idle < cfg_.min_idle) {
@@ -496,30 +518,51 @@ class PoolState : public std::enable_shared_from_this<PoolState> {
       n += is_conn(slots_[i].conn.load(std::memory_order_relaxed)) ? std::size_t{1} : std::size_t{0};
     return n;
   }
-  /// Where this thread starts looking: a thread returns a connection to the
-  /// slot it takes it from, so it mostly gets the same (warm) one back.
-  [[nodiscard]] std::size_t hint() const noexcept {
-    static std::atomic<std::size_t> threads{0};
-    // relaxed: only spreading matters.
-    thread_local const std::size_t mine = threads.fetch_add(1, std::memory_order_relaxed);
-    return mine % nslots_;
+  /// Where this thread starts looking (its home slot) and, at each checkout
+  /// and return, where it last found or left a connection. A thread gives a
+  /// connection back to the slot it took it from, so it gets the same one
+  /// (warm in its core's cache) next time; two threads that start at the
+  /// same slot part at their first clash, since the one that finds it empty
+  /// moves on and makes its home where it takes a connection. Threads are
+  /// numbered in the order they first check out, spread over the slots.
+  /// (One per thread for every pool of that size: worked out again only when
+  /// the size differs, since a division costs more than the rest of a
+  /// checkout's bookkeeping.)
+  [[nodiscard]] std::size_t& hint() const noexcept {
+    struct Hint {
+      std::size_t slots;  // the pool size `slot` is for (0: none yet)
+      std::size_t slot;
+    };
+    thread_local Hint h{0, 0};  // constant-initialised: no guard at each access
+    if (h.slots != nslots_) {
+      static std::atomic<std::size_t> threads{0};
+      thread_local const std::size_t mine =
+          threads.fetch_add(1, std::memory_order_relaxed);  // relaxed: only spreading matters
+      h.slots = nslots_;
+      h.slot = mine % nslots_;
+    }
+    return h.slot;
   }
+  /// The slot after i, wrapping (without a division).
+  [[nodiscard]] std::size_t next_slot(std::size_t i) const noexcept { return i + 1 == nslots_ ? 0 : i + 1; }
   /// Takes an idle connection from a slot (nullptr: none); with `mark` (under
   /// mu_), leaves the slots it passes empty marked instead, and the one it
   /// takes from too.
   Conn* claim_idle(bool mark, std::size_t* at = nullptr) noexcept {
     Conn* const left = mark ? wait_mark() : nullptr;
-    const std::size_t h = hint();
-    for (std::size_t k = 0; k < nslots_; ++k) {
-      const std::size_t i = (h + k) % nslots_;
+    std::size_t& home = hint();
+    std::size_t i = home;
+    for (std::size_t k = 0; k < nslots_; ++k, i = next_slot(i)) {
       auto& slot = slots_[i].conn;
       Conn* v = slot.load(std::memory_order_relaxed);
       for (;;) {
         if (is_conn(v)) {
           if (at != nullptr) *at = i;
           // acquire: the connection as its returner left it.
-          if (slot.compare_exchange_weak(v, left, std::memory_order_acquire, std::memory_order_relaxed))
+          if (slot.compare_exchange_weak(v, left, std::memory_order_acquire, std::memory_order_relaxed)) {
+            home = i;
             return v;
+          }
         } else if (mark && v == nullptr) {
           if (slot.compare_exchange_weak(v, left, std::memory_order_relaxed, std::memory_order_relaxed))
             break;
@@ -530,12 +573,15 @@ class PoolState : public std::enable_shared_from_this<PoolState> {
     }
     return nullptr;
   }
-  /// Puts an idle connection in a free slot (under mu_; there is always one).
-  void place(std::unique_ptr<Conn> c) noexcept {
-    const std::size_t h = hint();
+  /// Puts an idle connection in a free slot (under mu_; there is always
+  /// one), looking from `from` on.
+  void place(std::unique_ptr<Conn> c) noexcept { place(std::move(c), hint()); }
+  void place(std::unique_ptr<Conn> c, std::size_t from) noexcept {
+    const std::size_t h = from;
     for (;;) {
-      for (std::size_t k = 0; k < nslots_; ++k) {
-        auto& slot = slots_[(h + k) % nslots_].conn;
+      std::size_t i = h;
+      for (std::size_t k = 0; k < nslots_; ++k, i = next_slot(i)) {
+        auto& slot = slots_[i].conn;
         Conn* v = slot.load(std::memory_order_relaxed);
         while (v == nullptr || v == wait_mark()) {
           if (slot.compare_exchange_weak(v, c.get(), std::memory_order_release, std::memory_order_relaxed)) {

@@ -28,25 +28,9 @@ class StatementCache {
   SQLite::Statement& get(SQLite::Database& db, std::string_view sql) {
     // The most recent statement first: a connection often runs the same one
     // again, and a comparison is cheaper than hashing the SQL.
-    if (!lru_.empty() && lru_.front().sql == sql) return fresh(lru_.front());
-    if (auto it = index_.find(sql); it != index_.end()) {
-      lru_.splice(lru_.begin(), lru_, it->second);  // most recent first; iterators stay valid
-      return fresh(*it->second);
-    }
-    ++misses_;
-    lru_.emplace_front(db, sql);  // prepares (may throw; then nothing was added)
-    try {
-      index_.emplace(std::string_view(lru_.front().sql), lru_.begin());
-    } catch (...) {
-      lru_.pop_front();
-      throw;
-    }
-    if (lru_.size() > capacity_) {
-      index_.erase(std::string_view(lru_.back().sql));
-      lru_.pop_back();
-    }
-    lru_.front().clean = false;
-    return lru_.front().stmt;
+    if (!lru_.empty() && lru_.front().sql == sql) [[likely]]
+      return fresh(lru_.front());
+    return find_or_prepare(db, sql);
   }
   /// Resets the statements handed out since the last call and clears their
   /// bindings, so the next get() of each needs neither (run when the
@@ -79,6 +63,29 @@ class StatementCache {
     SQLite::Statement stmt;
     bool clean = true;  // reset with no bindings since it was last handed out
   };
+
+  // get() past the most recent statement; out of line, so that get() inlines
+  // as little more than one comparison.
+  [[gnu::noinline]] SQLite::Statement& find_or_prepare(SQLite::Database& db, std::string_view sql) {
+    if (auto it = index_.find(sql); it != index_.end()) {
+      lru_.splice(lru_.begin(), lru_, it->second);  // most recent first; iterators stay valid
+      return fresh(*it->second);
+    }
+    ++misses_;
+    lru_.emplace_front(db, sql);  // prepares (may throw; then nothing was added)
+    try {
+      index_.emplace(std::string_view(lru_.front().sql), lru_.begin());
+    } catch (...) {
+      lru_.pop_front();
+      throw;
+    }
+    if (lru_.size() > capacity_) {
+      index_.erase(std::string_view(lru_.back().sql));
+      lru_.pop_back();
+    }
+    lru_.front().clean = false;
+    return lru_.front().stmt;
+  }
 
   static SQLite::Statement& fresh(Entry& e) {
     if (!e.clean) {

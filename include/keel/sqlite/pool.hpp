@@ -113,7 +113,7 @@ class Pool {
   [[nodiscard]] detail::PoolState& state() const noexcept { return *owner_->state(); }
 
   static Result<PooledConnection> checkout(const detail::PoolOwner& owner, detail::WaitLimit limit);
-  static Result<PooledConnection> checked(PooledConnection conn);
+  static Result<PooledConnection> checked(detail::PoolState* pool, std::unique_ptr<detail::Conn>&& conn);
 
   std::shared_ptr<const PoolConfig> cfg_;
   std::shared_ptr<detail::PoolOwner> owner_;    // every connection, or a split pool's writer
@@ -203,11 +203,11 @@ class PooledConnection {
   friend class Pool;
   friend struct detail::ConnAccess;
 
-  PooledConnection(detail::PoolState* pool, std::unique_ptr<detail::Conn> conn) noexcept
+  PooledConnection(detail::PoolState* pool, std::unique_ptr<detail::Conn>&& conn) noexcept
       : pool_(pool), conn_(std::move(conn)) {}
 
   void give_back() noexcept {
-    if (conn_) pool_->release(std::move(conn_));
+    if (conn_) pool_->release(std::move(conn_));  // empties conn_
     pool_ = nullptr;
   }
 
@@ -294,7 +294,7 @@ Result<PooledConnection> Pool::get_writer_until(std::chrono::time_point<C, D> de
     return std::move(c).error();
   }
   (*c)->owns_write_lock = true;  // unlocked when the connection comes back
-  return checked(PooledConnection(owner_->state().get(), std::move(*c)));
+  return checked(&st, std::move(*c));
 }
 
 inline Result<PooledConnection> Pool::get_reader() const {
@@ -316,20 +316,24 @@ Result<PooledConnection> Pool::get_reader_until(std::chrono::time_point<C, D> de
 }
 
 inline Result<PooledConnection> Pool::checkout(const detail::PoolOwner& owner, detail::WaitLimit limit) {
-  auto c = owner.state()->acquire(limit);
+  detail::PoolState* st = owner.state().get();
+  auto c = st->acquire(limit);
   if (!c) return std::move(c).error();
-  return checked(PooledConnection(owner.state().get(), std::move(*c)));
+  return checked(st, std::move(*c));
 }
 
-// Drops a connection's statement cache when the schema changed since it last
-// looked (see detail::Conn::check_schema).
-inline Result<PooledConnection> Pool::checked(PooledConnection conn) {
-  if (conn.pool_->config().check_schema && conn.conn_->check_schema() != SQLITE_OK) {
-    Error e = last_error(conn.handle(), "PRAGMA schema_version");
-    conn.discard();
+// Hands a connection just taken from `pool` out, after dropping its statement
+// cache when the schema changed since it last looked (see
+// detail::Conn::check_schema). Works on the Conn, not on a PooledConnection
+// passed by value: a checkout then moves it only into its Result.
+inline Result<PooledConnection> Pool::checked(detail::PoolState* pool, std::unique_ptr<detail::Conn>&& conn) {
+  if (pool->config().check_schema && conn->check_schema() != SQLITE_OK) {
+    Error e = last_error(conn->db.getHandle(), "PRAGMA schema_version");
+    conn->broken = true;  // closed instead of going back idle
+    pool->release(std::move(conn));
     return std::move(e).context("checking out a connection");
   }
-  return conn;
+  return Result<PooledConnection>(PooledConnection(pool, std::move(conn)));
 }
 
 namespace detail {
