@@ -623,23 +623,19 @@ class WaitList {
   // the woken threads have run (important on an oversubscribed machine).
   // Invariant: unsignaled_ >= threads blocked in cv_ and not yet signalled;
   // any excess is consumed by the next notification (one spare lock).
-  // The condition variable is signalled after the mutex is released: a
-  // thread woken while the notifier still held it would go back to sleep on
-  // the mutex at once (two more futex calls per hand-off). The epoch bump
-  // under the mutex is what a sleeper checks, so a signal sent just after
-  // the unlock loses nothing; the list outlives the call (the notifier holds
-  // the channel).
   void notify_slow(bool all) noexcept {
-    std::unique_lock lk(m_);
+    std::lock_guard lk(m_);
     const bool signalled = unsignaled_ != 0;
     if (signalled) {
       ++epoch_;
       if (all) {
         interest_.fetch_sub(unsignaled_, std::memory_order_relaxed);
         unsignaled_ = 0;
+        cv_.notify_all();
       } else {
         --unsignaled_;
         interest_.fetch_sub(1, std::memory_order_relaxed);
+        cv_.notify_one();
       }
     }
     if (!waiters_.empty()) {
@@ -666,14 +662,6 @@ class WaitList {
       }
       interest_.fetch_sub(static_cast<std::uint32_t>(waiters_.size() - kept), std::memory_order_relaxed);
       waiters_.resize(kept);
-    }
-    lk.unlock();
-    if (signalled) {
-      if (all) {
-        cv_.notify_all();
-      } else {
-        cv_.notify_one();
-      }
     }
   }
 
