@@ -305,7 +305,7 @@ class AsyncOp : public OpBase, public std::enable_shared_from_this<Derived> {
       // Registering failed to allocate: the operation ends here (the
       // exception reaches the initiating call, or io_context::run()).
       if (!lk.owns_lock()) lk.lock();
-      if (done_) throw;  // the handler, called by complete(), threw: it is gone already
+      if (called_) throw;  // the handler, called by complete(), threw: the operation is over
       done_ = true;
       [[maybe_unused]] auto h = take(handler_);
       [[maybe_unused]] auto w = take(work_);
@@ -341,7 +341,10 @@ class AsyncOp : public OpBase, public std::enable_shared_from_this<Derived> {
       // after the handler.
       bool alive = false;
       reg_->finish(this, [&] { alive = true; });
-      if (alive) (*h)(std::forward<R>(result));
+      if (alive) {
+        called_ = true;  // (m_ not needed: no other thread touches a completed operation)
+        (*h)(std::forward<R>(result));
+      }
       return;
     }
     // Post first, then release the work: dropping the count to zero first
@@ -370,6 +373,7 @@ class AsyncOp : public OpBase, public std::enable_shared_from_this<Derived> {
   bool cancelled_ = false;    // under m_
   bool done_ = false;         // under m_: completed or abandoned
   bool on_executor_ = false;  // under m_: the current attempt runs on ex_ (a posted retry)
+  bool called_ = false;       // the handler was called in place (by the attempt running now)
 
   auto& port() noexcept {
     return static_cast<Derived*>(this)->port_;
