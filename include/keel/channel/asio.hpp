@@ -41,7 +41,9 @@
 // channel, and a sender (receiver) that makes progress, or close(), posts
 // the retry to the handler's associated executor (or the executor passed
 // first: async_recv(io.get_executor(), rx, callback)). The completion handler always runs through that
-// executor (never inline in the initiating call). While pending, the operation keeps work on the executor
+// executor (never inline in the initiating call); a retry that completes
+// calls it right there, since it runs on that executor already (one queue
+// hop per wake-up, not two). While pending, the operation keeps work on the executor
 // (io_context::run() does not return), like a pending socket read.
 //
 // Lifetime: pending operations are tracked by a service of the executor's
@@ -264,10 +266,12 @@ class AsyncOp : public OpBase, public std::enable_shared_from_this<Derived> {
 
  protected:
   /// One try at the channel; re-arms when it would block. Runs inline in
-  /// the initiating call, then only through the executor.
-  void attempt() {
+  /// the initiating call, then only through the executor (`on_executor`:
+  /// a retry posted to it, so a completion may call the handler at once).
+  void attempt(bool on_executor = false) {
     std::unique_lock lk(m_);
     if (done_) return;
+    on_executor_ = on_executor;
     const bool was_armed = armed_;
     armed_ = false;
     if (cancelled_) {
@@ -301,6 +305,7 @@ class AsyncOp : public OpBase, public std::enable_shared_from_this<Derived> {
       // Registering failed to allocate: the operation ends here (the
       // exception reaches the initiating call, or io_context::run()).
       if (!lk.owns_lock()) lk.lock();
+      if (called_) throw;  // the handler, called by complete(), threw: the operation is over
       done_ = true;
       [[maybe_unused]] auto h = take(handler_);
       [[maybe_unused]] auto w = take(work_);
@@ -324,7 +329,24 @@ class AsyncOp : public OpBase, public std::enable_shared_from_this<Derived> {
     done_ = true;
     [[maybe_unused]] auto h = take(handler_);
     [[maybe_unused]] auto w = take(work_);
+    const bool on_executor = on_executor_;
     lk.unlock();
+    if (on_executor) {
+      // This is a retry running on the handler's executor already (as a
+      // handler of its own): posting the completion would only add one more
+      // queue hop, the cost of a wake-up. Call the handler here, as
+      // dispatch() would, once the registry has forgotten the operation (and
+      // outside its lock: the handler may start the next operation). The
+      // context is alive, since it runs this retry; the work is released
+      // after the handler.
+      bool alive = false;
+      reg_->finish(this, [&] { alive = true; });
+      if (alive) {
+        called_ = true;  // (m_ not needed: no other thread touches a completed operation)
+        (*h)(std::forward<R>(result));
+      }
+      return;
+    }
     // Post first, then release the work: dropping the count to zero first
     // would stop an io_context whose run() has nothing else to do.
     reg_->finish(this, [&] {
@@ -339,7 +361,7 @@ class AsyncOp : public OpBase, public std::enable_shared_from_this<Derived> {
 
   void post_attempt() noexcept {
     (void)reg_->if_alive(
-        [&] { boost::asio::post(ex_, [self = this->shared_from_this()]() { self->attempt(); }); });
+        [&] { boost::asio::post(ex_, [self = this->shared_from_this()]() { self->attempt(true); }); });
   }
 
   std::mutex m_;
@@ -347,9 +369,11 @@ class AsyncOp : public OpBase, public std::enable_shared_from_this<Derived> {
   Ex ex_;
   std::optional<boost::asio::executor_work_guard<Ex>> work_;  // under m_
   std::shared_ptr<Registry> reg_;
-  bool armed_ = false;      // under m_: registered in the channel (pending)
-  bool cancelled_ = false;  // under m_
-  bool done_ = false;       // under m_: completed or abandoned
+  bool armed_ = false;        // under m_: registered in the channel (pending)
+  bool cancelled_ = false;    // under m_
+  bool done_ = false;         // under m_: completed or abandoned
+  bool on_executor_ = false;  // under m_: the current attempt runs on ex_ (a posted retry)
+  bool called_ = false;       // the handler was called in place (by the attempt running now)
 
   auto& port() noexcept {
     return static_cast<Derived*>(this)->port_;

@@ -795,6 +795,12 @@ class State : public std::enable_shared_from_this<State> {
           reader_blocked_ = false;
         }
         if (queued_bytes() > cfg_.inbound_budget) co_await wait_budget(*ctl);
+        // While the pump is writing a burst, let it (and the application)
+        // run before the read is armed again: that read would mostly find
+        // the socket empty (a wasted recvmsg before the reactor waits), and
+        // the writes would be spread between the replies, so the peer gets
+        // them one by one. Not when idle: a lone reply is read at once.
+        if (writing_) co_await net::post(strand_, net::use_awaitable);
       }
     } catch (...) {
       // Whatever went wrong, the children still use `ws`: wait for them below.
@@ -918,7 +924,9 @@ class State : public std::enable_shared_from_this<State> {
       // start on a burst before its end; see docs/websocket.md).
       ++ctl->children;  // the session waits for this write before it drops the stream
       ws.text(!r->binary);
+      writing_ = true;
       co_await ws.async_write(net::buffer(r->data), redirect(ec));
+      writing_ = false;
       if (!ec) {
         sent_.fetch_add(1, std::memory_order_relaxed);  // before note_done: a flush that returns sees it
         note_done();
@@ -1002,6 +1010,7 @@ class State : public std::enable_shared_from_this<State> {
   bool stopping_ = false;
   bool finished_flag_ = false;
   bool reader_blocked_ = false;
+  bool writing_ = false;  // the pump's write is in flight (the reader yields to it)
   std::uint32_t missed_pongs_ = 0;
   // The inbound byte budget: the running payload total of the events sent
   // on the event channel, and that total after each of the last ones.
