@@ -86,6 +86,20 @@ PooledConnection get(const Pool& pool) {
   return std::move(*c);
 }
 
+/// A pool of one connection over a new table t(id, v) holding v = 1, 2, 3.
+Pool one_connection_pool_with_rows(const TempDir& dir, const std::string& file) {
+  auto cfg = config_for(dir.file(file));
+  cfg.min_idle = 1;
+  cfg.max_size = 1;
+  auto pool = open_pool(cfg);
+  {
+    auto c = get(pool);
+    REQUIRE(c.exec("CREATE TABLE t(id INTEGER PRIMARY KEY, v INTEGER)"));
+    REQUIRE(c.exec("INSERT INTO t(v) VALUES (1), (2), (3)"));
+  }
+  return pool;
+}
+
 /// Runs the sqlite3 shell on a database file; returns its stdout.
 std::string sqlite3_shell(const std::string& db, const std::string& sql) {
   const std::string cmd = "sqlite3 '" + db + "' \"" + sql + "\" 2>&1";
@@ -333,14 +347,9 @@ TEST_CASE("prepare_cached returns the same reset statement, bindings cleared, LR
 
 TEST_CASE("a connection comes back without its transaction or a statement mid-step", "[sqlite]") {
   TempDir dir;
-  auto cfg = config_for(dir.file("r.db"));
-  cfg.min_idle = 1;
-  cfg.max_size = 1;
-  auto pool = open_pool(cfg);
+  auto pool = one_connection_pool_with_rows(dir, "r.db");
   {
     auto c = get(pool);
-    REQUIRE(c.exec("CREATE TABLE t(id INTEGER PRIMARY KEY, v INTEGER)"));
-    REQUIRE(c.exec("INSERT INTO t(v) VALUES (1), (2), (3)"));
     REQUIRE(c.exec("BEGIN IMMEDIATE"));
     REQUIRE(c.exec("INSERT INTO t(v) VALUES (4)"));
     auto s = c.prepare_cached("SELECT v FROM t");
@@ -359,16 +368,11 @@ TEST_CASE("a connection comes back without its transaction or a statement mid-st
 
 TEST_CASE("a statement of the caller's left mid-step outside a transaction is reset at return", "[sqlite]") {
   TempDir dir;
-  auto cfg = config_for(dir.file("m.db"));
-  cfg.min_idle = 1;
-  cfg.max_size = 1;
-  auto pool = open_pool(cfg);
+  auto pool = one_connection_pool_with_rows(dir, "m.db");
   sqlite3_stmt* own = nullptr;
   sqlite3_stmt* none = nullptr;
   {
     auto c = get(pool);
-    REQUIRE(c.exec("CREATE TABLE t(id INTEGER PRIMARY KEY, v INTEGER)"));
-    REQUIRE(c.exec("INSERT INTO t(v) VALUES (1), (2), (3)"));
     REQUIRE(sqlite3_prepare_v2(c.handle(), "SELECT v FROM t", -1, &own, nullptr) == SQLITE_OK);
     REQUIRE(sqlite3_step(own) == SQLITE_ROW);  // holds a read snapshot
     REQUIRE(sqlite3_prepare_v2(c.handle(), "SELECT 1", -1, &none, nullptr) == SQLITE_OK);
