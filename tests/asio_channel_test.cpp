@@ -412,6 +412,10 @@ TEST_CASE("asio_channel: receive with a timeout by a cancelling timer loses no v
       (void)tx2.send(i);
       if (i % 64 == 0) std::this_thread::sleep_for(std::chrono::microseconds(i % 5));
     }
+    // Whether a timer beat a value above depends on the scheduling (a fast
+    // consumer may never wait); with the channel open and empty, the next
+    // receives time out, so the cancelled path is always taken.
+    while (cancelled.load() == 0) std::this_thread::sleep_for(std::chrono::microseconds(100));
   });
   std::vector<std::thread> runners;
   for (int t = 0; t < threads; ++t) runners.emplace_back([&] { io.run(); });

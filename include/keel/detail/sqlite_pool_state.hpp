@@ -277,13 +277,13 @@ class PoolState : public std::enable_shared_from_this<PoolState> {
       for (std::size_t k = 0; k < nslots_; ++k, i = next_slot(i)) {
         auto& slot = slots_[i].conn;
         Conn* v = slot.load(std::memory_order_relaxed);
-        if (v == wait_mark() || v == closed_mark()) break;
         if (v == nullptr &&
             slot.compare_exchange_strong(v, c.get(), std::memory_order_release, std::memory_order_relaxed)) {
           (void)c.release();  // owned by the slot now
           home = i;           // (thread-local: not the state)
           return;
         }
+        // As loaded, or as the failed exchange found it.
         if (v == wait_mark() || v == closed_mark()) break;
       }
     }
